@@ -1,0 +1,5 @@
+"""What ``flask --app app`` and ``gunicorn app:app`` load."""
+
+from webapp import create_app
+
+app = create_app()

@@ -1,0 +1,87 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from webapp.config import DEFAULTS
+from webapp.config import ConfigError
+from webapp.config import SourceConfig
+from webapp.config import load_sources_file
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_app(test_config: dict[str, Any] | None = None) -> Flask:
+    """Build the Taskdeck app: defaults, then ``TASKDECK_*`` variables, then ``test_config``.
+
+    ``test_config`` may carry ``SOURCES`` (a list of :class:`SourceConfig`) instead of a file,
+    and ``TRANSPORT_FACTORY`` to give providers a custom httpx transport.
+    Raises :class:`ConfigError` with one message when the configuration is wrong.
+    """
+    app = Flask(
+        "webapp",
+        root_path=str(ROOT / "webapp"),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(ROOT / "static"),
+        instance_path=os.environ.get("TASKDECK_INSTANCE_PATH") or str(ROOT / "instance"),
+    )
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("TASKDECK")
+    if test_config:
+        app.config.from_mapping(test_config)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    if not app.config["SECRET_KEY"]:
+        if app.debug or app.testing or app.config["DEMO"]:
+            app.config["SECRET_KEY"] = os.urandom(24).hex()
+        else:
+            raise ConfigError(
+                "TASKDECK_SECRET_KEY is not set: set it to a long random string "
+                "(it signs the session cookie)"
+            )
+    database_url = app.config["DATABASE_URL"] or "sqlite:///" + str(
+        Path(app.instance_path) / "taskdeck.sqlite"
+    )
+    app.config["SQLALCHEMY_DATABASE_URI"] = database_url
+    app.config.setdefault("SQLALCHEMY_ENGINE_OPTIONS", {})
+
+    sources = app.config.get("SOURCES")
+    if sources is None:
+        sources = _load_configured_sources(app)
+    app.config["SOURCES"] = list(sources)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from webapp import cli
+    from webapp import db_setup
+    from webapp import htmx
+    from webapp import refresher
+    from webapp import views
+    from webapp.sources import SourceRegistry
+
+    db_setup.init_app(app)
+    app.extensions["taskdeck.sources"] = SourceRegistry(
+        app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY")
+    )
+    db_setup.sync_sources(app)
+    htmx.init_app(app)
+    views.init_app(app)
+    cli.init_app(app)
+    refresher.init_app(app)
+    return app
+
+
+def _load_configured_sources(app: Flask) -> list[SourceConfig]:
+    path = app.config["CONFIG"]
+    if not path:
+        default = Path(app.instance_path) / "taskdeck.toml"
+        if not default.exists():
+            return []
+        path = default
+    return load_sources_file(path)

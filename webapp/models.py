@@ -1,0 +1,167 @@
+"""The cache: sources, tracked tasks, and their append-only history of state changes."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+import sqlalchemy.orm as so
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy.types import TypeDecorator
+
+
+class Base(so.DeclarativeBase):
+    metadata = sa.MetaData(
+        naming_convention={
+            "ix": "ix_%(column_0_label)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ck": "ck_%(table_name)s_%(constraint_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+            "pk": "pk_%(table_name)s",
+        }
+    )
+
+
+db = SQLAlchemy(model_class=Base)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC datetimes on every backend (SQLite stores none of its own)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        value = value.astimezone(UTC)
+        # SQLite compares datetimes as text: store one fixed format without an offset.
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+JSONValue = sa.JSON().with_variant(sa.JSON(none_as_null=True), "sqlite")
+
+
+class Source(db.Model):
+    """A configured upstream account or cluster, with its health as the refresher sees it."""
+
+    __tablename__ = "sources"
+
+    name: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    provider: so.Mapped[str] = so.mapped_column(sa.String(32))
+    #: ``file`` (the config file pins it), ``database`` (added in the UI) or ``demo``.
+    origin: so.Mapped[str] = so.mapped_column(sa.String(16), default="file")
+    #: The validated settings as JSON, without secrets (names of variables only).
+    settings: so.Mapped[dict[str, Any]] = so.mapped_column(JSONValue, default=dict)
+
+    last_success_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_failure_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    last_error_kind: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    consecutive_failures: so.Mapped[int] = so.mapped_column(default=0)
+    requests_total: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    failures_total: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    #: ``closed`` (healthy), ``open`` (failing: probed now and then), ``unauthorized``.
+    circuit: so.Mapped[str] = so.mapped_column(sa.String(16), default="closed")
+    #: No request to this source before this time (429 Retry-After, an open circuit).
+    blocked_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+    tasks: so.WriteOnlyMapped[Task] = so.relationship(back_populates="source_row", passive_deletes=True)
+
+
+class Task(db.Model):
+    """One tracked upstream task: the normalized fields, the raw payload, fetch bookkeeping."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        sa.UniqueConstraint("source", "task_id", name="uq_tasks_source_task_id"),
+        sa.Index("ix_tasks_created_sort", sa.text("sort_at DESC"), sa.text("id DESC")),
+        sa.Index("ix_tasks_state_sort", "state", sa.text("sort_at DESC"), sa.text("id DESC")),
+        sa.Index("ix_tasks_source_sort", "source", sa.text("sort_at DESC"), sa.text("id DESC")),
+        sa.Index("ix_tasks_due", "terminal", "next_poll_at"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    source: so.Mapped[str] = so.mapped_column(
+        sa.ForeignKey("sources.name", ondelete="CASCADE", onupdate="CASCADE")
+    )
+    provider: so.Mapped[str] = so.mapped_column(sa.String(32))
+    #: The upstream's id, exactly as the task was tracked (any string).
+    task_id: so.Mapped[str] = so.mapped_column(sa.String(512))
+
+    state: so.Mapped[str] = so.mapped_column(sa.String(16), default="unknown")
+    upstream_status: so.Mapped[str | None] = so.mapped_column(sa.String(128))
+    terminal: so.Mapped[bool] = so.mapped_column(default=False)
+    task_type: so.Mapped[str | None] = so.mapped_column(sa.String(128), index=True)
+    name: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    created_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    updated_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    finished_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    links: so.Mapped[dict[str, str]] = so.mapped_column(JSONValue, default=dict)
+    details: so.Mapped[dict[str, Any]] = so.mapped_column(JSONValue, default=dict)
+    raw: so.Mapped[Any] = so.mapped_column(JSONValue)
+
+    #: The list's sort key: upstream creation time, or when we first saw it when there is none.
+    sort_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    tracked_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    first_seen_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_changed_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_fetched_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_success_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    fetch_error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    fetch_error_kind: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    #: Seen upstream before, now answered "not found": kept, shown as gone upstream.
+    gone_upstream: so.Mapped[bool] = so.mapped_column(default=False)
+
+    #: Scheduling (the refresher): when to fetch next; ``None`` once no more fetches are due.
+    next_poll_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: Polls in a row without a change, for back-off.
+    unchanged_polls: so.Mapped[int] = so.mapped_column(default=0)
+    #: Fetch failures in a row, for exponential back-off.
+    failed_polls: so.Mapped[int] = so.mapped_column(default=0)
+    lease_owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    lease_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: Bumped by every write, so a stale writer cannot overwrite a newer result.
+    version: so.Mapped[int] = so.mapped_column(default=0)
+    #: Bumped whenever something shown in a row changes (the list's live updates).
+    changed_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    source_row: so.Mapped[Source] = so.relationship(back_populates="tasks")
+    events: so.Mapped[list[TaskEvent]] = so.relationship(
+        back_populates="task",
+        order_by="TaskEvent.id",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    @property
+    def is_active(self) -> bool:
+        return not self.terminal
+
+
+class TaskEvent(db.Model):
+    """A state change, appended when the upstream word changed. Never updated."""
+
+    __tablename__ = "task_events"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    task_pk: so.Mapped[int] = so.mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    state: so.Mapped[str] = so.mapped_column(sa.String(16))
+    upstream_status: so.Mapped[str | None] = so.mapped_column(sa.String(128))
+
+    task: so.Mapped[Task] = so.relationship(back_populates="events")

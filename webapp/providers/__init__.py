@@ -1,0 +1,33 @@
+"""The provider registry: provider name (as written in the sources file) -> class."""
+
+from __future__ import annotations
+
+import httpx
+
+from webapp.config import SourceConfig
+from webapp.providers.base import FetchError
+from webapp.providers.base import FetchErrorKind
+from webapp.providers.base import NormalizedTask
+from webapp.providers.base import Provider
+from webapp.providers.base import TaskState
+from webapp.providers.opensearch_ml import OpenSearchMLProvider
+
+PROVIDERS: dict[str, type[Provider]] = {
+    OpenSearchMLProvider.name: OpenSearchMLProvider,
+}
+
+
+def provider_for(source: SourceConfig, *, transport: httpx.BaseTransport | None = None) -> Provider:
+    """A ready provider (with its client) for one configured source."""
+    return PROVIDERS[source.provider].create(source, transport=transport)
+
+
+__all__ = [
+    "PROVIDERS",
+    "FetchError",
+    "FetchErrorKind",
+    "NormalizedTask",
+    "Provider",
+    "TaskState",
+    "provider_for",
+]

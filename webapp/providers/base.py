@@ -1,0 +1,419 @@
+"""The provider interface: what every upstream module implements, and the normalized task.
+
+A provider turns one upstream's "get task" (and, where it has one, "search/list tasks") API
+into :class:`NormalizedTask` objects. Providers never touch the database and never raise
+anything but :class:`FetchError` for upstream trouble: the refresher stores that as data.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable
+from collections.abc import Iterator
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING
+from typing import Any
+from typing import ClassVar
+
+import httpx
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
+
+log = logging.getLogger(__name__)
+
+
+class TaskState(StrEnum):
+    """Taskdeck's normalized states (PROVIDERS.md part 1)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+    EXPIRED = "expired"
+    UNKNOWN = "unknown"
+
+
+ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING})
+FINISHED_STATES = frozenset(
+    {
+        TaskState.SUCCEEDED,
+        TaskState.PARTIAL,
+        TaskState.FAILED,
+        TaskState.CANCELLED,
+        TaskState.SKIPPED,
+        TaskState.EXPIRED,
+    }
+)
+PROBLEM_STATES = frozenset({TaskState.FAILED, TaskState.PARTIAL, TaskState.EXPIRED})
+
+
+@dataclass(frozen=True)
+class StatusMapping:
+    """How one upstream status word maps onto a normalized state."""
+
+    state: TaskState
+    terminal: bool
+
+
+def status_table(
+    table: Mapping[str, TaskState], *, terminal_unknown: Iterable[str] = ()
+) -> dict[str, StatusMapping]:
+    """Build a provider's word -> (state, terminal) table.
+
+    Every known state's terminality follows from the state itself, except ``unknown``, whose
+    words are terminal only when listed in ``terminal_unknown`` (e.g. OpenSearch UNREACHABLE).
+    """
+    terminal_words = set(terminal_unknown)
+    result: dict[str, StatusMapping] = {}
+    for word, state in table.items():
+        if state is TaskState.UNKNOWN:
+            terminal = word in terminal_words
+        else:
+            terminal = state in FINISHED_STATES
+        result[word] = StatusMapping(state, terminal)
+    return result
+
+
+_UNKNOWN_WORDS_SEEN: set[tuple[str, str]] = set()
+
+
+def map_status(
+    table: Mapping[str, StatusMapping], word: Any, *, source: str = "", provider: str = ""
+) -> StatusMapping:
+    """Map an upstream word; a word we do not know is ``unknown`` and not terminal.
+
+    New words are logged once per (source, word) so an upstream that grows a state shows up in
+    the log without flooding it.
+    """
+    if isinstance(word, str) and word in table:
+        return table[word]
+    key = (source or provider, repr(word))
+    if key not in _UNKNOWN_WORDS_SEEN:
+        _UNKNOWN_WORDS_SEEN.add(key)
+        log.warning("source %s (%s): unknown status word %r", source or "?", provider, word)
+    return StatusMapping(TaskState.UNKNOWN, False)
+
+
+class FetchErrorKind(StrEnum):
+    """Why a fetch failed (PROVIDERS.md, "Not found, and other fetch failures")."""
+
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    FORBIDDEN = "forbidden"
+    RATE_LIMITED = "rate_limited"
+    UPSTREAM_ERROR = "upstream_error"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    BAD_PAYLOAD = "bad_payload"
+
+
+class FetchError(Exception):
+    """An upstream failure, carried as data. Never contains a credential.
+
+    ``raw`` holds the payload when the upstream answered with something we could not read
+    (``bad_payload``), so it can be stored and shown as it came.
+    """
+
+    def __init__(
+        self,
+        kind: FetchErrorKind,
+        message: str,
+        *,
+        status_code: int | None = None,
+        retry_after: float | None = None,
+        raw: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status_code = status_code
+        self.retry_after = retry_after
+        self.raw = raw
+
+    def __str__(self) -> str:
+        return self.message
+
+    def describe(self) -> str:
+        """One line for pages and logs: kind, HTTP status where there was one, message."""
+        status = f" (HTTP {self.status_code})" if self.status_code else ""
+        return f"{self.kind.value}{status}: {self.message}"
+
+
+@dataclass
+class NormalizedTask:
+    """One upstream task in Taskdeck's model (DESIGN.md, "Normalized task")."""
+
+    task_id: str
+    state: TaskState
+    upstream_status: str | None
+    terminal: bool
+    raw: Any
+    task_type: str | None = None
+    name: str | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    finished_at: datetime | None = None
+    error: str | None = None
+    links: dict[str, str] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class SearchPage:
+    """One page of an upstream search: tasks, and a total where the upstream gives one."""
+
+    tasks: list[NormalizedTask]
+    total: int | None = None
+
+
+class Provider:
+    """Base class of every provider module.
+
+    Subclasses set ``name``, ``label`` and ``api_prefix`` and implement :meth:`fetch`; those that
+    can search override :meth:`search_page` and set ``can_search``. :meth:`fetch_many` defaults
+    to one fetch per id; providers whose upstream returns many tasks in one call override it.
+    """
+
+    name: ClassVar[str]
+    label: ClassVar[str]
+    #: The API path the provider appends to the source's base URL (DESIGN.md, Configuration).
+    api_prefix: ClassVar[str]
+    can_search: ClassVar[bool] = False
+    #: Largest page :meth:`search_page` asks for.
+    max_page_size: ClassVar[int] = 100
+    #: How the upstream speaks of a task's time: shown on the detail page.
+    times_note: ClassVar[str | None] = None
+
+    def __init__(self, source: SourceConfig, client: httpx.Client) -> None:
+        self.source = source
+        self.client = client
+
+    @classmethod
+    def create(
+        cls, source: SourceConfig, *, transport: httpx.BaseTransport | None = None
+    ) -> Provider:
+        """The provider for ``source`` with its own configured client."""
+        from webapp.providers.http import build_client
+
+        client = build_client(
+            source,
+            auth=cls.client_auth(source),
+            headers=cls.client_headers(source),
+            transport=transport,
+        )
+        return cls(source, client)
+
+    @classmethod
+    def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
+        """The ``httpx.Auth`` that signs or authenticates every request to the source."""
+        return None
+
+    @classmethod
+    def client_headers(cls, source: SourceConfig) -> dict[str, str]:
+        """Headers sent on every request to the source (never secrets that could be logged)."""
+        return {}
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- what subclasses implement -----------------------------------------------------
+    def fetch(self, task_id: str) -> NormalizedTask:
+        """Fetch one task by the id it was tracked under. Raises :class:`FetchError`."""
+        raise NotImplementedError
+
+    def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
+        """One page of the upstream's own task search. Raises :class:`FetchError`."""
+        raise FetchError(
+            FetchErrorKind.BAD_PAYLOAD, f"{self.label} has no task search", status_code=None
+        )
+
+    def ui_url(self, task: NormalizedTask) -> str | None:
+        """The upstream's own web page for the task, where it has one."""
+        return None
+
+    # -- shared behaviour ----------------------------------------------------------------
+    def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
+        """Fetch several tasks; the default is one :meth:`fetch` per id."""
+        results: dict[str, NormalizedTask | FetchError] = {}
+        for task_id in task_ids:
+            try:
+                results[task_id] = self.fetch(task_id)
+            except FetchError as exc:
+                results[task_id] = exc
+        return results
+
+    def search(self, query: str | None = None, limit: int | None = None) -> Iterator[NormalizedTask]:
+        """Every task the upstream search returns for ``query``, page by page, up to ``limit``."""
+        offset = 0
+        while limit is None or offset < limit:
+            size = self.max_page_size if limit is None else min(self.max_page_size, limit - offset)
+            page = self.search_page(query, offset, size)
+            yield from page.tasks
+            offset += len(page.tasks)
+            if len(page.tasks) < size or (page.total is not None and offset >= page.total):
+                return
+
+    def search_total(self, query: str | None = None) -> int | None:
+        """How many tasks a search would return, where the upstream says (for progress bars)."""
+        return self.search_page(query, 0, 1).total
+
+    def api_path(self, *parts: str) -> str:
+        """The API path for ``parts`` under the source's base URL, each part URL-encoded."""
+        return self.api_prefix + "".join("/" + quote_segment(part) for part in parts)
+
+    def api_url(self, task_id: str) -> str:
+        """The absolute upstream API URL for one task (shown as a link)."""
+        return str(self.client.base_url).rstrip("/") + self.api_path(task_id)
+
+    # -- helpers for subclasses ------------------------------------------------------------
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """Send one request; transport failures become :class:`FetchError`."""
+        try:
+            return self.client.request(method, path, **kwargs)
+        except httpx.TimeoutException as exc:
+            raise FetchError(FetchErrorKind.TIMEOUT, f"{self.label} did not answer in time") from exc
+        except httpx.TransportError as exc:
+            raise FetchError(
+                FetchErrorKind.NETWORK, f"cannot reach {self.label}: {type(exc).__name__}"
+            ) from exc
+
+    def status_error(self, response: httpx.Response, *, message: str | None = None) -> FetchError:
+        """A :class:`FetchError` for a non-success answer, classified by HTTP status."""
+        code = response.status_code
+        detail = message or short_body(response)
+        if code == 401:
+            kind = FetchErrorKind.UNAUTHORIZED
+        elif code == 403:
+            kind = FetchErrorKind.FORBIDDEN
+        elif code == 404:
+            kind = FetchErrorKind.NOT_FOUND
+        elif code == 429:
+            kind = FetchErrorKind.RATE_LIMITED
+        elif code == 408 or code == 504:
+            kind = FetchErrorKind.TIMEOUT
+        elif code >= 500:
+            kind = FetchErrorKind.UPSTREAM_ERROR
+        else:
+            kind = FetchErrorKind.UPSTREAM_ERROR
+        return FetchError(
+            kind,
+            detail or f"HTTP {code}",
+            status_code=code,
+            retry_after=parse_retry_after(response.headers.get("Retry-After")),
+        )
+
+    def json_body(self, response: httpx.Response) -> Any:
+        """The decoded JSON body, or a ``bad_payload`` error that keeps the text."""
+        try:
+            return response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise FetchError(
+                FetchErrorKind.BAD_PAYLOAD,
+                f"{self.label} answered with something that is not JSON",
+                status_code=response.status_code,
+                raw=response.text[:4000],
+            ) from exc
+
+
+# -- small parsing helpers shared by the providers ---------------------------------------
+
+_SAFE_SEGMENT_CHARS = "-._~"
+
+
+def quote_segment(value: str) -> str:
+    """Percent-encode one path segment: ``/``, ``?``, ``%`` and spaces included."""
+    from urllib.parse import quote
+
+    return quote(value, safe=_SAFE_SEGMENT_CHARS)
+
+
+def short_body(response: httpx.Response, limit: int = 300) -> str:
+    """A one-line excerpt of an error body, for messages."""
+    text = " ".join(response.text.split())
+    return text[:limit]
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` in seconds (the delta form; an HTTP date is read too)."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds) or math.isinf(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def epoch_ms(value: Any, *, zero_is_unset: bool = False) -> datetime | None:
+    """A UTC datetime from epoch milliseconds; ``None`` for missing or unreadable values."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if zero_is_unset and value == 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def parse_iso(value: Any, *, default_tz: Any = UTC, epoch_is_unset: bool = False) -> datetime | None:
+    """A UTC datetime from an ISO 8601 string; a string without a zone is read in ``default_tz``."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=default_tz)
+    parsed = parsed.astimezone(UTC)
+    if epoch_is_unset and parsed == datetime(1970, 1, 1, tzinfo=UTC):
+        return None
+    return parsed
+
+
+def as_text(value: Any) -> str | None:
+    """A string for display from a field that should be a string but may not be."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def tolerant_float(value: Any) -> float | None:
+    """A number from a number or a numeric string (NCLUE sends AUROC as a string)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip())
+        except ValueError:
+            return None
+    return None

@@ -1,0 +1,63 @@
+"""One configured ``httpx.Client`` per source."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import time
+
+import httpx
+
+from webapp import __version__
+from webapp.config import SourceConfig
+
+log = logging.getLogger("webapp.upstream")
+
+
+def build_client(
+    source: SourceConfig,
+    *,
+    auth: httpx.Auth | None = None,
+    headers: dict[str, str] | None = None,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """A client for one source: base URL, auth, explicit timeouts, pool limits and TLS options.
+
+    ``transport`` lets unit tests plug in ``httpx.MockTransport``. Connection errors are retried
+    once by the transport; status-based retries (429, 5xx) are the refresher's job.
+    """
+    verify: ssl.SSLContext | bool = source.verify_tls
+    if source.ca_bundle and source.verify_tls:
+        verify = ssl.create_default_context(cafile=source.ca_bundle)
+    if transport is None:
+        transport = httpx.HTTPTransport(retries=1, verify=verify)
+    return httpx.Client(
+        base_url=source.base_url,
+        auth=auth,
+        headers={"User-Agent": f"taskdeck/{__version__}", "Accept": "application/json", **(headers or {})},
+        timeout=httpx.Timeout(source.timeout, connect=min(5.0, source.timeout)),
+        limits=httpx.Limits(
+            max_connections=source.max_concurrency,
+            max_keepalive_connections=source.max_concurrency,
+            keepalive_expiry=30.0,
+        ),
+        transport=transport,
+        event_hooks={"request": [_mark_start], "response": [_log_response]},
+    )
+
+
+def _mark_start(request: httpx.Request) -> None:
+    request.extensions["taskdeck_started"] = time.perf_counter()
+
+
+def _log_response(response: httpx.Response) -> None:
+    started = response.request.extensions.get("taskdeck_started")
+    elapsed_ms = (time.perf_counter() - started) * 1000 if started else 0.0
+    # Only method, path and status: URLs carry no secrets here, headers might.
+    log.debug(
+        "%s %s -> %s in %.0f ms",
+        response.request.method,
+        response.request.url.raw_path.decode("ascii", "replace"),
+        response.status_code,
+        elapsed_ms,
+    )
