@@ -116,3 +116,71 @@ def client(app: Flask) -> FlaskClient:
 @pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def ml_source(make_source: SourceFactory) -> SourceConfig:
+    """An OpenSearch ML Commons source on the loopback simulator, polled every 5 s."""
+    return make_source("opensearch-ml", name="ml-prod", poll_interval=5.0)
+
+
+@pytest.fixture
+def ml_state(suite: SimulatorSuite):  # type: ignore[no-untyped-def]
+    return suite.states["opensearch-ml"]
+
+
+@pytest.fixture
+def ml_app(app_factory: Callable[..., Flask], ml_source: SourceConfig) -> Flask:
+    return app_factory([ml_source])
+
+
+class RefreshDriver:
+    """Runs refresher passes "as if" time had passed: due tasks are made due now.
+
+    The refresher schedules with the wall clock while the simulators run on a manual one, so
+    a test moves both: the simulator clock with ``clock.advance`` and the schedule with
+    :meth:`pass_`, which makes every scheduled task due before running one pass.
+    """
+
+    def __init__(self, app: Flask) -> None:
+        from webapp.refresher import Refresher
+
+        self.app = app
+        self.refresher = Refresher(app, rng=random.Random(5))
+
+    def pass_(self, *, all_due: bool = True):  # type: ignore[no-untyped-def]
+        import sqlalchemy as sa
+
+        from webapp.models import Source
+        from webapp.models import Task
+        from webapp.models import db
+        from webapp.models import utcnow
+
+        if all_due:
+            with self.app.app_context():
+                db.session.execute(
+                    sa.update(Task).where(Task.next_poll_at.is_not(None)).values(next_poll_at=utcnow())
+                )
+                db.session.execute(sa.update(Source).values(blocked_until=None))
+                db.session.commit()
+        return self.refresher.run_once()
+
+    def close(self) -> None:
+        self.refresher.close()
+
+
+@pytest.fixture
+def driver(ml_app: Flask) -> Iterator[RefreshDriver]:
+    refresh_driver = RefreshDriver(ml_app)
+    yield refresh_driver
+    refresh_driver.close()
+
+
+def track(app: Flask, source: str, *task_ids: str) -> None:
+    from webapp import store
+    from webapp.models import db
+
+    with app.app_context():
+        for task_id in task_ids:
+            store.track(source, task_id)
+        db.session.commit()

@@ -137,8 +137,10 @@ class SourceConfig(BaseModel):
 
     @property
     def effective_rate_limit(self) -> float | None:
-        return self.rate_limit if self.rate_limit is not None else DEFAULT_RATE_LIMIT.get(
-            self.provider
+        return (
+            self.rate_limit
+            if self.rate_limit is not None
+            else DEFAULT_RATE_LIMIT.get(self.provider)
         )
 
     def secret(self, env_field: str) -> str | None:
@@ -182,9 +184,9 @@ def build_source(
     return source.model_copy(update={"credentials": credentials})
 
 
-def load_sources_file(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> list[
-    SourceConfig
-]:
+def load_sources_file(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+) -> list[SourceConfig]:
     """Read and validate a sources TOML file; raises :class:`ConfigError` with one message."""
     path = Path(path)
     try:
@@ -230,8 +232,9 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DATABASE_URL": None,
     "CONFIG": None,
-    #: Run the refresher in the web process (``taskdeck run``, the demo).
-    "REFRESHER": False,
+    #: Run the refresher in the web process (``taskdeck run``, gunicorn, the demo); set it to
+    #: false when separate ``taskdeck worker`` processes do the fetching.
+    "REFRESHER": True,
     #: Seconds between refresher passes when it runs in-process or as ``taskdeck worker``.
     "REFRESH_TICK": 1.0,
     #: Rows per page on the task list.

@@ -56,7 +56,9 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         sources = _load_configured_sources(app)
     app.config["SOURCES"] = list(sources)
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     from webapp import cli
     from webapp import db_setup

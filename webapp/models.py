@@ -79,7 +79,9 @@ class Source(db.Model):
     #: No request to this source before this time (429 Retry-After, an open circuit).
     blocked_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
 
-    tasks: so.WriteOnlyMapped[Task] = so.relationship(back_populates="source_row", passive_deletes=True)
+    tasks: so.WriteOnlyMapped[Task] = so.relationship(
+        back_populates="source_row", passive_deletes=True
+    )
 
 
 class Task(db.Model):
@@ -113,7 +115,7 @@ class Task(db.Model):
     error: so.Mapped[str | None] = so.mapped_column(sa.Text)
     links: so.Mapped[dict[str, str]] = so.mapped_column(JSONValue, default=dict)
     details: so.Mapped[dict[str, Any]] = so.mapped_column(JSONValue, default=dict)
-    raw: so.Mapped[Any] = so.mapped_column(JSONValue)
+    raw: so.Mapped[Any] = so.mapped_column(JSONValue, nullable=True)
 
     #: The list's sort key: upstream creation time, or when we first saw it when there is none.
     sort_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
@@ -159,7 +161,9 @@ class TaskEvent(db.Model):
     __tablename__ = "task_events"
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
-    task_pk: so.Mapped[int] = so.mapped_column(sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True)
+    task_pk: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
     at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
     state: so.Mapped[str] = so.mapped_column(sa.String(16))
     upstream_status: so.Mapped[str | None] = so.mapped_column(sa.String(128))

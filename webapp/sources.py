@@ -19,7 +19,9 @@ class SourceRegistry:
     """Sources by name; providers are built on first use and reused (httpx clients pool)."""
 
     def __init__(
-        self, sources: Iterable[SourceConfig] = (), transport_factory: TransportFactory | None = None
+        self,
+        sources: Iterable[SourceConfig] = (),
+        transport_factory: TransportFactory | None = None,
     ) -> None:
         self._sources: dict[str, SourceConfig] = {}
         self._providers: dict[str, Provider] = {}

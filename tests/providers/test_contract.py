@@ -37,7 +37,9 @@ def state(provider_name, suite):
 
 
 def add_task(provider_name, state, task_id=None, **kwargs):
-    return SIMULATORS[provider_name].add_demo_task(state, random.Random(7), task_id=task_id, **kwargs)
+    return SIMULATORS[provider_name].add_demo_task(
+        state, random.Random(7), task_id=task_id, **kwargs
+    )
 
 
 def fetch_error(provider, task_id) -> FetchError:

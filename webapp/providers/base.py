@@ -253,7 +253,9 @@ class Provider:
                 results[task_id] = exc
         return results
 
-    def search(self, query: str | None = None, limit: int | None = None) -> Iterator[NormalizedTask]:
+    def search(
+        self, query: str | None = None, limit: int | None = None
+    ) -> Iterator[NormalizedTask]:
         """Every task the upstream search returns for ``query``, page by page, up to ``limit``."""
         offset = 0
         while limit is None or offset < limit:
@@ -282,7 +284,9 @@ class Provider:
         try:
             return self.client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
-            raise FetchError(FetchErrorKind.TIMEOUT, f"{self.label} did not answer in time") from exc
+            raise FetchError(
+                FetchErrorKind.TIMEOUT, f"{self.label} did not answer in time"
+            ) from exc
         except httpx.TransportError as exc:
             raise FetchError(
                 FetchErrorKind.NETWORK, f"cannot reach {self.label}: {type(exc).__name__}"
@@ -377,7 +381,9 @@ def epoch_ms(value: Any, *, zero_is_unset: bool = False) -> datetime | None:
         return None
 
 
-def parse_iso(value: Any, *, default_tz: Any = UTC, epoch_is_unset: bool = False) -> datetime | None:
+def parse_iso(
+    value: Any, *, default_tz: Any = UTC, epoch_is_unset: bool = False
+) -> datetime | None:
     """A UTC datetime from an ISO 8601 string; a string without a zone is read in ``default_tz``."""
     if not isinstance(value, str) or not value.strip():
         return None

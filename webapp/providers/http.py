@@ -34,7 +34,11 @@ def build_client(
     return httpx.Client(
         base_url=source.base_url,
         auth=auth,
-        headers={"User-Agent": f"taskdeck/{__version__}", "Accept": "application/json", **(headers or {})},
+        headers={
+            "User-Agent": f"taskdeck/{__version__}",
+            "Accept": "application/json",
+            **(headers or {}),
+        },
         timeout=httpx.Timeout(source.timeout, connect=min(5.0, source.timeout)),
         limits=httpx.Limits(
             max_connections=source.max_concurrency,

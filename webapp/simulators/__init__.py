@@ -60,7 +60,9 @@ class SimulatorSuite:
 
     def load_seeds(self) -> dict[str, list[str]]:
         """Serve every seed example; provider name -> the seeded task ids."""
-        return {name: module.load_seed_tasks(self.states[name]) for name, module in SIMULATORS.items()}
+        return {
+            name: module.load_seed_tasks(self.states[name]) for name, module in SIMULATORS.items()
+        }
 
     def wsgi_app(self, fallback: Any = None) -> DispatcherMiddleware:
         mounts = {f"/{name}": app for name, app in self.apps.items()}

@@ -86,7 +86,11 @@ class SimTask:
         """(index of the current phase, clock time it began)."""
         began = self.started_at
         for index, phase in enumerate(self.phases):
-            if phase.seconds is None or now < began + phase.seconds or index == len(self.phases) - 1:
+            if (
+                phase.seconds is None
+                or now < began + phase.seconds
+                or index == len(self.phases) - 1
+            ):
                 return index, began
             began += phase.seconds
         return len(self.phases) - 1, began
@@ -234,7 +238,9 @@ class SimulatorState:
 ErrorRenderer = Callable[[Fault, str | None], Response]
 
 
-def fault_response(state: SimulatorState, task_ids: list[str] | None, render: ErrorRenderer) -> Response | None:
+def fault_response(
+    state: SimulatorState, task_ids: list[str] | None, render: ErrorRenderer
+) -> Response | None:
     """Apply a matching fault: a provider-shaped error, garbage, or a delay before answering.
 
     Returns the response to send instead of the real one, or ``None`` to carry on (a ``slow``
@@ -266,7 +272,9 @@ def control_blueprint(state: SimulatorState, status_key: str) -> Blueprint:
     def add_task() -> Response:
         body = request.get_json(force=True)
         phases = [Phase(p["status"], p.get("seconds")) for p in body["phases"]]
-        task = state.add(body.get("task_id") or state.next_id("sim-"), phases, fields=body.get("fields"))
+        task = state.add(
+            body.get("task_id") or state.next_id("sim-"), phases, fields=body.get("fields")
+        )
         return jsonify({"task_id": task.task_id})
 
     @bp.delete("/tasks/<path:task_id>")

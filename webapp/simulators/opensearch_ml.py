@@ -238,15 +238,15 @@ def _matches(query: dict[str, Any], task_id: str, doc: dict[str, Any]) -> bool:
     if "ids" in query:
         return task_id in query["ids"].get("values", [])
     if "term" in query:
-        (name, value), = query["term"].items()
+        ((name, value),) = query["term"].items()
         if isinstance(value, dict):
             value = value.get("value")
         return _equal(_field(doc, task_id, name), value)
     if "terms" in query:
-        (name, values), = query["terms"].items()
+        ((name, values),) = query["terms"].items()
         return any(_equal(_field(doc, task_id, name), v) for v in values)
     if "match" in query:
-        (name, value), = query["match"].items()
+        ((name, value),) = query["match"].items()
         if isinstance(value, dict):
             value = value.get("query")
         return _equal(_field(doc, task_id, name), value)
@@ -276,7 +276,9 @@ def _matches(query: dict[str, Any], task_id: str, doc: dict[str, Any]) -> bool:
 def _equal(actual: Any, wanted: Any) -> bool:
     if isinstance(actual, list):
         return any(_equal(a, wanted) for a in actual)
-    return actual == wanted or (isinstance(actual, str) and isinstance(wanted, str) and actual.lower() == wanted.lower())
+    return actual == wanted or (
+        isinstance(actual, str) and isinstance(wanted, str) and actual.lower() == wanted.lower()
+    )
 
 
 def _as_list(value: Any) -> list[Any]:
@@ -285,14 +287,20 @@ def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
 
-def _sort(hits: list[tuple[SimTask, dict[str, Any]]], sort: Any) -> list[tuple[SimTask, dict[str, Any]]]:
+def _sort(
+    hits: list[tuple[SimTask, dict[str, Any]]], sort: Any
+) -> list[tuple[SimTask, dict[str, Any]]]:
     for clause in reversed(_as_list(sort)):
         if isinstance(clause, str):
             name, order = clause, "asc"
         else:
-            (name, spec), = clause.items()
+            ((name, spec),) = clause.items()
             order = spec.get("order", "asc") if isinstance(spec, dict) else spec
-        hits = sorted(hits, key=lambda h, n=name: (h[1].get(n) is None, h[1].get(n) or 0), reverse=order == "desc")
+        hits = sorted(
+            hits,
+            key=lambda h, n=name: (h[1].get(n) is None, h[1].get(n) or 0),
+            reverse=order == "desc",
+        )
     return hits
 
 
@@ -330,7 +338,10 @@ def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str
             "username_env": f"{prefix}_USER",
             "password_env": f"{prefix}_PASS",
         },
-        {f"{prefix}_USER": DEMO_CREDENTIALS["username"], f"{prefix}_PASS": DEMO_CREDENTIALS["password"]},
+        {
+            f"{prefix}_USER": DEMO_CREDENTIALS["username"],
+            f"{prefix}_PASS": DEMO_CREDENTIALS["password"],
+        },
     )
 
 
@@ -348,7 +359,9 @@ def add_demo_task(
     fields: dict[str, Any] = {
         "task_type": task_type,
         "function_name": function_name,
-        "model_id": "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789") for _ in range(20)),
+        "model_id": "".join(
+            rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789") for _ in range(20)
+        ),
         "worker_node": [f"node-{rng.randint(1, 3)}"],
     }
     if task_type == "TRAINING":

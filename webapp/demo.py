@@ -1,0 +1,160 @@
+"""``taskdeck demo``: the upstream simulators and the dashboard on one port, with live tasks.
+
+Everything runs in one process on SQLite: the simulators are mounted under ``/_upstream``,
+one demo source per provider points at them over real HTTP, and new tasks keep starting so a
+newcomer watches states change without setting anything up.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+from pathlib import Path
+
+from flask import Flask
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from webapp.config import SourceConfig
+from webapp.config import build_source
+from webapp.simulators import SIMULATORS
+from webapp.simulators import SimulatorSuite
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_PREFIX = "/_upstream"
+#: Demo source name for each provider.
+DEMO_SOURCE_NAMES = {
+    "opensearch-ml": "ml-demo",
+    "mixpeek": "mixpeek-demo",
+    "conductor": "conductor-demo",
+    "nclue": "nclue-demo",
+}
+#: How the demo's tasks end, most of them well.
+OUTCOME_WEIGHTS = {"succeeded": 6, "failed": 2, "partial": 1, "cancelled": 1}
+MAX_SPAWNED = 300
+
+
+def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
+    sources = []
+    for provider, module in SIMULATORS.items():
+        entry, environ = module.demo_source(
+            DEMO_SOURCE_NAMES[provider], SimulatorSuite.base_url(root, provider)
+        )
+        entry["poll_interval"] = poll_interval
+        sources.append(build_source(entry, environ, origin="demo"))
+    return sources
+
+
+def add_random_task(
+    suite: SimulatorSuite, provider: str, rng: random.Random, *, started_ago: float = 0.0
+) -> str:
+    """Start one task on ``provider``'s simulator with a random outcome and timing."""
+    module = SIMULATORS[provider]
+    outcomes = [o for o in OUTCOME_WEIGHTS if o in module.FINAL_STATUS]
+    final = rng.choices(outcomes, weights=[OUTCOME_WEIGHTS[o] for o in outcomes])[0]
+    task = module.add_demo_task(
+        suite.states[provider],
+        rng,
+        final=final,
+        queued_seconds=rng.uniform(3, 12),
+        running_seconds=rng.uniform(10, 60),
+    )
+    task.started_at -= started_ago
+    return task.task_id
+
+
+def populate_simulators(
+    suite: SimulatorSuite, per_provider: int = 8, seed: int = 7
+) -> dict[str, list[str]]:
+    """Tasks at every stage: some finished long ago, some running, some just queued."""
+    rng = random.Random(seed)
+    created: dict[str, list[str]] = {}
+    for provider in SIMULATORS:
+        created[provider] = [
+            add_random_task(suite, provider, rng, started_ago=rng.choice([0, 5, 20, 40, 600, 3600]))
+            for _ in range(per_provider)
+        ]
+    return created
+
+
+class TaskSpawner:
+    """Starts a new upstream task now and then and tracks it, as a busy team would."""
+
+    def __init__(
+        self, app: Flask, suite: SimulatorSuite, every: float = 6.0, seed: int = 11
+    ) -> None:
+        self.app = app
+        self.suite = suite
+        self.every = every
+        self.rng = random.Random(seed)
+        self.stop = threading.Event()
+        self.spawned = 0
+
+    def run(self) -> None:
+        from webapp import store
+        from webapp.models import db
+
+        while not self.stop.wait(self.every) and self.spawned < MAX_SPAWNED:
+            provider = self.rng.choice(list(SIMULATORS))
+            task_id = add_random_task(self.suite, provider, self.rng)
+            with self.app.app_context():
+                store.track(DEMO_SOURCE_NAMES[provider], task_id)
+                db.session.commit()
+            self.spawned += 1
+
+    def start(self) -> None:
+        threading.Thread(target=self.run, name="demo-spawner", daemon=True).start()
+
+
+def build_demo(
+    host: str, port: int, instance_path: str | None = None
+) -> tuple[Flask, SimulatorSuite, DispatcherMiddleware]:
+    """The demo app, its simulators, and the WSGI app serving both."""
+    from webapp import create_app
+    from webapp import store
+    from webapp.models import db
+
+    suite = SimulatorSuite()
+    seeded = suite.load_seeds()
+    populated = populate_simulators(suite)
+    reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    sources = demo_sources(f"http://{reachable}:{port}{UPSTREAM_PREFIX}")
+    config = {"DEMO": True, "SOURCES": sources, "UI_POLL_SECONDS": 2, "REFRESH_TICK": 0.5}
+    if instance_path:
+        config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'demo.sqlite'}"
+    app = create_app(config) if instance_path else _fresh_demo_app(config)
+    with app.app_context():
+        for provider, ids in {p: seeded[p] + populated[p] for p in SIMULATORS}.items():
+            for task_id in ids:
+                store.track(DEMO_SOURCE_NAMES[provider], task_id)
+        db.session.commit()
+    wsgi = DispatcherMiddleware(app, {UPSTREAM_PREFIX: suite.wsgi_app()})
+    return app, suite, wsgi
+
+
+def _fresh_demo_app(config: dict[str, object]) -> Flask:
+    """The demo starts from an empty database of its own (``instance/demo.sqlite``)."""
+    import os
+
+    from webapp import create_app
+    from webapp.factory import ROOT
+
+    instance = Path(os.environ.get("TASKDECK_INSTANCE_PATH") or ROOT / "instance")
+    instance.mkdir(parents=True, exist_ok=True)
+    database = instance / "demo.sqlite"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{database}{suffix}").unlink(missing_ok=True)
+    return create_app({**config, "DATABASE_URL": f"sqlite:///{database}"})
+
+
+def run_demo(host: str, port: int) -> None:
+    from werkzeug.serving import run_simple
+
+    from webapp.refresher import start_background
+
+    app, suite, wsgi = build_demo(host, port)
+    start_background(app)
+    TaskSpawner(app, suite).start()
+    print(f"Taskdeck demo on http://{host}:{port}/  (simulated upstreams under {UPSTREAM_PREFIX}/)")
+    run_simple(host, port, wsgi, threaded=True, use_reloader=False)

@@ -1,0 +1,68 @@
+"""``/sources``: every source with its health and settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from flask import Blueprint
+from flask import current_app
+from flask import render_template
+
+from webapp.models import Source
+from webapp.models import Task
+from webapp.models import db
+from webapp.providers import PROVIDERS
+
+bp = Blueprint("sources", __name__)
+
+
+def source_overview() -> list[dict[str, Any]]:
+    """Each configured source with its health row and task counts (also used by the CLI)."""
+    registry = current_app.extensions["taskdeck.sources"]
+    rows = {row.name: row for row in db.session.scalars(sa.select(Source))}
+    counts: dict[str, dict[str, int]] = {}
+    statement = sa.select(Task.source, Task.terminal, sa.func.count(Task.id)).group_by(
+        Task.source, Task.terminal
+    )
+    for name, terminal, count in db.session.execute(statement):
+        counts.setdefault(name, {"active": 0, "finished": 0})[
+            "finished" if terminal else "active"
+        ] += count
+    overview = []
+    for source in registry:
+        row = rows.get(source.name)
+        overview.append(
+            {
+                "config": source,
+                "label": PROVIDERS[source.provider].label,
+                "health": row,
+                "status": health_word(row),
+                "counts": counts.get(source.name, {"active": 0, "finished": 0}),
+                "error_rate": (row.failures_total / row.requests_total)
+                if row and row.requests_total
+                else 0.0,
+            }
+        )
+    return overview
+
+
+def health_word(row: Source | None) -> str:
+    """``healthy``, ``degraded`` (circuit open), ``unauthorized`` or ``unknown`` (no fetch yet)."""
+    if row is None or (row.last_success_at is None and row.last_failure_at is None):
+        return "unknown"
+    if row.circuit == "unauthorized":
+        return "unauthorized"
+    if row.circuit == "open" or row.consecutive_failures:
+        return "degraded"
+    return "healthy"
+
+
+@bp.get("/sources")
+def index() -> str:
+    """Sources, their health and their settings."""
+    return render_template(
+        "sources/list.html",
+        sources=source_overview(),
+        retention_days=current_app.config.get("RETENTION_DAYS"),
+    )
