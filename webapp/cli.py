@@ -123,7 +123,28 @@ def import_command(source: str, query: str | None, limit: int) -> None:
         fail(f"the import stopped early: {report.error}")
 
 
-def _progress(total: int | None):  # type: ignore[no-untyped-def]
+class _CountingProgress:
+    """Progress when the upstream does not say how many tasks a search has."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __enter__(self) -> _CountingProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.count and sys.stderr.isatty():
+            click.echo("", err=True)
+
+    def update(self, steps: int) -> None:
+        self.count += steps
+        if sys.stderr.isatty() and self.count % 50 == 0:
+            click.echo(f"\rimporting: {self.count} tasks", err=True, nl=False)
+
+
+def _progress(total: int | None) -> Any:
+    if total is None:
+        return _CountingProgress()
     return click.progressbar(
         length=total,
         label="importing",

@@ -61,6 +61,8 @@ class TaskQuery:
     after: str | None = None
     before: str | None = None
     limit: int = 50
+    #: The page size asked for in the URL (kept in links); ``None`` for the default.
+    explicit_limit: int | None = None
     #: Free-text words left in ``q`` once qualifiers are taken out.
     text: tuple[str, ...] = field(default=(), compare=False)
 
@@ -94,6 +96,7 @@ class TaskQuery:
             after=value("after"),
             before=value("before"),
             limit=limit,
+            explicit_limit=limit if value("limit") else None,
         )
         return query.with_search_applied()
 
@@ -125,6 +128,7 @@ class TaskQuery:
             "type": self.task_type,
             "q": self.q or None,
             "sort": self.sort if self.sort != DEFAULT_SORT else None,
+            "limit": self.explicit_limit,
         }
         values.update(overrides)
         return {key: value for key, value in values.items() if value not in (None, "")}

@@ -136,7 +136,9 @@ def test_task_deleted_upstream_is_kept_as_gone(ml_app, ml_state, clock, driver):
     assert "Gone upstream" in page.select_one("#task-status").get_text()
 
 
-@pytest.mark.parametrize("task_id", ["with/slash", "what?now", "100%", "has space", "a/status", "ü%2F"])
+@pytest.mark.parametrize(
+    "task_id", ["with/slash", "what?now", "100%", "has space", "a/status", "ü%2F"]
+)
 def test_awkward_ids_round_trip_through_every_url(ml_app, ml_state, driver, task_id):
     from urllib.parse import quote
 

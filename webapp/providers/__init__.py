@@ -10,10 +10,16 @@ from webapp.providers.base import FetchErrorKind
 from webapp.providers.base import NormalizedTask
 from webapp.providers.base import Provider
 from webapp.providers.base import TaskState
+from webapp.providers.conductor import ConductorProvider
+from webapp.providers.mixpeek import MixpeekProvider
+from webapp.providers.nclue import NclueProvider
 from webapp.providers.opensearch_ml import OpenSearchMLProvider
 
 PROVIDERS: dict[str, type[Provider]] = {
+    ConductorProvider.name: ConductorProvider,
     OpenSearchMLProvider.name: OpenSearchMLProvider,
+    MixpeekProvider.name: MixpeekProvider,
+    NclueProvider.name: NclueProvider,
 }
 
 

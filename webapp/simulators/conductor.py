@@ -1,30 +1,710 @@
-"""Placeholder: the conductor simulator is being written (issue 3). Same interface as opensearch_ml."""
+"""A Conductor (open-source or Orkes) tasks API on loopback (PROVIDERS.md section 3).
+
+Faithful points:
+
+- ``Task`` JSON as ``Task.java`` serializes it, laid out like the Orkes seed example: epoch-ms
+  times where 0 means unset (``startTime`` 0 while SCHEDULED, ``endTime`` 0 until terminal),
+  ``workflowInstanceId``, ``reasonForIncompletion`` only once something went wrong,
+  ``outputData`` filled once done, the computed ``queueWaitTime``.
+- ``GET /api/tasks/search`` answers ``{totalHits, results: [TaskSummary]}``: ISO times in GMT
+  (1970-01-01 for unset), ``workflowId`` (not ``workflowInstanceId``), ``input``/``output`` as
+  JSON strings, ``executionTime`` only once ended. ``query`` takes the SQL-like subset
+  ``field = 'v'``, ``field != 'v'``, ``field IN (a,b)``, ``field NOT IN (...)`` joined by
+  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``.
+- ``GET /api/tasks/{taskId}/log`` answers 204 when there are no log entries (also for an
+  unknown id, as Conductor's log index does); entries accumulate as the task runs.
+- "Not found" in the four shapes the versions use (``not_found_style``): 404 with an
+  ErrorResponse (OSS >= 3.21.20), 404 empty (older 3.x), 204 (2.x), 400 (Orkes).
+- Auth ``keys`` (Orkes): ``POST /api/token`` exchanges keyId/keySecret for a token that expires
+  by the simulator clock; requests carry it in ``X-Authorization``; an expired one gets 401
+  ``{"error": "EXPIRED_TOKEN"}``, an unknown one ``INVALID_TOKEN``. ``token``: one fixed token.
+  ``none``: open-source Conductor, no auth and no ``/api/token``.
+"""
 
 from __future__ import annotations
 
+import base64
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
+from importlib import resources
 from typing import Any
+from typing import Literal
 
 from flask import Flask
+from flask import Response
+from flask import jsonify
+from flask import request
 
+from webapp.simulators.core import Fault
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import fault_response
 from webapp.simulators.core import new_simulator_app
+from webapp.simulators.core import sim_state
 
-PROVIDER = "conductor"
-DEMO_CREDENTIALS: dict[str, Any] = {}
+PREFIX = "/api/tasks"
+TERMINAL = frozenset(
+    {
+        "COMPLETED",
+        "COMPLETED_WITH_ERRORS",
+        "FAILED",
+        "FAILED_WITH_TERMINAL_ERROR",
+        "TIMED_OUT",
+        "CANCELED",
+        "SKIPPED",
+    }
+)
+#: Words under which a task has not started running (``startTime`` stays 0).
+NOT_STARTED = frozenset({"SCHEDULED", "SKIPPED", "CANCELED"})
+#: ``ErrorResponse.instance``: the answering server's host name.
+INSTANCE = "conductor-simulator"
+#: Seconds between the progress lines a running task adds to its log.
+LOG_EVERY_SECONDS = 5.0
+
+AuthMode = Literal["keys", "token", "none"]
+NotFoundStyle = Literal["404-body", "404-empty", "204", "400"]
 
 
-def create_app(state: SimulatorState, **credentials: Any) -> Flask:
-    return new_simulator_app(PROVIDER, state, "status")
+def seed_examples() -> dict[str, Any]:
+    """The seed document's example answer (``seeds/conductor.json``)."""
+    text = resources.files("webapp.simulators").joinpath("seeds/conductor.json").read_text()
+    return json.loads(text)
 
 
 def load_seed_tasks(state: SimulatorState) -> list[str]:
-    return []
+    """Serve the Orkes get-task example exactly as written, under the id its request URL asks
+    for (``6f207c78-…``); its own ``taskId`` (``0c658ed7-…``) differs, and also finds it."""
+    example = seed_examples()["get_task"]
+    task_id = example["request_task_id"]
+    state.add_fixed(task_id, example["response"], "status")
+    return [task_id]
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> int:
+    return int(round(seconds * 1000))
+
+
+def _workflow_id(task: SimTask) -> str:
+    value = task.fields.get("workflowInstanceId")
+    return value if isinstance(value, str) else str(uuid.uuid5(uuid.NAMESPACE_URL, task.task_id))
+
+
+def document(task: SimTask, now: float) -> dict[str, Any]:
+    """The ``Task`` JSON of GET ``/api/tasks/{taskId}`` (a seed payload as written)."""
+    if task.fixed_payload is not None:
+        return task.fixed_payload
+    fields = task.fields
+    history = task.history(now)
+    status, began = history[-1]
+    terminal = status in TERMINAL
+    scheduled = _ms(task.started_at)
+    start = next((_ms(at) for word, at in history if word not in NOT_STARTED), 0)
+    end = _ms(began) if terminal else 0
+    # Set by the worker's poll and updates; a task nobody touched yet has none.
+    update = _ms(began) if len(history) > 1 else 0
+    task_type = fields.get("taskType", "SIMPLE")
+    def_name = fields.get("taskDefName", "sim_task")
+    ref_name = fields.get("referenceTaskName", f"{def_name}_ref")
+    succeeded = status in ("COMPLETED", "COMPLETED_WITH_ERRORS")
+    doc: dict[str, Any] = {
+        "taskType": task_type,
+        "status": status,
+        "inputData": fields.get("inputData", {}),
+        "referenceTaskName": ref_name,
+        "retryCount": fields.get("retryCount", 0),
+        "seq": fields.get("seq", 1),
+    }
+    if fields.get("correlationId"):
+        doc["correlationId"] = fields["correlationId"]
+    doc.update(
+        {
+            "pollCount": 1 if start else 0,
+            "taskDefName": def_name,
+            "scheduledTime": scheduled,
+            "startTime": start,
+            "endTime": end,
+            "updateTime": update,
+            "startDelayInSeconds": 0,
+            "retried": False,
+            "executed": terminal,
+            "callbackFromWorker": True,
+            "responseTimeoutSeconds": fields.get("responseTimeoutSeconds", 600),
+            "workflowInstanceId": _workflow_id(task),
+            "workflowType": fields.get("workflowType", "sim_workflow"),
+            "taskId": task.task_id,
+        }
+    )
+    if status in TERMINAL and status != "COMPLETED" and fields.get("reasonForIncompletion"):
+        doc["reasonForIncompletion"] = fields["reasonForIncompletion"]
+    doc["callbackAfterSeconds"] = 0
+    if start and fields.get("workerId"):
+        doc["workerId"] = fields["workerId"]
+    doc["outputData"] = fields.get("outputData", {}) if succeeded else {}
+    doc["workflowTask"] = {
+        "name": def_name,
+        "taskReferenceName": ref_name,
+        "inputParameters": {},
+        "type": task_type,
+        "decisionCases": {},
+        "defaultCase": [],
+        "forkTasks": [],
+        "startDelay": 0,
+        "joinOn": [],
+        "optional": status == "COMPLETED_WITH_ERRORS",
+        "rateLimited": False,
+        "defaultExclusiveJoinTask": [],
+        "asyncComplete": False,
+        "loopOver": [],
+        "onStateChange": {},
+        "permissive": False,
+    }
+    if fields.get("domain"):
+        doc["domain"] = fields["domain"]
+    doc.update(
+        {
+            "rateLimitPerFrequency": 0,
+            "rateLimitFrequencyInSeconds": 0,
+            "workflowPriority": 0,
+            "iteration": 0,
+            "subworkflowChanged": False,
+            "firstStartTime": start,
+            # Task.getQueueWaitTime(): startTime - scheduledTime once started.
+            "queueWaitTime": start - scheduled if start and scheduled else 0,
+            "loopOverTask": False,
+            "taskDefinition": None,
+        }
+    )
+    return doc
+
+
+def _iso(epoch_ms: Any) -> str:
+    """``TaskSummary``'s ``yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`` in GMT; 0 becomes 1970-01-01."""
+    value = epoch_ms if isinstance(epoch_ms, int) and not isinstance(epoch_ms, bool) else 0
+    moment = datetime.fromtimestamp(value / 1000, tz=UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value % 1000:03d}Z"
+
+
+def _compact(value: Any) -> str | None:
+    """A map serialized as Jackson writes it (no spaces); ``None`` stays null."""
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def summary(doc: dict[str, Any]) -> dict[str, Any]:
+    """``new TaskSummary(task)``, in its field order; null fields are left out (NON_NULL)."""
+    out: dict[str, Any] = {
+        "workflowId": doc.get("workflowInstanceId"),
+        "workflowType": doc.get("workflowType"),
+        "correlationId": doc.get("correlationId"),
+        "scheduledTime": _iso(doc.get("scheduledTime")),
+        "startTime": _iso(doc.get("startTime")),
+        "updateTime": _iso(doc.get("updateTime")),
+        "endTime": _iso(doc.get("endTime")),
+        "status": doc.get("status"),
+        "reasonForIncompletion": doc.get("reasonForIncompletion"),
+        "executionTime": 0,
+        "queueWaitTime": doc.get("queueWaitTime", 0),
+        "taskDefName": doc.get("taskDefName"),
+        "taskType": doc.get("taskType"),
+        "input": _compact(doc.get("inputData")),
+        "output": _compact(doc.get("outputData")),
+        "taskId": doc.get("taskId"),
+        "workflowPriority": doc.get("workflowPriority", 0),
+        "domain": doc.get("domain"),
+    }
+    end, start = doc.get("endTime"), doc.get("startTime")
+    if isinstance(end, int) and end > 0 and isinstance(start, int):
+        out["executionTime"] = end - start
+    return {key: value for key, value in out.items() if value is not None}
+
+
+def logs(task: SimTask, now: float) -> list[dict[str, Any]]:
+    """``TaskExecLog`` entries written so far: the pick-up, progress lines, the outcome."""
+    if task.fixed_payload is not None:
+        return []
+    entries: list[tuple[float, str]] = []
+    history = task.history(now)
+    worker = task.fields.get("workerId", "sim-worker")
+    for position, (word, began) in enumerate(history):
+        if word == "IN_PROGRESS":
+            entries.append((began, f"Polled by worker {worker}"))
+            until = history[position + 1][1] if position + 1 < len(history) else now
+            step = 1
+            while began + step * LOG_EVERY_SECONDS <= until:
+                entries.append((began + step * LOG_EVERY_SECONDS, f"Still working (step {step})"))
+                step += 1
+        elif word in TERMINAL:
+            reason = task.fields.get("reasonForIncompletion")
+            text = f"Task {word}" + (f": {reason}" if reason and word != "COMPLETED" else "")
+            entries.append((began, text))
+    return [{"log": text, "taskId": task.task_id, "createdTime": _ms(at)} for at, text in entries]
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    """Conductor's ``ErrorResponse`` (nulls left out, as its ObjectMapper does)."""
+    body: dict[str, Any] = {"status": status, "message": message, "instance": INSTANCE}
+    body["retryable"] = False
+    body.update(extra)
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def not_found(style: NotFoundStyle, task_id: str | None) -> Response:
+    if style == "404-empty":
+        return Response(b"", status=404)
+    if style == "204":
+        return Response(status=204)
+    if style == "400":
+        return error_response(400, f"Invalid task execution ID: {task_id}")
+    return error_response(404, f"Task not found for taskId: {task_id}")
+
+
+def token_failure(word: str, message: str) -> Response:
+    # The body the Orkes SDKs parse: its "error" word decides whether to refresh and retry.
+    return error_response(401, message, error=word)
+
+
+def render_fault_for(style: NotFoundStyle) -> Callable[[Fault, str | None], Response]:
+    def render(fault: Fault, task_id: str | None) -> Response:
+        if fault is Fault.NOT_FOUND:
+            return not_found(style, task_id)
+        if fault is Fault.UNAUTHORIZED:
+            return token_failure("INVALID_TOKEN", "Invalid token")
+        if fault is Fault.RATE_LIMITED:
+            return error_response(429, "Too many requests")
+        return error_response(500, "Internal error on the simulated Conductor server")
+
+    return render
+
+
+# -- the app ---------------------------------------------------------------------------------
+
+
+class TokenIssuer:
+    """Tokens handed out by ``POST /api/token`` and when each expires (simulator clock)."""
+
+    def __init__(self, state: SimulatorState, ttl_seconds: float) -> None:
+        self.state = state
+        self.ttl_seconds = ttl_seconds
+        self._expiry: dict[str, float | None] = {}
+        self._lock = threading.Lock()
+
+    def issue(self, expiration_ms: Any) -> str:
+        now = self.state.clock.now()
+        ttl: float | None = self.ttl_seconds
+        # Orkes' optional ``expiration`` is in ms; a negative value means "never expires".
+        if isinstance(expiration_ms, int) and not isinstance(expiration_ms, bool):
+            ttl = None if expiration_ms < 0 else expiration_ms / 1000
+        claims = {"iat": int(now), "exp": None if ttl is None else int(now + ttl)}
+        header = _b64({"alg": "HS256", "typ": "JWT"})
+        token = f"{header}.{_b64(claims)}.{uuid.UUID(int=self.state.random.getrandbits(128)).hex}"
+        with self._lock:
+            self._expiry[token] = None if ttl is None else now + ttl
+        return token
+
+    def check(self, token: str) -> str | None:
+        """``None`` when valid, else ``EXPIRED_TOKEN`` or ``INVALID_TOKEN``."""
+        with self._lock:
+            if token not in self._expiry:
+                return "INVALID_TOKEN"
+            expires = self._expiry[token]
+        if expires is not None and self.state.clock.now() >= expires:
+            return "EXPIRED_TOKEN"
+        return None
+
+
+def _b64(value: dict[str, Any]) -> str:
+    raw = json.dumps(value, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def create_app(
+    state: SimulatorState,
+    *,
+    auth: AuthMode = "keys",
+    key_id: str | None = "demo-key-id",
+    key_secret: str | None = "demo-key-secret",
+    token: str | None = None,
+    token_ttl_seconds: float = 3600.0,
+    not_found_style: NotFoundStyle = "404-body",
+) -> Flask:
+    """The simulator app. ``auth="keys"`` needs ``key_id``/``key_secret``; ``"token"`` a
+    ``token``; ``"none"`` is open-source Conductor without auth."""
+    if auth not in ("keys", "token", "none"):
+        raise ValueError(f"unknown auth mode {auth!r}")
+    if not_found_style not in ("404-body", "404-empty", "204", "400"):
+        raise ValueError(f"unknown not_found_style {not_found_style!r}")
+    if auth == "token" and not token:
+        raise ValueError("auth='token' needs a token")
+    app = new_simulator_app("conductor", state, "status")
+    issuer = TokenIssuer(state, token_ttl_seconds)
+    render_fault = render_fault_for(not_found_style)
+
+    @app.before_request
+    def check_access() -> Response | None:
+        if auth == "none" or request.path.startswith("/_control") or request.path == "/api/token":
+            return None
+        refusal = _refusal(request.headers.get("X-Authorization"))
+        if refusal is not None:
+            sim_state().count("refused")
+        return refusal
+
+    def _refusal(presented: str | None) -> Response | None:
+        if not presented:
+            return error_response(401, "Missing X-Authorization header")
+        if auth == "token":
+            return None if presented == token else token_failure("INVALID_TOKEN", "Invalid token")
+        word = issuer.check(presented)
+        if word == "EXPIRED_TOKEN":
+            return token_failure(word, "Token has expired")
+        if word is not None:
+            return token_failure(word, "Invalid token")
+        return None
+
+    if auth == "keys":
+
+        @app.post("/api/token")
+        def generate_token() -> Response:
+            sim = sim_state()
+            sim.count("token")
+            body = request.get_json(silent=True)
+            if not isinstance(body, dict) or (body.get("keyId"), body.get("keySecret")) != (
+                key_id,
+                key_secret,
+            ):
+                # Never echo what was sent: it may be a real secret sent to the wrong place.
+                return error_response(401, "Invalid key id or key secret")
+            return jsonify({"token": issuer.issue(body.get("expiration"))})
+
+    @app.get(f"{PREFIX}/search")
+    def search_tasks() -> Response:
+        return _search(full=False)
+
+    @app.get(f"{PREFIX}/search-v2")
+    def search_tasks_v2() -> Response:
+        return _search(full=True)
+
+    def _search(*, full: bool) -> Response:
+        sim = sim_state()
+        sim.count("search")
+        try:
+            start = int(request.args.get("start", 0))
+            size = int(request.args.get("size", 100))
+            matcher = parse_query(request.args.get("query", ""))
+        except (ValueError, QueryError) as exc:
+            return error_response(400, str(exc))
+        faulty = fault_response(sim, _ids_in(request.args.get("query", "")), render_fault)
+        if faulty is not None:
+            return faulty
+        free_text = request.args.get("freeText", "*")
+        now = sim.clock.now()
+        hits: list[tuple[dict[str, Any], dict[str, Any]]] = []
+        for task in sim.visible_tasks():
+            doc = document(task, now)
+            row = summary(doc)
+            if matcher(row) and _free_text_matches(free_text, row):
+                hits.append((doc, row))
+        for spec in reversed(request.args.getlist("sort")):
+            field, _, order = spec.partition(":")
+            hits.sort(
+                key=lambda hit, f=field: (hit[1].get(f) is None, str(hit[1].get(f, ""))),
+                reverse=order.upper() == "DESC",
+            )
+        page = hits[max(0, start) : max(0, start) + max(0, size)]
+        results = [doc if full else row for doc, row in page]
+        return jsonify({"totalHits": len(hits), "results": results})
+
+    @app.get(f"{PREFIX}/<path:task_id>/log")
+    def get_task_log(task_id: str) -> Response:
+        sim = sim_state()
+        sim.count("log")
+        faulty = fault_response(sim, [task_id], render_fault)
+        if faulty is not None:
+            return faulty
+        task = _lookup(sim, task_id)
+        entries = logs(task, sim.clock.now()) if task is not None else []
+        if not entries:
+            return Response(status=204)
+        return jsonify(entries)
+
+    @app.get(f"{PREFIX}/<path:task_id>")
+    def get_task(task_id: str) -> Response:
+        sim = sim_state()
+        sim.count("get")
+        faulty = fault_response(sim, [task_id], render_fault)
+        if faulty is not None:
+            return faulty
+        task = _lookup(sim, task_id)
+        if task is None:
+            return not_found(not_found_style, task_id)
+        return jsonify(document(task, sim.clock.now()))
+
+    return app
+
+
+def _lookup(sim: SimulatorState, task_id: str) -> SimTask | None:
+    """The task stored under ``task_id``, or a seed payload whose own ``taskId`` it is."""
+    task = sim.get(task_id)
+    if task is not None:
+        return task
+    for candidate in sim.visible_tasks():
+        payload = candidate.fixed_payload
+        if payload is not None and payload.get("taskId") == task_id:
+            return candidate
+    return None
+
+
+# -- the search query subset ----------------------------------------------------------------
+
+
+class QueryError(ValueError):
+    """A ``query`` the simulator (or Conductor's parser) cannot read."""
+
+
+_TOKEN = re.compile(
+    r"\s*(?:'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"|(?P<op>!=|=|\(|\)|,)"
+    r"|(?P<word>[^\s=!(),'\"]+))"
+)
+Matcher = Callable[[dict[str, Any]], bool]
+
+
+def _tokens(text: str) -> list[tuple[str, str]]:
+    """(kind, text) pairs: kind is ``value`` for quoted strings, ``op`` or ``word``."""
+    out: list[tuple[str, str]] = []
+    position = 0
+    text = text.rstrip()
+    while position < len(text):
+        match = _TOKEN.match(text, position)
+        if match is None or match.end() == position:
+            raise QueryError(f"Invalid query near position {position}")
+        position = match.end()
+        if match.group("single") is not None or match.group("double") is not None:
+            out.append(("value", match.group("single") or match.group("double") or ""))
+        elif match.group("op"):
+            out.append(("op", match.group("op")))
+        else:
+            out.append(("word", match.group("word")))
+    return out
+
+
+def parse_query(text: str) -> Matcher:
+    """A matcher over summaries for the SQL-like ``query`` (an empty query matches all)."""
+    tokens = _tokens(text or "")
+    if not tokens:
+        return lambda row: True
+    position = 0
+
+    def peek() -> tuple[str, str] | None:
+        return tokens[position] if position < len(tokens) else None
+
+    def take() -> tuple[str, str]:
+        nonlocal position
+        if position >= len(tokens):
+            raise QueryError("Invalid query: unexpected end")
+        position += 1
+        return tokens[position - 1]
+
+    def keyword(word: str) -> bool:
+        token = peek()
+        return token is not None and token[0] == "word" and token[1].upper() == word
+
+    def value() -> str:
+        kind, text = take()
+        if kind == "op":
+            raise QueryError(f"Invalid query: expected a value, got {text!r}")
+        return text
+
+    def values() -> list[str]:
+        if take() != ("op", "("):
+            raise QueryError("Invalid query: expected '(' after IN")
+        out = [value()]
+        while peek() == ("op", ","):
+            take()
+            out.append(value())
+        if take() != ("op", ")"):
+            raise QueryError("Invalid query: expected ')'")
+        return out
+
+    def atom() -> Matcher:
+        if peek() == ("op", "("):
+            take()
+            inner = disjunction()
+            if take() != ("op", ")"):
+                raise QueryError("Invalid query: expected ')'")
+            return inner
+        kind, field = take()
+        if kind != "word":
+            raise QueryError(f"Invalid query: expected a field name, got {field!r}")
+        if keyword("NOT"):
+            take()
+            if not keyword("IN"):
+                raise QueryError("Invalid query: expected IN after NOT")
+            take()
+            excluded = values()
+            return lambda row: _text(row.get(field)) not in excluded
+        if keyword("IN"):
+            take()
+            allowed = values()
+            return lambda row: _text(row.get(field)) in allowed
+        kind, op = take()
+        if (kind, op) == ("op", "="):
+            wanted = value()
+            return lambda row: _text(row.get(field)) == wanted
+        if (kind, op) == ("op", "!="):
+            unwanted = value()
+            return lambda row: _text(row.get(field)) != unwanted
+        raise QueryError(f"Unsupported operator {op!r} in the simulator's query subset")
+
+    def conjunction() -> Matcher:
+        parts = [atom()]
+        while keyword("AND"):
+            take()
+            parts.append(atom())
+        return lambda row: all(part(row) for part in parts)
+
+    def disjunction() -> Matcher:
+        parts = [conjunction()]
+        while keyword("OR"):
+            take()
+            parts.append(conjunction())
+        return lambda row: any(part(row) for part in parts)
+
+    matcher = disjunction()
+    if position != len(tokens):
+        raise QueryError(f"Invalid query: unexpected {tokens[position][1]!r}")
+    return matcher
+
+
+def _text(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _ids_in(query: str) -> list[str] | None:
+    """The task ids a ``taskId = …`` / ``taskId IN (…)`` query names, so per-task faults hit
+    batched fetches too."""
+    match = re.search(r"\btaskId\s*(?:=\s*(.+?)(?:\s+AND\b|\s+OR\b|$)|IN\s*\(([^)]*)\))", query)
+    if match is None:
+        return None
+    raw = match.group(1) if match.group(1) is not None else match.group(2)
+    return [part.strip().strip("'\"") for part in raw.split(",") if part.strip()]
+
+
+def _free_text_matches(free_text: str, row: dict[str, Any]) -> bool:
+    """A small slice of ES query-string syntax: ``*``, words (anywhere) and ``field:value``."""
+    haystack = json.dumps(row).lower()
+    for token in free_text.split():
+        if token in ("*", "AND"):
+            continue
+        field, sep, wanted = token.partition(":")
+        if sep:
+            actual = _text(row.get(field))
+            wanted = wanted.strip("'\"")
+            if actual is None or (wanted != "*" and actual.lower() != wanted.lower()):
+                return False
+        elif token.lower() not in haystack:
+            return False
+    return True
+
+
+# -- what the demo, the CLI and the tests use ---------------------------------------------
+
+PROVIDER = "conductor"
+#: Keyword arguments of :func:`create_app` for the demo and ``taskdeck simulate``.
+DEMO_CREDENTIALS: dict[str, Any] = {
+    "auth": "keys",
+    "key_id": "demo-key-id",
+    "key_secret": "demo-key-secret",
+}
+
+#: Final upstream word for each normalized outcome the demo and tests ask for.
+FINAL_STATUS = {
+    "succeeded": "COMPLETED",
+    "failed": "FAILED",
+    "partial": "COMPLETED_WITH_ERRORS",
+    "cancelled": "CANCELED",
+    "skipped": "SKIPPED",
+}
+_TASK_KINDS = [
+    ("SIMPLE", "encode_video", "order_fulfilment"),
+    ("SIMPLE", "send_invoice", "order_fulfilment"),
+    ("HTTP", "http_call", "payment_capture"),
+    ("INLINE", "compute_totals", "payment_capture"),
+    ("SIMPLE", "resize_images", "media_pipeline"),
+]
+_REASONS = [
+    "java.net.SocketTimeoutException: Read timed out",
+    "Worker reported failure: upstream API returned 503",
+    "Task timed out after 300 seconds. Timeout configured as 300 seconds.",
+]
+
+
+def _uuid_like(rng: Any, serial: int) -> str:
+    """A time-based-looking UUID like Conductor's; ``serial`` keeps it unique."""
+    low, mid, clock_seq = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16)
+    return f"{low:08x}-{mid:04x}-11ef-{clock_seq:04x}-{serial:012x}"
 
 
 def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str]]:
-    raise NotImplementedError
+    """A ``[[sources]]`` entry for this simulator and the environment holding its secrets."""
+    prefix = name.upper().replace("-", "_")
+    return (
+        {
+            "name": name,
+            "provider": PROVIDER,
+            "base_url": base_url,
+            "key_id_env": f"{prefix}_KEY_ID",
+            "key_secret_env": f"{prefix}_KEY_SECRET",
+        },
+        {
+            f"{prefix}_KEY_ID": DEMO_CREDENTIALS["key_id"],
+            f"{prefix}_KEY_SECRET": DEMO_CREDENTIALS["key_secret"],
+        },
+    )
 
 
-def add_demo_task(state: SimulatorState, rng: Any, **kwargs: Any) -> SimTask:
-    raise NotImplementedError
+def add_demo_task(
+    state: SimulatorState,
+    rng: Any,
+    *,
+    task_id: str | None = None,
+    final: str = "succeeded",
+    queued_seconds: float = 3.0,
+    running_seconds: float = 10.0,
+) -> SimTask:
+    """A task that goes SCHEDULED -> IN_PROGRESS -> the final word for ``final``."""
+    task_type, def_name, workflow_type = rng.choice(_TASK_KINDS)
+    serial = int(state.next_id(""))
+    fields: dict[str, Any] = {
+        "taskType": task_type,
+        "taskDefName": def_name,
+        "referenceTaskName": f"{def_name}_ref",
+        "workflowType": workflow_type,
+        "workflowInstanceId": _uuid_like(rng, serial),
+        "workerId": f"worker-{rng.randint(1, 4)}",
+        "seq": rng.randint(1, 6),
+        "inputData": {"orderId": f"ord-{rng.randint(1000, 9999)}", "priority": rng.randint(0, 3)},
+        "outputData": {"result": "ok", "items": rng.randint(1, 40)},
+    }
+    if rng.random() < 0.5:
+        fields["correlationId"] = f"corr-{rng.randint(10000, 99999)}"
+    if final in ("failed", "partial"):
+        fields["reasonForIncompletion"] = rng.choice(_REASONS)
+    return state.add(
+        task_id or _uuid_like(rng, serial),
+        [
+            ("SCHEDULED", queued_seconds),
+            ("IN_PROGRESS", running_seconds),
+            (FINAL_STATUS[final], None),
+        ],
+        fields=fields,
+    )

@@ -1,0 +1,254 @@
+"""Pages and fragments, read from the cache: structure asserted with a parser."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from bs4 import BeautifulSoup
+
+from webapp import store
+from webapp.models import Task
+from webapp.models import db
+from webapp.models import utcnow
+from webapp.providers.base import NormalizedTask
+from webapp.providers.base import TaskState
+
+
+def soup(response):
+    return BeautifulSoup(response.text, "html.parser")
+
+
+def seed_tasks(app, source="ml-prod", count=5, state=TaskState.RUNNING, **fields):
+    now = utcnow()
+    with app.app_context():
+        for i in range(count):
+            task, _ = store.track(source, f"{state.value}-{i}", now=now)
+            result = NormalizedTask(
+                task_id=task.task_id,
+                state=state,
+                upstream_status=fields.get("word", "RUNNING"),
+                terminal=state not in (TaskState.RUNNING, TaskState.QUEUED),
+                raw={"state": "x"},
+                task_type=fields.get("task_type", "DEPLOY_MODEL"),
+                created_at=now - timedelta(minutes=count - i),
+            )
+            store.apply_fetch(task, result, now)
+        db.session.commit()
+
+
+@pytest.fixture
+def client(ml_app):
+    return ml_app.test_client()
+
+
+def test_list_shows_rows_newest_first_with_state_and_upstream_word(ml_app, client):
+    seed_tasks(ml_app)
+    page = soup(client.get("/"))
+    rows = page.select("tbody tr.task-row")
+    assert [r.select_one("td.task-id-cell a").get_text() for r in rows] == [
+        f"running-{i}" for i in range(4, -1, -1)
+    ]
+    first = rows[0]
+    assert first.select_one(".badge-state").get_text() == "running"
+    assert first.select_one(".upstream-word").get_text() == "RUNNING"
+    assert first.select_one("td[data-label=Type]").get_text() == "DEPLOY_MODEL"
+    assert first.select_one("td[data-label=Created] time")["datetime"].endswith("Z")
+    assert page.select_one("th[aria-sort]").get_text(strip=True).startswith("Created")
+
+
+def test_filters_by_state_group_source_and_qualifiers(ml_app, client):
+    seed_tasks(ml_app, count=3)
+    seed_tasks(ml_app, count=2, state=TaskState.FAILED, word="FAILED", task_type="TRAINING")
+    ids = lambda r: sorted(a.get_text() for a in soup(r).select("td.task-id-cell a"))  # noqa: E731
+    assert ids(client.get("/?state=problems")) == ["failed-0", "failed-1"]
+    assert ids(client.get("/?state=active")) == ["running-0", "running-1", "running-2"]
+    assert ids(client.get("/?q=state:failed")) == ["failed-0", "failed-1"]
+    assert ids(client.get("/?q=type:TRAINING")) == ["failed-0", "failed-1"]
+    assert ids(client.get("/?q=running-1")) == ["running-1"]
+    assert ids(client.get("/?source=other")) == []
+    summary = soup(client.get("/")).select_one(".summary")
+    assert {a.get_text() for a in summary.select("a.count")} == {"2 failed", "3 running"}
+
+
+def test_keyset_pages_cover_every_task_once(ml_app, client):
+    seed_tasks(ml_app, count=7)
+    seen = []
+    url = "/?limit=3"
+    while url:
+        page = soup(client.get(url))
+        seen += [a.get_text() for a in page.select("td.task-id-cell a")]
+        older = page.select_one("a[rel=next]")
+        url = older["href"] if older else None
+    assert seen == [f"running-{i}" for i in range(6, -1, -1)]
+
+
+def test_keyset_pages_back_with_newer(ml_app, client):
+    seed_tasks(ml_app, count=7)
+    second = soup(client.get(soup(client.get("/?limit=3")).select_one("a[rel=next]")["href"]))
+    assert [a.get_text() for a in second.select("td.task-id-cell a")] == [
+        "running-3",
+        "running-2",
+        "running-1",
+    ]
+    first = soup(client.get(second.select_one("a[rel=prev]")["href"]))
+    assert [a.get_text() for a in first.select("td.task-id-cell a")] == [
+        "running-6",
+        "running-5",
+        "running-4",
+    ]
+    assert first.select_one("a[rel=prev]") is None
+
+
+def test_bad_query_values_get_a_clear_message(client):
+    response = client.get("/?sort=colour")
+    assert response.status_code == 400
+    assert "sort: unknown column 'colour'" in soup(response).select_one("[role=alert]").get_text()
+    assert (
+        client.get("/api/v1/tasks?state=happy").get_json()["error"]
+        == "state: unknown state 'happy'"
+    )
+
+
+def test_partial_and_full_responses_vary_on_hx_request(ml_app, client):
+    seed_tasks(ml_app, count=2)
+    full = client.get("/?state=active")
+    partial = client.get("/?state=active", headers={"HX-Request": "true"})
+    boosted = client.get("/?state=active", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "HX-Request" in full.headers["Vary"] and "HX-Request" in partial.headers["Vary"]
+    assert soup(full).select_one("html") is not None
+    assert soup(partial).select_one("html") is None
+    assert soup(partial).select_one("section#results table.tasks") is not None
+    assert soup(boosted).select_one("html") is not None
+
+
+def test_live_poll_returns_changed_rows_out_of_band_and_stops_when_done(ml_app, client):
+    seed_tasks(ml_app, count=2)
+    page = soup(client.get("/"))
+    poller = page.select_one("#live-poller")
+    url = poller["hx-get"]
+    assert poller["hx-trigger"].startswith("every ")
+    nothing = client.get(url)
+    assert nothing.status_code == 200 and soup(nothing).select("template") == []
+    with ml_app.app_context():
+        task = store.get_task("ml-prod", "running-0")
+        task_pk = task.id
+        store.apply_fetch(
+            task,
+            NormalizedTask("running-0", TaskState.SUCCEEDED, "COMPLETED", True, raw={}),
+            utcnow() + timedelta(seconds=1),
+        )
+        db.session.commit()
+    update = client.get(url)
+    # Rows travel inside <template> (a bare <tr> cannot stand alone); soupsieve does not
+    # look into template contents, so walk them directly.
+    rows = [template.find("tr") for template in soup(update).find_all("template")]
+    assert [r["id"] for r in rows] == [f"task-row-{task_pk}"]
+    assert rows[0]["hx-swap-oob"] == "true"
+    # (strings inside <template> are left out of get_text(), hence decode_contents)
+    assert rows[0].find(class_="badge-state").decode_contents() == "succeeded"
+    next_poller = soup(update).select_one("#live-poller")
+    assert next_poller["hx-get"] != url
+    with ml_app.app_context():
+        other = store.get_task("ml-prod", "running-1")
+        other.terminal = True
+        other.state = "failed"
+        other.changed_at = other.last_fetched_at = utcnow() + timedelta(seconds=5)
+        db.session.commit()
+    final = client.get(next_poller["hx-get"])
+    assert final.status_code == 286
+    assert not soup(final).select_one("#live-poller").has_attr("hx-trigger")
+
+
+def test_unknown_source_and_task_get_a_real_404_page(ml_app, client):
+    for url, words in [
+        ("/tasks/nope/x", "no source called"),
+        ("/tasks/ml-prod/x", "is not tracked"),
+    ]:
+        response = client.get(url)
+        assert response.status_code == 404
+        assert words in soup(response).select_one("main").get_text()
+        assert client.get(url + "/status").status_code == 404
+        api = client.get("/api/v1" + url)
+        assert api.status_code == 404 and words in api.get_json()["error"]
+
+
+def test_track_form_tracks_and_redirects_to_the_task(ml_app, client):
+    page = soup(client.get("/"))
+    form = page.select_one("form.track-form")
+    token = form.select_one("input[name=csrf_token]")["value"]
+    response = client.post(
+        form["action"], data={"csrf_token": token, "source": "ml-prod", "task_ids": "abc/1"}
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/tasks/ml-prod/abc%2F1"
+    with ml_app.app_context():
+        assert store.get_task("ml-prod", "abc/1") is not None
+
+
+def test_track_form_accepts_many_ids_and_upstream_urls(ml_app, ml_source, client):
+    token = soup(client.get("/")).select_one("input[name=csrf_token]")["value"]
+    url = f"{ml_source.base_url}/_plugins/_ml/tasks/from-url"
+    response = client.post(
+        "/tasks/track", data={"csrf_token": token, "source": "", "task_ids": f"{url}\nbare-id"}
+    )
+    assert response.status_code == 303
+    with ml_app.app_context():
+        assert store.get_task("ml-prod", "from-url") is not None
+        assert store.get_task("ml-prod", "bare-id") is None
+    messages = soup(client.get("/")).select(".message-error")
+    assert "bare-id: choose the source" in messages[0].get_text()
+
+
+def test_posts_without_the_csrf_token_are_refused(client):
+    response = client.post("/tasks/track", data={"source": "ml-prod", "task_ids": "x"})
+    assert response.status_code == 400
+
+
+def test_refresh_now_makes_the_task_due_without_calling_upstream(ml_app, client):
+    seed_tasks(ml_app, count=1, state=TaskState.SUCCEEDED, word="COMPLETED")
+    with ml_app.app_context():
+        task = store.get_task("ml-prod", "succeeded-0")
+        task.next_poll_at = None
+        task_pk = task.id
+        db.session.commit()
+    token = soup(client.get("/")).select_one("input[name=csrf_token]")["value"]
+    response = client.post(
+        "/tasks/ml-prod/succeeded-0/refresh", headers={"HX-Request": "true", "X-CSRF-Token": token}
+    )
+    assert response.status_code == 200
+    assert soup(response).select_one("button")["disabled"] is not None
+    with ml_app.app_context():
+        assert db.session.get(Task, task_pk).next_poll_at is not None
+
+
+def test_detail_page_structure(ml_app, client):
+    seed_tasks(ml_app, count=1)
+    page = soup(client.get("/tasks/ml-prod/running-0"))
+    assert page.select_one("h1 code.task-id").get_text() == "running-0"
+    status = page.select_one("#task-status")
+    assert status["aria-live"] == "polite"
+    assert status["hx-get"].startswith("/tasks/ml-prod/running-0/status?v=")
+    assert page.select_one("#task-history tbody tr code").get_text() == "RUNNING"
+    assert page.select_one("details.raw pre.json").get_text().strip().startswith("{")
+    assert {b.get_text() for b in page.select("button.copy")} == {"Copy id", "Copy link"}
+
+
+def test_pages_load_htmx_from_our_static_path_only(client):
+    page = soup(client.get("/"))
+    scripts = [s["src"] for s in page.select("script[src]")]
+    assert scripts and all(src.startswith("/static/") for src in scripts)
+    assert any(src.startswith("/static/vendor/htmx-2.0.11") for src in scripts)
+    assert not page.select('link[href^="http"]')
+
+
+def test_healthz(client):
+    assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
+
+
+def test_sources_page_lists_health(ml_app, client):
+    page = soup(client.get("/sources"))
+    row = page.select_one("#source-ml-prod")
+    assert row.select_one(".health").get_text() == "unknown"
+    assert "ML_PROD_PASS" in row.get_text() or "password_env" in row.get_text()
+    assert "demo-password" not in page.get_text()
