@@ -194,3 +194,26 @@ def track(app: Flask, source: str, *task_ids: str) -> None:
         for task_id in task_ids:
             store.track(source, task_id)
         db.session.commit()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, failing after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def fetched_state(app: Flask, source: str, task_id: str) -> str | None:
+    """The task's cached upstream word, or ``None`` before its first successful fetch."""
+    from webapp import store
+
+    with app.app_context():
+        task = store.get_task(source, task_id)
+        return task.upstream_status if task is not None else None

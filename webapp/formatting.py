@@ -87,6 +87,15 @@ def when(value: datetime | None, *, empty: str = "—") -> Markup:
     return Markup(f'<time datetime="{iso}" title="{iso}">{escape(text)}</time>')
 
 
+def field_label(name: str) -> str:
+    """``queueWaitTime`` or ``worker_nodes`` -> ``Queue wait time``, ``Worker nodes``."""
+    import re
+
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").split()
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text[:1].upper() + text[1:]
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
@@ -95,6 +104,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(ago)
     app.add_template_filter(duration)
     app.add_template_filter(pretty_json)
+    app.add_template_filter(field_label)
     app.add_template_filter(humanize_seconds)
     app.add_template_global(when)
     app.add_template_global(time_mode)
