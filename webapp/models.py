@@ -142,6 +142,10 @@ class Task(db.Model):
     #: Bumped whenever something shown in a row changes (the list's live updates).
     changed_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow, index=True)
 
+    #: People's annotations: free-form labels and a note (never touched by the refresher).
+    labels: so.Mapped[list[str]] = so.mapped_column(JSONValue, default=list)
+    note: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
     source_row: so.Mapped[Source] = so.relationship(back_populates="tasks")
     events: so.Mapped[list[TaskEvent]] = so.relationship(
         back_populates="task",
@@ -169,3 +173,17 @@ class TaskEvent(db.Model):
     upstream_status: so.Mapped[str | None] = so.mapped_column(sa.String(128))
 
     task: so.Mapped[Task] = so.relationship(back_populates="events")
+
+
+class SavedView(db.Model):
+    """A named task-list view (its query string), shared with the whole team."""
+
+    __tablename__ = "saved_views"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(120), unique=True)
+    #: The list's query string, without paging (``state=problems&source=ml-prod``).
+    query_string: so.Mapped[str] = so.mapped_column(sa.String(2000))
+    #: The team's default: ``/`` without a query string opens this view.
+    is_default: so.Mapped[bool] = so.mapped_column(default=False)
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
