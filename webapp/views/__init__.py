@@ -31,6 +31,7 @@ def init_app(app: Flask) -> None:
     from webapp.views import api
     from webapp.views import health
     from webapp.views import sources
+    from webapp.views import task_list  # noqa: F401 - adds the list routes to tasks.bp
     from webapp.views import tasks
 
     app.url_map.converters["taskid"] = TaskIdConverter
