@@ -115,3 +115,14 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
     with app.app_context():
         assert db.session.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"
         assert db.session.execute(sa.text("PRAGMA busy_timeout")).scalar() == 10000
+
+
+def test_an_older_database_schema_is_refused_clearly(instance_path, app_factory):
+    import sqlite3
+
+    database = instance_path / "taskdeck.sqlite"
+    connection = sqlite3.connect(database)
+    connection.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, source TEXT)")
+    connection.close()
+    with pytest.raises(ConfigError, match="older Taskdeck and lacks tasks.provider"):
+        app_factory()

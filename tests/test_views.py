@@ -252,3 +252,25 @@ def test_sources_page_lists_health(ml_app, client):
     assert row.select_one(".health").get_text() == "unknown"
     assert "ML_PROD_PASS" in row.get_text() or "password_env" in row.get_text()
     assert "demo-password" not in page.get_text()
+
+
+def test_time_display_preference_is_a_cookie_the_server_renders(ml_app, client):
+    seed_tasks(ml_app, count=1)
+    utc_cell = soup(client.get("/")).select_one("td[data-label=Created] time")
+    assert utc_cell.get_text().endswith(" UTC") and utc_cell["title"].endswith("Z")
+    response = client.get("/preferences/time?mode=relative&next=/?state=active")
+    assert response.status_code == 303 and response.headers["Location"] == "/?state=active"
+    relative = soup(client.get("/")).select_one("td[data-label=Created] time")
+    assert relative.get_text().endswith(" ago") and relative["title"] == utc_cell["title"]
+    client.set_cookie("taskdeck_tz", "Asia/Seoul")
+    client.get("/preferences/time?mode=local")
+    local = soup(client.get("/")).select_one("td[data-label=Created] time")
+    assert local.get_text().endswith(" KST")
+    assert soup(client.get("/")).select_one("#time-mode option[selected]")["value"] == "local"
+
+
+def test_preference_redirects_stay_on_this_site(client):
+    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+        response = client.get("/preferences/time", query_string={"mode": "utc", "next": target})
+        assert response.headers["Location"] == "/"
+    assert client.get("/preferences/time?mode=sideways").status_code == 400

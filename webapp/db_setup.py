@@ -33,7 +33,29 @@ def init_app(app: Flask) -> None:
             # Connections opened before the listener (none normally) get the pragmas too.
             db.engine.dispose()
         db.create_all()
+        check_schema()
     app.cli.add_command(init_db_command)
+
+
+def check_schema() -> None:
+    """Fail start-up clearly when the database was made by an older Taskdeck.
+
+    ``create_all`` adds missing tables but never columns, and there are no migrations yet, so a
+    missing column would otherwise surface later as an error on some page.
+    """
+    inspector = sa.inspect(db.engine)
+    missing = []
+    for table in db.metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
+    if missing:
+        raise ConfigError(
+            "the database was created by an older Taskdeck and lacks "
+            + ", ".join(missing)
+            + f": point TASKDECK_DATABASE_URL at a new database ({db.engine.url.render_as_string()})"
+        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -14,6 +14,8 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from webapp.models import utcnow
+from webapp.presentation import FIELD_LABELS
+from webapp.presentation import human_bytes
 
 #: How times are shown; the choice is kept in a cookie so the server renders it.
 TIME_MODES = ("utc", "local", "relative")
@@ -91,6 +93,8 @@ def field_label(name: str) -> str:
     """``queueWaitTime`` or ``worker_nodes`` -> ``Queue wait time``, ``Worker nodes``."""
     import re
 
+    if name in FIELD_LABELS:
+        return FIELD_LABELS[name]
     words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").split()
     text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
     return text[:1].upper() + text[1:]
@@ -105,6 +109,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(duration)
     app.add_template_filter(pretty_json)
     app.add_template_filter(field_label)
+    app.add_template_filter(human_bytes)
     app.add_template_filter(humanize_seconds)
     app.add_template_global(when)
     app.add_template_global(time_mode)

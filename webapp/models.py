@@ -94,6 +94,7 @@ class Task(db.Model):
         sa.Index("ix_tasks_state_sort", "state", sa.text("sort_at DESC"), sa.text("id DESC")),
         sa.Index("ix_tasks_source_sort", "source", sa.text("sort_at DESC"), sa.text("id DESC")),
         sa.Index("ix_tasks_due", "terminal", "next_poll_at"),
+        sa.Index("ix_tasks_related", "source", "related_key"),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -141,6 +142,10 @@ class Task(db.Model):
     version: so.Mapped[int] = so.mapped_column(default=0)
     #: Bumped whenever something shown in a row changes (the list's live updates).
     changed_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow, index=True)
+
+    #: The id that ties this task to its siblings upstream (a workflow, a model, a batch), for
+    #: "related tasks" on the detail page.
+    related_key: so.Mapped[str | None] = so.mapped_column(sa.String(512))
 
     #: People's annotations: free-form labels and a note (never touched by the refresher).
     labels: so.Mapped[list[str]] = so.mapped_column(JSONValue, default=list)

@@ -23,6 +23,16 @@ from webapp.providers.base import FetchErrorKind
 from webapp.providers.base import NormalizedTask
 from webapp.providers.base import TaskState
 
+#: Link keys that name the upstream group a task belongs to, most specific first.
+RELATED_LINK_KEYS = (
+    "workflowInstanceId",
+    "model_id",
+    "batch_id",
+    "cluster_id",
+    "job_id",
+    "train_feature_id",
+)
+
 #: Upper bound on stored raw payloads, so one hostile upstream answer cannot bloat the cache.
 MAX_RAW_BYTES = 256 * 1024
 
@@ -124,6 +134,9 @@ def apply_fetch(task: Task, result: NormalizedTask | FetchError, now: datetime) 
         task.finished_at = None
     task.error = result.error
     task.links = result.links
+    task.related_key = next(
+        (result.links[k][:512] for k in RELATED_LINK_KEYS if result.links.get(k)), None
+    )
     task.details = jsonable(result.details)
     task.raw = capped_raw(result.raw)
     task.sort_at = result.created_at or task.tracked_at
@@ -187,5 +200,25 @@ def jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def task_events(task: Task) -> list[TaskEvent]:
-    return list(task.events)
+def related_tasks(task: Task, limit: int = 20) -> list[Task]:
+    """Other tracked tasks of the same upstream group (same workflow, model, batch…)."""
+    if not task.related_key:
+        return []
+    statement = (
+        sa.select(Task)
+        .where(Task.source == task.source, Task.related_key == task.related_key, Task.id != task.id)
+        .order_by(Task.sort_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(statement))
+
+
+def set_annotations(task: Task, labels_text: str, note: str) -> None:
+    """Labels from a comma- or space-separated text (deduplicated, order kept) and a note."""
+    labels: list[str] = []
+    for raw in labels_text.replace(",", " ").split():
+        label = raw.strip().lower()[:40]
+        if label and label not in labels:
+            labels.append(label)
+    task.labels = labels[:20]
+    task.note = note.strip()[:4000] or None

@@ -34,6 +34,11 @@
   }
   setInterval(tick, 1000);
 
+  // Selects that apply themselves (the time display); a plain submit button covers no-JS.
+  document.addEventListener("change", function (event) {
+    if (event.target.matches("select[data-autosubmit]")) event.target.form.requestSubmit();
+  });
+
   document.addEventListener("click", function (event) {
     var button = event.target.closest("button[data-copy]");
     if (!button || !navigator.clipboard) return;

@@ -6,6 +6,7 @@ and register on this module's blueprint.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from flask import Blueprint
@@ -20,13 +21,17 @@ from flask import request
 from flask import url_for
 from jinja2_fragments.flask import render_block
 from jinja2_fragments.flask import render_blocks
+from werkzeug.utils import secure_filename
 
 from webapp import store
 from webapp.htmx import STOP_POLLING
 from webapp.htmx import is_htmx
+from webapp.models import Source
 from webapp.models import Task
 from webapp.models import db
 from webapp.models import utcnow
+from webapp.presentation import RAW_DISPLAY_LIMIT
+from webapp.presentation import split_details
 from webapp.providers import PROVIDERS
 
 bp = Blueprint("tasks", __name__)
@@ -36,13 +41,13 @@ DETAIL_TEMPLATE = "tasks/detail.html"
 
 def get_task_or_404(source: str, task_id: str) -> Task:
     """The tracked task, or a 404 that says whether the source or the task is unknown."""
-    registry = current_app.extensions["taskdeck.sources"]
-    if source not in registry:
-        abort(404, description=f"There is no source called “{source}”.")
     task = store.get_task(source, task_id)
-    if task is None:
-        abort(404, description=f"Task “{task_id}” of {source} is not tracked.")
-    return task
+    if task is not None:
+        # Shown even when its source has left the configuration: what was stored stays readable.
+        return task
+    if source not in current_app.extensions["taskdeck.sources"]:
+        abort(404, description=f"There is no source called “{source}”.")
+    abort(404, description=f"Task “{task_id}” of {source} is not tracked.")
 
 
 @bp.get("/tasks/<source>/<taskid:task_id>")
@@ -66,31 +71,63 @@ def status(source: str, task_id: str) -> Response:
 
 
 def detail_context(task: Task) -> dict[str, Any]:
+    """Everything the detail page and its fragments render (blocks need the whole context)."""
     registry = current_app.extensions["taskdeck.sources"]
-    source = registry.get(task.source)
     provider_class = PROVIDERS.get(task.provider)
-    events = list(task.events)
-    now = utcnow()
-    timeline = []
-    for index, event in enumerate(events):
-        ended = events[index + 1].at if index + 1 < len(events) else None
-        if ended is None and task.terminal:
-            spent = None
-        else:
-            spent = ((ended or now) - event.at).total_seconds()
-        timeline.append(
-            {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
-        )
-    total = sum(item["seconds"] or 0 for item in timeline) or 1
+    key_fields, other_fields = split_details(task.provider, task.details or {})
     return {
         "task": task,
-        "source": source,
+        "source": registry.get(task.source),
+        "source_health": db.session.get(Source, task.source),
         "provider_label": provider_class.label if provider_class else task.provider,
         "times_note": provider_class.times_note if provider_class else None,
-        "timeline": timeline,
-        "timeline_total": total,
+        "key_fields": key_fields,
+        "other_fields": other_fields,
+        "related": store.related_tasks(task),
+        "raw_limit": RAW_DISPLAY_LIMIT,
         "poll_seconds": current_app.config["UI_POLL_SECONDS"],
+        **timeline(task),
     }
+
+
+def timeline(task: Task) -> dict[str, Any]:
+    """The state changes with the time spent in each (the last one runs until now, if active)."""
+    events = list(task.events)
+    now = utcnow()
+    items = []
+    for index, event in enumerate(events):
+        ended = events[index + 1].at if index + 1 < len(events) else None
+        spent = (
+            None if ended is None and task.terminal else ((ended or now) - event.at).total_seconds()
+        )
+        items.append(
+            {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
+        )
+    return {"timeline": items, "timeline_total": sum(i["seconds"] or 0 for i in items) or 1}
+
+
+@bp.get("/tasks/<source>/<taskid:task_id>/raw.json")
+def raw_payload(source: str, task_id: str) -> Response:
+    """The last upstream payload as a file."""
+    task = get_task_or_404(source, task_id)
+    response = make_response(json.dumps(task.raw, indent=2, sort_keys=True, ensure_ascii=False))
+    response.mimetype = "application/json"
+    filename = secure_filename(f"{task.source}-{task.task_id}.json") or "task.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.post("/tasks/<source>/<taskid:task_id>/annotations")
+def annotate(source: str, task_id: str) -> Response:
+    """Save the task's labels and note."""
+    task = get_task_or_404(source, task_id)
+    store.set_annotations(task, request.form.get("labels", ""), request.form.get("note", ""))
+    db.session.commit()
+    if is_htmx():
+        context = detail_context(task)
+        return make_response(render_block(DETAIL_TEMPLATE, "annotations", saved=True, **context))
+    flash("Labels and note saved.", "info")
+    return redirect(url_for("tasks.detail", source=source, task_id=task_id), 303)
 
 
 @bp.post("/tasks/<source>/<taskid:task_id>/refresh")

@@ -1,0 +1,42 @@
+"""Per-person display preferences, kept in cookies so the server renders them."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint
+from flask import Response
+from flask import abort
+from flask import redirect
+from flask import request
+from flask import url_for
+
+from webapp.formatting import TIME_MODE_COOKIE
+from webapp.formatting import TIME_MODES
+
+bp = Blueprint("preferences", __name__)
+
+ONE_YEAR = 365 * 24 * 3600
+
+
+def local_path(target: str | None) -> str:
+    """``target`` when it is a path on this site, else the task list (no open redirects)."""
+    if not target:
+        return url_for("tasks.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("tasks.index")
+    return target
+
+
+@bp.get("/preferences/time")
+def set_time_mode() -> Response:
+    """Show times in UTC, in the browser's zone, or relative to now."""
+    mode = request.args.get("mode", "")
+    if mode not in TIME_MODES:
+        abort(
+            400, description=f"Unknown time display {mode!r}; use one of {', '.join(TIME_MODES)}."
+        )
+    response = redirect(local_path(request.args.get("next")), 303)
+    response.set_cookie(TIME_MODE_COOKIE, mode, max_age=ONE_YEAR, samesite="Lax", httponly=True)
+    return response
