@@ -154,6 +154,8 @@ def run_demo(host: str, port: int) -> None:
     from webapp.refresher import start_background
 
     app, suite, wsgi = build_demo(host, port)
+    # One line per request (the refresher's calls to the simulators included) drowns the log.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
     TaskSpawner(app, suite).start()
     print(f"Taskdeck demo on http://{host}:{port}/  (simulated upstreams under {UPSTREAM_PREFIX}/)")

@@ -59,6 +59,8 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # httpx logs every request at INFO; webapp.upstream logs them at DEBUG when wanted.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
     from webapp import cli
     from webapp import db_setup
