@@ -43,6 +43,7 @@ from flask import request
 from webapp.simulators.core import Fault
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import fault_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import sim_state
@@ -656,20 +657,11 @@ def _uuid_like(rng: Any, serial: int) -> str:
 
 def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``[[sources]]`` entry for this simulator and the environment holding its secrets."""
-    prefix = name.upper().replace("-", "_")
-    return (
-        {
-            "name": name,
-            "provider": PROVIDER,
-            "base_url": base_url,
-            "key_id_env": f"{prefix}_KEY_ID",
-            "key_secret_env": f"{prefix}_KEY_SECRET",
-        },
-        {
-            f"{prefix}_KEY_ID": DEMO_CREDENTIALS["key_id"],
-            f"{prefix}_KEY_SECRET": DEMO_CREDENTIALS["key_secret"],
-        },
-    )
+    secrets = {
+        "key_id_env": ("KEY_ID", DEMO_CREDENTIALS["key_id"]),
+        "key_secret_env": ("KEY_SECRET", DEMO_CREDENTIALS["key_secret"]),
+    }
+    return demo_source_entry(PROVIDER, name, base_url, secrets)
 
 
 def add_demo_task(

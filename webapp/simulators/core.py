@@ -333,6 +333,24 @@ def new_simulator_app(name: str, state: SimulatorState, status_key: str) -> Flas
     return app
 
 
+def demo_source_entry(
+    provider: str, name: str, base_url: str, secrets: dict[str, tuple[str, str]]
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """A ``[[sources]]`` entry and the environment holding its secrets.
+
+    ``secrets`` maps each ``*_env`` field to (variable suffix, value): the variable is named
+    after the source, e.g. ``ML_DEMO_PASS`` for source ``ml-demo``.
+    """
+    prefix = name.upper().replace("-", "_")
+    entry: dict[str, Any] = {"name": name, "provider": provider, "base_url": base_url}
+    environ: dict[str, str] = {}
+    for env_field, (suffix, value) in secrets.items():
+        variable = f"{prefix}_{suffix}"
+        entry[env_field] = variable
+        environ[variable] = value
+    return entry, environ
+
+
 def sim_state() -> SimulatorState:
     """The state of the simulator handling the current request."""
     return current_app.config["SIMULATOR_STATE"]

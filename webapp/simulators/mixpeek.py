@@ -33,6 +33,7 @@ from webapp.simulators.core import Fault
 from webapp.simulators.core import Phase
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import fault_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import sim_state
@@ -776,11 +777,8 @@ _ALPHANUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 
 def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``[[sources]]`` entry for this simulator and the environment holding its key."""
-    variable = f"{name.upper().replace('-', '_')}_API_KEY"
-    return (
-        {"name": name, "provider": PROVIDER, "base_url": base_url, "api_key_env": variable},
-        {variable: DEMO_CREDENTIALS["api_key"]},
-    )
+    secrets = {"api_key_env": ("API_KEY", DEMO_CREDENTIALS["api_key"])}
+    return demo_source_entry(PROVIDER, name, base_url, secrets)
 
 
 def _token(rng: Any, length: int = 6) -> str:

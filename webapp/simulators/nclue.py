@@ -52,6 +52,7 @@ from werkzeug.exceptions import NotFound
 from webapp.simulators.core import Fault
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import fault_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import sim_state
@@ -366,20 +367,11 @@ def _rng_uuid(rng: Any) -> str:
 
 def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``[[sources]]`` entry for this simulator and the environment holding its keys."""
-    prefix = name.upper().replace("-", "_")
-    return (
-        {
-            "name": name,
-            "provider": PROVIDER,
-            "base_url": base_url,
-            "access_key_env": f"{prefix}_ACCESS_KEY",
-            "secret_key_env": f"{prefix}_SECRET_KEY",
-        },
-        {
-            f"{prefix}_ACCESS_KEY": DEMO_CREDENTIALS["access_key"],
-            f"{prefix}_SECRET_KEY": DEMO_CREDENTIALS["secret_key"],
-        },
-    )
+    secrets = {
+        "access_key_env": ("ACCESS_KEY", DEMO_CREDENTIALS["access_key"]),
+        "secret_key_env": ("SECRET_KEY", DEMO_CREDENTIALS["secret_key"]),
+    }
+    return demo_source_entry(PROVIDER, name, base_url, secrets)
 
 
 def add_demo_task(

@@ -22,6 +22,7 @@ from flask import request
 from webapp.simulators.core import Fault
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import fault_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import sim_state
@@ -329,20 +330,11 @@ _TASK_KINDS = [
 
 def demo_source(name: str, base_url: str) -> tuple[dict[str, Any], dict[str, str]]:
     """A ``[[sources]]`` entry for this simulator and the environment holding its secrets."""
-    prefix = name.upper().replace("-", "_")
-    return (
-        {
-            "name": name,
-            "provider": PROVIDER,
-            "base_url": base_url,
-            "username_env": f"{prefix}_USER",
-            "password_env": f"{prefix}_PASS",
-        },
-        {
-            f"{prefix}_USER": DEMO_CREDENTIALS["username"],
-            f"{prefix}_PASS": DEMO_CREDENTIALS["password"],
-        },
-    )
+    secrets = {
+        "username_env": ("USER", DEMO_CREDENTIALS["username"]),
+        "password_env": ("PASS", DEMO_CREDENTIALS["password"]),
+    }
+    return demo_source_entry(PROVIDER, name, base_url, secrets)
 
 
 def add_demo_task(
