@@ -35,6 +35,27 @@ def free_port() -> int:
     return port
 
 
+def showcase_task_path(app) -> str:  # type: ignore[no-untyped-def]
+    """The page of the task with the longest history: it shows the timeline best."""
+    import sqlalchemy as sa
+    from flask import url_for
+
+    from webapp.models import Task
+    from webapp.models import TaskEvent
+    from webapp.models import db
+
+    with app.test_request_context():
+        statement = (
+            sa.select(Task)
+            .join(TaskEvent)
+            .group_by(Task.id)
+            .order_by(sa.func.count(TaskEvent.id).desc(), Task.error.is_(None))
+            .limit(1)
+        )
+        task = db.session.scalars(statement).one()
+        return url_for("tasks.detail", source=task.source, task_id=task.task_id)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", default=str(ROOT / "docs" / "screenshots"))
@@ -47,13 +68,13 @@ def main() -> None:
         start_background(app)
         TaskSpawner(app, suite, every=2.0).start()
         with ServerThread(wsgi, port=port) as server:
-            time.sleep(12)  # let the demo tasks be fetched and move on a little
+            time.sleep(25)  # let the demo tasks be fetched and move through a few states
             with sync_playwright() as playwright:
                 browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1360, "height": 900})
                 page.goto(server.url + "/")
                 page.screenshot(path=str(out / "list.png"))
-                page.goto(server.url + "/tasks/conductor-demo/6f207c78-bdf2-11ef-88e4-ce0afa758ea1")
+                page.goto(server.url + showcase_task_path(app))
                 page.screenshot(path=str(out / "detail.png"), full_page=True)
                 browser.close()
     print(f"screenshots written to {out}")
