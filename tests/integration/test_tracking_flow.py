@@ -155,3 +155,25 @@ def test_awkward_ids_round_trip_through_every_url(ml_app, ml_state, driver, task
     assert client.get(href + "/status").status_code == 200
     data = client.get("/api/v1" + href).get_json()
     assert data["task_id"] == task_id and data["state"] == "queued"
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [{"unexpected": True}, {"state": ["RUNNING"]}, {"state": "RUNNING", "create_time": "x" * 50}],
+)
+def test_odd_payloads_are_stored_raw_and_pages_render(ml_app, ml_state, driver, payload):
+    ml_state.add_fixed("odd", payload, "state")
+    track(ml_app, "ml-prod", "odd")
+    driver.pass_()
+    client = ml_app.test_client()
+    data = client.get("/api/v1/tasks/ml-prod/odd").get_json()
+    assert data["raw"] == payload
+    if isinstance(payload.get("state"), str):
+        assert data["fetch_error"] is None and data["state"] == "running"
+    else:
+        assert data["fetch_error_kind"] == "bad_payload"
+        assert data["state"] == "unknown"
+    page = client.get("/tasks/ml-prod/odd")
+    assert page.status_code == 200
+    assert BeautifulSoup(page.text, "html.parser").select_one("details.raw pre.json") is not None
+    assert client.get("/").status_code == 200
