@@ -33,7 +33,7 @@ def test_vendored_files_are_not_committed():
     assert "static/vendor/" in ignored and "node_modules/" in ignored
 
 
-@pytest.mark.parametrize("command", [c.name for c in APP_COMMANDS] + ["init-db"])
+@pytest.mark.parametrize("command", [c.name for c in APP_COMMANDS] + ["init-db", "create-user"])
 def test_readme_documents_every_command(command):
     assert f"taskdeck {command}" in README
 

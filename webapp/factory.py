@@ -62,6 +62,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # httpx logs every request at INFO; webapp.upstream logs them at DEBUG when wanted.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
+    from webapp import auth
     from webapp import cli
     from webapp import db_setup
     from webapp import htmx
@@ -75,6 +76,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     )
     db_setup.sync_sources(app)
     htmx.init_app(app)
+    auth.init_app(app)
     views.init_app(app)
     cli.init_app(app)
     refresher.init_app(app)

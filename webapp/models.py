@@ -192,3 +192,14 @@ class SavedView(db.Model):
     #: The team's default: ``/`` without a query string opens this view.
     is_default: so.Mapped[bool] = so.mapped_column(default=False)
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+
+class User(db.Model):
+    """Someone who may sign in. With no users at all, the dashboard is open (the demo)."""
+
+    __tablename__ = "users"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    username: so.Mapped[str] = so.mapped_column(sa.String(80), unique=True)
+    password_hash: so.Mapped[str] = so.mapped_column(sa.String(256))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
