@@ -31,6 +31,23 @@ def fail(message: str) -> None:
     raise click.ClickException(message)
 
 
+def serve(host: str, port: int, wsgi_app: Any, banner: str) -> None:
+    """Serve on ``host:port`` with werkzeug's threaded server, saying ``banner`` once bound.
+
+    A busy port ends the command with werkzeug's own one-line explanation and exit code 1.
+    """
+    from werkzeug.serving import make_server
+
+    server = make_server(host, port, wsgi_app, threaded=True)
+    click.echo(banner)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    finally:
+        server.server_close()
+
+
 def _require_source(name: str) -> Any:
     registry = current_app.extensions["taskdeck.sources"]
     source = registry.get(name)
@@ -47,8 +64,6 @@ def _require_source(name: str) -> Any:
 @with_appcontext
 def run_command(host: str, port: int, no_refresher: bool) -> None:
     """Serve the dashboard (the refresher runs in-process unless disabled)."""
-    from werkzeug.serving import run_simple
-
     from webapp.refresher import start_background
 
     app = current_app._get_current_object()  # type: ignore[attr-defined]
@@ -56,8 +71,7 @@ def run_command(host: str, port: int, no_refresher: bool) -> None:
         start_background(app)
     else:
         app.config["REFRESHER"] = False
-    click.echo(f"Taskdeck on http://{host}:{port}/ (for production use gunicorn 'app:app')")
-    run_simple(host, port, app, threaded=True, use_reloader=False)
+    serve(host, port, app, f"Taskdeck on http://{host}:{port}/ (in production: gunicorn 'app:app')")
 
 
 @click.command("track")
@@ -254,8 +268,6 @@ def sources_command() -> None:
 )
 def simulate_command(host: str, port: int, demo_tasks: int) -> None:
     """Serve the four upstream simulators alone, as a real HTTP server."""
-    from werkzeug.serving import run_simple
-
     from webapp.demo import populate_simulators
     from webapp.simulators import SIMULATORS
     from webapp.simulators import SimulatorSuite
@@ -269,7 +281,7 @@ def simulate_command(host: str, port: int, demo_tasks: int) -> None:
         entry, environ = module.demo_source(f"sim-{name}", suite.base_url(root, name))
         variables = " ".join(f"{key}={value}" for key, value in environ.items())
         click.echo(f"  {name:<14} {entry['base_url']}  {variables}")
-    run_simple(host, port, suite.wsgi_app(), threaded=True, use_reloader=False)
+    serve(host, port, suite.wsgi_app(), f"Simulators listening on {root}/")
 
 
 @click.command("demo")

@@ -149,8 +149,7 @@ def _fresh_demo_app(config: dict[str, object]) -> Flask:
 
 
 def run_demo(host: str, port: int) -> None:
-    from werkzeug.serving import run_simple
-
+    from webapp.cli import serve
     from webapp.refresher import start_background
 
     app, suite, wsgi = build_demo(host, port)
@@ -158,5 +157,5 @@ def run_demo(host: str, port: int) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
     TaskSpawner(app, suite).start()
-    print(f"Taskdeck demo on http://{host}:{port}/  (simulated upstreams under {UPSTREAM_PREFIX}/)")
-    run_simple(host, port, wsgi, threaded=True, use_reloader=False)
+    banner = f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/)"
+    serve(host, port, wsgi, banner)
