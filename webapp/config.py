@@ -243,5 +243,7 @@ DEFAULTS: dict[str, Any] = {
     "UI_POLL_SECONDS": 3,
     #: Delete finished tasks this many days after they finished; ``None`` keeps them.
     "RETENTION_DAYS": None,
+    #: Seconds a worker holds a claimed task before another may take it over (after a crash).
+    "LEASE_SECONDS": None,
     "DEMO": False,
 }

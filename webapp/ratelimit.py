@@ -1,47 +1,99 @@
-"""A thread-safe token bucket: the per-source request budget of the refresher."""
+"""Per-source request budgets: a token bucket that every real request to an upstream passes.
+
+There is one owner of a source's rate limit: the provider layer. :meth:`Provider.request
+<webapp.providers.base.Provider.request>` takes a token from :func:`limiter_for` before each
+request it sends, because only the provider knows how many requests an operation really costs
+(NCLUE pages its list, Conductor falls back to GETs, OpenSearch re-reads batch-prediction tasks)
+and because everything that talks to a source (the refresher, ``taskdeck import``) must share the
+one budget. The refresher does not limit on its own, so nothing is counted twice; it only sizes a
+source's concurrency to the rate, so its threads do not sit queued behind the bucket.
+
+The budget is per process: several ``taskdeck worker`` processes each spend the full rate. An
+upstream that still says 429 pauses the source for every worker (``Source.blocked_until``).
+"""
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
+
+
+class WaitTooLong(Exception):
+    """The next free slot is further away than the caller is willing to wait."""
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"next request slot in {wait:.1f} s")
+        self.wait = wait
 
 
 class TokenBucket:
-    """``rate`` tokens a second, holding at most ``burst``; :meth:`acquire` waits for one."""
+    """``rate`` requests a second with bursts of at most ``burst``; ``rate=None``: no limit.
+
+    Kept as a "theoretical arrival time" (GCRA), which is a token bucket without a refill
+    thread: each caller reserves the next slot under the lock and sleeps outside it, so
+    concurrent callers queue up one interval apart and idle time never banks more than
+    ``burst`` requests. The default burst of 1 spaces requests evenly, which is what an upstream
+    that counts requests per second (NCLUE's gateway) needs.
+    """
 
     def __init__(
         self,
-        rate: float,
+        rate: float | None,
         burst: float = 1.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
+        if rate is not None and rate <= 0:
+            raise ValueError("rate must be positive (or None for no limit)")
         self.rate = rate
-        self.burst = max(burst, 1.0)
-        self._clock = clock
+        self.burst = max(1.0, burst)
+        self.interval = 1.0 / rate if rate else 0.0
+        self._monotonic = monotonic
         self._sleep = sleep
-        self._tokens = self.burst
-        self._updated = clock()
+        self._next_free = -math.inf
         self._lock = threading.Lock()
 
-    def reserve(self) -> float:
-        """Take a token now or later: returns how long the caller must wait before using it."""
-        with self._lock:
-            now = self._clock()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.rate)
-            self._updated = now
-            self._tokens -= 1
-            if self._tokens >= 0:
-                return 0.0
-            return -self._tokens / self.rate
+    def reserve(self, max_wait: float = math.inf) -> float:
+        """Take the next slot: the seconds to wait before using it (nothing reserved on refusal).
 
-    def acquire(self) -> float:
-        """Wait until a token is ours; returns the time waited."""
-        delay = self.reserve()
-        if delay > 0:
-            self._sleep(delay)
-        return delay
+        Raises :class:`WaitTooLong` when that wait would exceed ``max_wait``.
+        """
+        if not self.interval:
+            return 0.0
+        with self._lock:
+            now = self._monotonic()
+            arrival = max(self._next_free, now)
+            wait = max(0.0, arrival - (self.burst - 1) * self.interval - now)
+            if wait > max_wait:
+                raise WaitTooLong(wait)
+            self._next_free = arrival + self.interval
+        return wait
+
+    def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        wait = self.reserve(max_wait)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
+
+
+_BUCKETS: dict[tuple[str, str], TokenBucket] = {}
+_BUCKETS_LOCK = threading.Lock()
+
+
+def limiter_for(source: SourceConfig) -> TokenBucket:
+    """The bucket shared by every provider object of one source in this process."""
+    key = (source.name, source.base_url)
+    rate = source.effective_rate_limit
+    with _BUCKETS_LOCK:
+        bucket = _BUCKETS.get(key)
+        if bucket is None or bucket.rate != rate:
+            bucket = _BUCKETS[key] = TokenBucket(rate)
+        return bucket

@@ -2,14 +2,27 @@
 
 Each pass claims due tasks with a lease (so any number of workers and app processes can run
 against one database without fetching a task twice), fetches them through each source's own
-small thread pool (so a slow or dead source only ever holds up itself), and writes every result
-with its next poll time in the same transaction as its history event. Views never call it.
+small thread pool (so a slow or dead source only ever holds up itself), and hands the results
+to one writer thread, which writes whatever has arrived in one transaction per source: each
+task's state, next poll time and history event together, and only while the task's lease is
+still ours. Views never call it.
+
+Per source, a *lane* holds the thread pool and what this process knows about the source: how
+many jobs it has under way, whether the source is paused (a mirror of ``Source.blocked_until``,
+which every worker reads and writes), and whether batching pays. Limits: ``max_concurrency``
+requests at once (per process), and the source's rate limit, which the provider layer applies
+to every real request (webapp/ratelimit.py explains why there and only there).
+
+Crash safety comes from the database: a result and its event commit together or not at all, and
+a task whose worker died is due again once its lease runs out (``LEASE_SECONDS``).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
+import queue
 import random
 import socket
 import threading
@@ -18,11 +31,14 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait
+from contextlib import AbstractContextManager
+from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from datetime import timedelta
 
+import httpx
 import sqlalchemy as sa
 from flask import Flask
 
@@ -31,37 +47,36 @@ from webapp.models import Source
 from webapp.models import Task
 from webapp.models import db
 from webapp.models import utcnow
+from webapp.providers import PROVIDERS
 from webapp.providers.base import FetchError
 from webapp.providers.base import FetchErrorKind
 from webapp.providers.base import NormalizedTask
+from webapp.providers.base import Provider
 from webapp.providers.base import TaskState
-from webapp.ratelimit import TokenBucket
 from webapp.scheduling import PollPolicy
 from webapp.scheduling import after_failure
 from webapp.scheduling import after_success
+from webapp.scheduling import circuit_delay
+from webapp.scheduling import make_policy
 from webapp.sources import SourceRegistry
 from webapp.store import apply_fetch
 
 log = logging.getLogger(__name__)
 
-#: Consecutive source-level failures that open a source's circuit.
-CIRCUIT_THRESHOLD = 5
-#: First and longest wait before probing a source whose circuit is open.
-CIRCUIT_BASE_SECONDS = 15.0
-CIRCUIT_MAX_SECONDS = 300.0
 #: Kinds of failure that say something about the source rather than one task.
 SOURCE_FAILURES = frozenset(
-    {
-        FetchErrorKind.UPSTREAM_ERROR,
-        FetchErrorKind.TIMEOUT,
-        FetchErrorKind.NETWORK,
-    }
+    {FetchErrorKind.UPSTREAM_ERROR, FetchErrorKind.TIMEOUT, FetchErrorKind.NETWORK}
 )
 AUTH_FAILURES = frozenset({FetchErrorKind.UNAUTHORIZED, FetchErrorKind.FORBIDDEN})
-
-
-def policy_for(source: SourceConfig) -> PollPolicy:
-    return PollPolicy(poll_interval=source.poll_interval)
+#: After this many batches in a row cost more calls than one GET per task would have (Conductor
+#: without a search index answers each batch with a search plus the GETs), a source fetches per
+#: task for BATCHING_OFF_SECONDS. One such batch proves nothing: a failed search falls back too.
+BATCHING_MISSES = 3
+BATCHING_OFF_SECONDS = 600.0
+#: Shortest gap between passes when a lane with a backlog wakes the loop early.
+MIN_PASS_GAP = 0.05
+#: How often the worker applies RETENTION_DAYS.
+PURGE_EVERY_SECONDS = 3600.0
 
 
 @dataclass
@@ -72,7 +87,10 @@ class PassReport:
     fetched: int = 0
     changed: int = 0
     failed: int = 0
+    #: Claimed, then given back unfetched because the source was paused meanwhile.
+    deferred: int = 0
     skipped_sources: list[str] = field(default_factory=list)
+    #: Real HTTP requests sent (token exchanges included), counted as httpx sends them.
     upstream_calls: int = 0
 
     def merge(self, other: PassReport) -> None:
@@ -80,28 +98,130 @@ class PassReport:
         self.fetched += other.fetched
         self.changed += other.changed
         self.failed += other.failed
+        self.deferred += other.deferred
         self.upstream_calls += other.upstream_calls
+        for name in other.skipped_sources:
+            if name not in self.skipped_sources:
+                self.skipped_sources.append(name)
+
+
+def policy_for(source: SourceConfig) -> PollPolicy:
+    """A source's polling policy (the importer uses it for the first schedule too)."""
+    return make_policy(
+        source.poll_interval,
+        batched=PROVIDERS[source.provider].batch_size > 1,
+        rate_limited=source.effective_rate_limit is not None,
+    )
+
+
+# -- counting real upstream calls ------------------------------------------------------------
+
+_calls = threading.local()
+_instrument_lock = threading.Lock()
+
+
+def _count_request(request: httpx.Request) -> None:
+    # httpx runs request hooks on the sending thread and a job runs on one thread, so this
+    # counts exactly the job's requests, auth round trips included.
+    _calls.count = getattr(_calls, "count", 0) + 1
+
+
+def _instrument(provider: Provider) -> None:
+    with _instrument_lock:
+        hooks = provider.client.event_hooks["request"]
+        if _count_request not in hooks:
+            hooks.append(_count_request)
+
+
+def rate_limit_wait(failures: list[FetchError], provider: Provider, now: datetime) -> float:
+    """Seconds the whole source must wait after a job: a 429's ``Retry-After``, or until
+    Mixpeek's budget resets once its ``X-RateLimit-Remaining`` reached 0 (0: no wait)."""
+    wait_seconds = 0.0
+    for failure in failures:
+        if failure.kind is FetchErrorKind.RATE_LIMITED:
+            wait_seconds = max(wait_seconds, failure.retry_after or 0.0, 1.0)
+    reading = getattr(provider, "rate_limit_state", None)
+    if reading is not None and reading.exhausted:
+        # Waiting for the reset beats collecting 429s; capped by the window in case the
+        # upstream's clock and ours disagree.
+        until_reset = reading.seconds_until_reset(now) or 0.0
+        wait_seconds = max(wait_seconds, min(until_reset, reading.window or 60.0))
+    return wait_seconds
+
+
+# -- lanes ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """One job's fetch results on their way to the writer."""
+
+    lane: SourceLane
+    chunk: list[tuple[int, str]]
+    results: dict[str, NormalizedTask | FetchError]
+    calls: int
+    probe: bool
+    #: Resolved with the job's report once written.
+    written: Future[PassReport]
+    ok: int = 0
+    failures: list[FetchError] = field(default_factory=list)
 
 
 class SourceLane:
-    """One source's own executor, concurrency budget and rate limit."""
+    """One source's own executor and queue depth, and what this process knows of its health."""
 
-    def __init__(self, source: SourceConfig) -> None:
+    def __init__(self, source: SourceConfig, batch_size: int) -> None:
         self.source = source
-        self.executor = ThreadPoolExecutor(
-            max_workers=source.max_concurrency, thread_name_prefix=f"refresh-{source.name}"
-        )
-        self.in_flight = 0
-        self.lock = threading.Lock()
+        self.batch_size = max(1, batch_size)
+        self.policy = policy_for(source)
         rate = source.effective_rate_limit
-        self.bucket = TokenBucket(rate, burst=max(1.0, rate)) if rate else None
+        # Under a rate limit, more parallel requests than the rate lets through a second would
+        # only queue behind the provider's bucket while their leases age.
+        self.concurrency = (
+            max(1, min(source.max_concurrency, math.floor(rate)))
+            if rate
+            else source.max_concurrency
+        )
+        # Jobs queued behind the running ones keep the threads busy between passes.
+        self.depth = self.concurrency if rate else 2 * self.concurrency
+        self.executor = ThreadPoolExecutor(
+            max_workers=self.concurrency, thread_name_prefix=f"refresh-{source.name}"
+        )
+        self.lock = threading.Lock()
+        #: Jobs claimed and not yet written (fetching, queued, or waiting for the writer).
+        self.in_flight = 0
+        #: The last claim filled the lane: more is due, so a finished job should wake the loop.
+        self.backlog = False
+        #: ``Source.blocked_until`` as last read or written by this process.
+        self.paused_until: datetime | None = None
+        self.batching_misses = 0
+        self.batching_off_until: datetime | None = None
 
-    def capacity(self) -> int:
+    def room(self) -> int:
         with self.lock:
-            return self.source.max_concurrency - self.in_flight
+            return self.depth - self.in_flight
 
-    def shutdown(self) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
+    def wants_refill(self) -> bool:
+        """Claim again once the queued half has drained, not for every finished job."""
+        return self.room() >= max(1, self.depth - self.concurrency)
+
+    def is_paused(self, now: datetime) -> bool:
+        return self.paused_until is not None and self.paused_until > now
+
+    def pause_until(self, until: datetime) -> None:
+        if self.paused_until is None or self.paused_until < until:
+            self.paused_until = until
+
+    def batch(self, now: datetime) -> int:
+        if self.batching_off_until is not None and self.batching_off_until > now:
+            return 1
+        return self.batch_size
+
+    def shutdown(self, wait_for_jobs: bool = True) -> None:
+        self.executor.shutdown(wait=wait_for_jobs, cancel_futures=True)
+
+
+# -- the refresher -------------------------------------------------------------------------
 
 
 class Refresher:
@@ -117,14 +237,22 @@ class Refresher:
         rng: random.Random | None = None,
     ) -> None:
         self.app = app
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"[:64]
         self.clock = clock
-        self.lease_seconds = lease_seconds
+        self.lease_seconds = lease_seconds or app.config.get("LEASE_SECONDS")
         self.rng = rng or random.Random()
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._pending: set[Future[PassReport]] = set()
         self._pending_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._last_purge: float | None = None
+        with app.app_context():
+            self._sqlite = db.engine.dialect.name == "sqlite"
+        self._sqlite_writer = threading.Lock()
+        self._outcomes: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
 
     @property
     def registry(self) -> SourceRegistry:
@@ -134,46 +262,62 @@ class Refresher:
     def run_once(
         self, *, wait_for_results: bool = True, only_task_ids: list[int] | None = None
     ) -> PassReport:
-        """Claim what is due now and dispatch it; with ``wait_for_results``, wait and report."""
+        """Fetch what is due now.
+
+        With ``wait_for_results`` (``--once``, ``track``, tests) round follows round until
+        nothing that was due when the pass began is left, unless its source is paused, and the
+        report covers it all. Without, one round is dispatched and the call returns at once
+        (``run_forever``: results are written as they arrive).
+        """
+        cutoff = self.clock()
+        if not wait_for_results:
+            return self._dispatch(cutoff, only_task_ids)[0]
         report = PassReport()
-        futures: list[Future[PassReport]] = []
-        with self.app.app_context():
-            now = self.clock()
-            for source in self.registry:
-                lane = self._lane(source)
-                capacity = lane.capacity()
-                if capacity <= 0:
-                    continue
-                batch = self._provider_batch_size(source)
-                claimed, probing = self._claim(source, now, capacity * batch, only_task_ids)
-                if claimed is None:
-                    report.skipped_sources.append(source.name)
-                    continue
-                report.claimed += len(claimed)
-                chunks = [claimed[i : i + batch] for i in range(0, len(claimed), batch)]
-                if probing:
-                    chunks = chunks[:1]
-                for chunk in chunks:
-                    futures.append(self._submit(lane, chunk))
-        if wait_for_results:
+        while True:
+            claimed, futures = self._dispatch(cutoff, only_task_ids)
+            report.merge(claimed)
             wait(futures)
+            fetched = 0
             for future in futures:
-                report.merge(future.result())
-        return report
+                if future.cancelled():  # its lane was replaced (the source was edited)
+                    continue
+                job = future.result()
+                fetched += job.fetched
+                report.merge(job)
+            # Every fetched task is now scheduled after the cutoff, so rounds end; a round that
+            # fetched nothing (all deferred) would only repeat itself.
+            if not fetched:
+                return report
 
     def run_forever(self, stop: threading.Event, tick: float | None = None) -> None:
-        """Pass after pass until ``stop`` is set; results are written as they arrive."""
+        """Pass after pass until ``stop`` is set; results are written as they arrive.
+
+        Between passes it sleeps until the next task is due, at most ``tick`` seconds, and a
+        lane that has more due than it could take wakes it as soon as it has room again.
+        """
         tick = tick if tick is not None else float(self.app.config["REFRESH_TICK"])
         log.info("refresher %s started", self.owner)
         while not stop.is_set():
+            started = time.monotonic()
+            pause = tick
             try:
                 self.run_once(wait_for_results=False)
                 self._purge_if_due()
+                pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
                 log.exception("refresher pass failed; carrying on")
-            stop.wait(tick)
+            self._wake.wait(pause)
+            self._wake.clear()
+            # Woken early by a finished job: let a few more finish so claims stay batched.
+            gap = MIN_PASS_GAP - (time.monotonic() - started)
+            if gap > 0:
+                stop.wait(gap)
         self.close()
         log.info("refresher %s stopped", self.owner)
+
+    def wake(self) -> None:
+        """Cut the current sleep short (a stop request, a test)."""
+        self._wake.set()
 
     def drain(self, timeout: float | None = None) -> None:
         """Wait for every dispatched job (tests and ``--once``)."""
@@ -182,11 +326,72 @@ class Refresher:
         wait(pending, timeout=timeout)
 
     def close(self) -> None:
+        """Finish running jobs, drop queued ones and give their tasks back (still due)."""
         with self._lanes_lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
         for lane in lanes:
             lane.shutdown()
+        with self._writer_lock:
+            writer, self._writer = self._writer, None
+        if writer is not None:
+            self._outcomes.put(None)
+            writer.join()
+        if not lanes:
+            return
+        try:
+            with self.app.app_context(), self._writing():
+                db.session.execute(
+                    sa.update(Task)
+                    .where(Task.lease_owner == self.owner)
+                    .values(lease_owner=None, lease_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+                db.session.commit()
+        except sa.exc.SQLAlchemyError:
+            log.warning("refresher %s: leases not given back; they will run out", self.owner)
+
+    def _dispatch(
+        self, cutoff: datetime, only: list[int] | None
+    ) -> tuple[PassReport, list[Future[PassReport]]]:
+        """One round: claim for every lane with room, and submit the jobs."""
+        report = PassReport()
+        futures: list[Future[PassReport]] = []
+        with self.app.app_context():
+            now = self.clock()
+            rows = {row.name: row for row in db.session.scalars(sa.select(Source))}
+            for source in self.registry:
+                lane = self._lane(source)
+                row = rows.get(source.name)
+                lane.paused_until = row.blocked_until if row is not None else None
+                if lane.is_paused(now):
+                    report.skipped_sources.append(source.name)
+                    continue
+                if not lane.wants_refill() or not self._anything_due(source, now, cutoff):
+                    continue
+                batch = lane.batch(now)
+                limit = lane.room() * batch
+                with self._writing():
+                    claim = self._claim(lane, row, now, cutoff, limit, only)
+                if claim is None:
+                    continue
+                claimed, probe = claim
+                lane.backlog = len(claimed) >= limit
+                report.claimed += len(claimed)
+                for start in range(0, len(claimed), batch):
+                    futures.append(self._submit(lane, claimed[start : start + batch], probe))
+        return report, futures
+
+    def _until_next_due(self, tick: float) -> float:
+        """Seconds until the earliest scheduled task is due, between MIN_PASS_GAP and tick."""
+        with self.app.app_context():
+            now = self.clock()
+            nearest = db.session.scalar(
+                sa.select(sa.func.min(Task.next_poll_at)).where(Task.next_poll_at > now)
+            )
+        if nearest is None:
+            return tick
+        return min(tick, max(MIN_PASS_GAP, (nearest - now).total_seconds()))
 
     # -- claiming ---------------------------------------------------------------------------
     def _lane(self, source: SourceConfig) -> SourceLane:
@@ -194,41 +399,62 @@ class Refresher:
             lane = self._lanes.get(source.name)
             if lane is None or lane.source != source:
                 if lane is not None:
-                    lane.executor.shutdown(wait=False)
-                lane = SourceLane(source)
+                    lane.shutdown(wait_for_jobs=False)
+                batch_size = self.registry.provider(source.name).batch_size
+                lane = SourceLane(source, batch_size)
                 self._lanes[source.name] = lane
             return lane
 
-    def _provider_batch_size(self, source: SourceConfig) -> int:
-        provider = self.registry.provider(source.name)
-        return max(1, int(getattr(provider, "batch_size", 1)))
-
-    def _lease_for(self, source: SourceConfig) -> timedelta:
-        seconds = self.lease_seconds or max(60.0, source.timeout * 4)
+    def _lease_for(self, lane: SourceLane, count: int) -> timedelta:
+        source = lane.source
+        seconds = float(self.lease_seconds or max(60.0, source.timeout * 4))
+        rate = source.effective_rate_limit
+        if rate:
+            # Worst case one request per task, each waiting for its slot in the budget.
+            seconds += count / rate
         return timedelta(seconds=seconds)
 
-    def _claim(
-        self, source: SourceConfig, now: datetime, limit: int, only: list[int] | None
-    ) -> tuple[list[tuple[int, str]] | None, bool]:
-        """Lease up to ``limit`` due tasks of ``source``: ``(claimed, probing)``.
+    @staticmethod
+    def _unleased(now: datetime) -> sa.ColumnElement[bool]:
+        return sa.or_(Task.lease_until.is_(None), Task.lease_until < now)
 
-        ``None`` when the source is blocked (rate limit, open circuit not yet due a probe).
-        A source whose circuit is open gets one probe task once its wait is over.
+    def _anything_due(self, source: SourceConfig, now: datetime, cutoff: datetime) -> bool:
+        """A read before the claim, which is a write: most passes find nothing due for most
+        sources, and SQLite has one writer at a time."""
+        due = (
+            sa.select(Task.id)
+            .where(Task.source == source.name, Task.next_poll_at <= cutoff, self._unleased(now))
+            .limit(1)
+        )
+        return db.session.scalar(due) is not None
+
+    def _claim(
+        self,
+        lane: SourceLane,
+        row: Source | None,
+        now: datetime,
+        cutoff: datetime,
+        limit: int,
+        only: list[int] | None,
+    ) -> tuple[list[tuple[int, str]], bool] | None:
+        """Lease up to ``limit`` due tasks of the lane's source: ``(claimed, probe)``.
+
+        A source whose circuit is open gets one probe task once its wait is over, and only one
+        worker gets to send it (``None`` for the others).
         """
-        row = db.session.get(Source, source.name)
-        probing = False
-        if row is not None and row.blocked_until is not None and row.blocked_until > now:
-            return None, False
-        if row is not None and row.circuit != "closed":
-            probing = True
+        source = lane.source
+        probe = row is not None and row.circuit != "closed"
+        if probe:
+            if not self._take_probe(source, now):
+                return None
             limit = 1
         due = (
             sa.select(Task.id)
             .where(
                 Task.source == source.name,
                 Task.next_poll_at.is_not(None),
-                Task.next_poll_at <= now,
-                sa.or_(Task.lease_until.is_(None), Task.lease_until < now),
+                Task.next_poll_at <= cutoff,
+                self._unleased(now),
             )
             .order_by(Task.next_poll_at)
             .limit(limit)
@@ -236,175 +462,337 @@ class Refresher:
         if only is not None:
             due = due.where(Task.id.in_(only))
         if db.engine.dialect.name == "postgresql":
-            due = due.with_for_update(skip_locked=True)
+            # Concurrent claims skip each other's rows instead of waiting for them.
+            due = due.with_for_update(skip_locked=True, key_share=True)
         statement = (
             sa.update(Task)
             .where(Task.id.in_(due.scalar_subquery()))
-            .values(lease_owner=self.owner, lease_until=now + self._lease_for(source))
+            .values(lease_owner=self.owner, lease_until=now + self._lease_for(lane, limit))
             .returning(Task.id, Task.task_id)
             .execution_options(synchronize_session=False)
         )
-        claimed = [(row_id, task_id) for row_id, task_id in db.session.execute(statement)]
+        claimed = [(pk, task_id) for pk, task_id in db.session.execute(statement)]
         db.session.commit()
-        return claimed, probing
+        return claimed, probe
+
+    def _take_probe(self, source: SourceConfig, now: datetime) -> bool:
+        """Whether this worker may probe a source whose circuit is open (one worker at a time).
+
+        Whoever moves ``blocked_until`` forward first owns the probe; its result reopens or
+        closes the circuit, and if it never comes (a crash) the hold simply runs out.
+        """
+        hold = now + timedelta(seconds=source.timeout * 2 + 5)
+        taken = db.session.execute(
+            sa.update(Source)
+            .where(
+                Source.name == source.name,
+                Source.circuit != "closed",
+                sa.or_(Source.blocked_until.is_(None), Source.blocked_until <= now),
+            )
+            .values(blocked_until=hold)
+            .execution_options(synchronize_session=False)
+        ).rowcount
+        db.session.commit()
+        return taken == 1
+
+    def _release(self, chunk: list[tuple[int, str]]) -> None:
+        """Give leased tasks back unfetched; they stay due."""
+        db.session.execute(
+            sa.update(Task)
+            .where(Task.id.in_([pk for pk, _ in chunk]), Task.lease_owner == self.owner)
+            .values(lease_owner=None, lease_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        db.session.commit()
 
     # -- fetching and writing ----------------------------------------------------------------
-    def _submit(self, lane: SourceLane, chunk: list[tuple[int, str]]) -> Future[PassReport]:
+    def _submit(
+        self, lane: SourceLane, chunk: list[tuple[int, str]], probe: bool = False
+    ) -> Future[PassReport]:
+        """Queue a fetch job; the returned future resolves once its results are written."""
+        written: Future[PassReport] = Future()
         with lane.lock:
             lane.in_flight += 1
-        future = lane.executor.submit(self._run_job, lane, chunk)
 
-        def done(f: Future[PassReport]) -> None:
+        def settled(f: Future[PassReport]) -> None:
             with lane.lock:
                 lane.in_flight -= 1
             with self._pending_lock:
                 self._pending.discard(f)
+            if not f.cancelled() and f.exception() is not None:
+                # Its leases run out and another pass takes the tasks up again.
+                log.error("source %s: refresh job failed", lane.source.name, exc_info=f.exception())
+            if lane.backlog and lane.wants_refill():
+                self._wake.set()
+
+        def fetched(f: Future[None]) -> None:
+            # A job that never ran (shut down) or broke before handing over settles here.
+            if f.cancelled():
+                written.cancel()
+            elif f.exception() is not None and not written.done():
+                written.set_exception(f.exception())  # type: ignore[arg-type]
 
         with self._pending_lock:
-            self._pending.add(future)
-        future.add_done_callback(done)
-        return future
+            self._pending.add(written)
+        written.add_done_callback(settled)
+        lane.executor.submit(self._run_job, lane, chunk, probe, written).add_done_callback(fetched)
+        return written
 
-    def _run_job(self, lane: SourceLane, chunk: list[tuple[int, str]]) -> PassReport:
-        source = lane.source
+    def _run_job(
+        self,
+        lane: SourceLane,
+        chunk: list[tuple[int, str]],
+        probe: bool,
+        written: Future[PassReport],
+    ) -> None:
+        """Fetch one chunk and hand the results to the writer; the thread never waits for the
+        database, so it is free for the next request at once."""
+        if lane.is_paused(self.clock()):
+            # Paused after the claim (a 429, an exhausted budget, an opened circuit).
+            with self.app.app_context(), self._writing():
+                self._release(chunk)
+            written.set_result(PassReport(deferred=len(chunk)))
+            return
+        provider = self.registry.provider(lane.source.name)
+        _instrument(provider)
+        _calls.count = 0
         task_ids = [task_id for _, task_id in chunk]
-        if lane.bucket is not None:
-            lane.bucket.acquire()
-        provider = self.registry.provider(source.name)
+        results: dict[str, NormalizedTask | FetchError]
         try:
             if len(task_ids) == 1:
                 try:
-                    results: dict[str, NormalizedTask | FetchError] = {
-                        task_ids[0]: provider.fetch(task_ids[0])
-                    }
+                    results = {task_ids[0]: provider.fetch(task_ids[0])}
                 except FetchError as exc:
                     results = {task_ids[0]: exc}
             else:
                 results = provider.fetch_many(task_ids)
         except Exception as exc:  # noqa: BLE001 - a provider bug is a fetch error, not a crash
-            log.exception("source %s: provider failed", source.name)
+            log.exception("source %s: provider failed", lane.source.name)
             error = FetchError(FetchErrorKind.BAD_PAYLOAD, f"provider error: {type(exc).__name__}")
             results = {task_id: error for task_id in task_ids}
-        with self.app.app_context():
-            return self._write(source, chunk, results)
-
-    def _write(
-        self,
-        source: SourceConfig,
-        chunk: list[tuple[int, str]],
-        results: dict[str, NormalizedTask | FetchError],
-    ) -> PassReport:
         now = self.clock()
-        policy = policy_for(source)
-        report = PassReport(fetched=len(chunk), upstream_calls=1)
-        tasks = db.session.scalars(
-            sa.select(Task).where(
-                Task.id.in_([pk for pk, _ in chunk]), Task.lease_owner == self.owner
-            )
-        ).all()
-        failures: list[FetchError] = []
-        ok = 0
-        for task in tasks:
-            result = results.get(task.task_id) or FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "the upstream answer left this task out"
-            )
-            outcome = apply_fetch(task, result, now)
-            if isinstance(result, FetchError):
-                failures.append(result)
-                report.failed += 1
-                task.failed_polls += 1
-                task.next_poll_at = after_failure(
-                    policy,
-                    kind=result.kind,
-                    failed_polls=task.failed_polls,
-                    retry_after=result.retry_after,
-                    gone_upstream=task.gone_upstream,
-                    now=now,
-                    rng=self.rng,
-                )
-            else:
-                ok += 1
-                task.failed_polls = 0
-                task.next_poll_at, task.unchanged_polls = after_success(
-                    policy,
-                    state=TaskState(task.state),
-                    terminal=task.terminal,
-                    changed=outcome.state_changed,
-                    unchanged_polls=task.unchanged_polls,
-                    now=now,
-                )
-                if outcome.state_changed:
-                    report.changed += 1
-            task.lease_owner = None
-            task.lease_until = None
-        self._record_source_health(source, ok=ok, failures=failures, now=now)
-        db.session.commit()
-        return report
+        failures = [r for r in results.values() if isinstance(r, FetchError)]
+        wait_seconds = rate_limit_wait(failures, provider, now)
+        if wait_seconds:
+            # Hold this process's other jobs at once; the writer records it for every worker.
+            lane.pause_until(now + timedelta(seconds=wait_seconds))
+        self._outcomes.put(Outcome(lane, chunk, results, _calls.count, probe, written))
+        self._start_writer()
 
-    def _record_source_health(
-        self, source: SourceConfig, *, ok: int, failures: list[FetchError], now: datetime
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="refresh-writer", daemon=True
+                )
+                self._writer.start()
+
+    def _write_loop(self) -> None:
+        """The writer: everything that has arrived, one transaction per source (a group
+        commit), so a thousand single-task fetches do not cost a thousand commits."""
+        while True:
+            first = self._outcomes.get()
+            if first is None:
+                return
+            batch = [first]
+            while True:
+                try:
+                    more = self._outcomes.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    self._outcomes.put(None)  # stop after this batch
+                    break
+                batch.append(more)
+            by_lane: dict[int, list[Outcome]] = {}
+            for outcome in batch:
+                by_lane.setdefault(id(outcome.lane), []).append(outcome)
+            for outcomes in by_lane.values():
+                try:
+                    with self.app.app_context(), self._writing():
+                        reports = self._write(outcomes[0].lane, outcomes)
+                except Exception as exc:  # noqa: BLE001 - reported through the jobs' futures
+                    for outcome in outcomes:
+                        outcome.written.set_exception(exc)
+                else:
+                    for outcome, report in zip(outcomes, reports, strict=True):
+                        outcome.written.set_result(report)
+
+    def _writing(self) -> AbstractContextManager[object]:
+        """SQLite takes one writer at a time: queue this process's writers on a lock rather
+        than in SQLite's busy handler, whose sleeps leave the database idle."""
+        return self._sqlite_writer if self._sqlite else nullcontext()
+
+    def _write(self, lane: SourceLane, batch: list[Outcome]) -> list[PassReport]:
+        """Write a lane's fetch results in one transaction; one report per job."""
+        now = self.clock()
+        source = lane.source
+        provider = self.registry.provider(source.name)
+        ids = [pk for outcome in batch for pk, _ in outcome.chunk]
+        owned = {task.id: task for task in self._own_tasks(ids)}
+        reports = []
+        for outcome in batch:
+            report = PassReport(fetched=len(outcome.chunk), upstream_calls=outcome.calls)
+            reports.append(report)
+            if len(outcome.chunk) > 1:
+                self._weigh_batching(lane, outcome, now)
+            for pk, task_id in outcome.chunk:
+                task = owned.get(pk)
+                if task is None:
+                    continue  # its lease ran out and another worker took it over
+                task.lease_owner = task.lease_until = None
+                result = outcome.results.get(task_id) or FetchError(
+                    FetchErrorKind.BAD_PAYLOAD, "the upstream answer left this task out"
+                )
+                applied = apply_fetch(task, result, now)
+                if isinstance(result, FetchError):
+                    outcome.failures.append(result)
+                    report.failed += 1
+                    task.failed_polls += 1
+                    task.next_poll_at = after_failure(
+                        lane.policy,
+                        kind=result.kind,
+                        failed_polls=task.failed_polls,
+                        retry_after=result.retry_after,
+                        gone_upstream=task.gone_upstream,
+                        now=now,
+                        rng=self.rng,
+                    )
+                else:
+                    outcome.ok += 1
+                    task.failed_polls = 0
+                    task.next_poll_at, task.unchanged_polls = after_success(
+                        lane.policy,
+                        state=TaskState(task.state),
+                        terminal=task.terminal,
+                        changed=applied.state_changed,
+                        unchanged_polls=task.unchanged_polls,
+                        now=now,
+                    )
+                    report.changed += applied.state_changed
+        db.session.flush()
+        # FOR NO KEY UPDATE on PostgreSQL: writing tasks may take KEY SHARE locks on this row
+        # (the foreign key), which a plain FOR UPDATE would have to wait out.
+        row = db.session.get(
+            Source, source.name, with_for_update={"key_share": True}, populate_existing=True
+        )
+        if row is not None:
+            for outcome in batch:
+                self._record_health(row, lane, outcome, now=now, provider=provider)
+        db.session.commit()
+        if row is not None:
+            lane.paused_until = row.blocked_until
+        return reports
+
+    def _weigh_batching(self, lane: SourceLane, outcome: Outcome, now: datetime) -> None:
+        """Stop batching a source whose batches keep costing more than single fetches."""
+        size = len(outcome.chunk)
+        lane.batching_misses = lane.batching_misses + 1 if outcome.calls > size else 0
+        if lane.batching_misses >= BATCHING_MISSES:
+            lane.batching_misses = 0
+            lane.batching_off_until = now + timedelta(seconds=BATCHING_OFF_SECONDS)
+            log.info(
+                "source %s: batches cost more calls than single fetches; "
+                "fetching per task for %.0f s",
+                lane.source.name,
+                BATCHING_OFF_SECONDS,
+            )
+
+    def _own_tasks(self, ids: list[int]) -> list[Task]:
+        """The tasks among ``ids`` whose lease is still ours, locked until the commit.
+
+        A worker that took one over after our lease ran out wins: its result is the newer one.
+        """
+        if db.engine.dialect.name == "postgresql":
+            # Row locks; the lease is re-read once the lock is ours.
+            return list(
+                db.session.scalars(
+                    sa.select(Task)
+                    .where(Task.id.in_(ids), Task.lease_owner == self.owner)
+                    .with_for_update(key_share=True)
+                )
+            )
+        # SQLite has no row locks: an UPDATE first takes the database's write lock, so the
+        # leases it matched cannot change before we commit.
+        mine = db.session.scalars(
+            sa.update(Task)
+            .where(Task.id.in_(ids), Task.lease_owner == self.owner)
+            .values(lease_owner=None, lease_until=None)
+            .returning(Task.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+        return list(db.session.scalars(sa.select(Task).where(Task.id.in_(mine))))
+
+    def _record_health(
+        self, row: Source, lane: SourceLane, outcome: Outcome, *, now: datetime, provider: Provider
     ) -> None:
-        """Health counters, the circuit breaker, and source-wide waits (429, bad credentials)."""
-        row = db.session.get(Source, source.name)
-        if row is None:
-            return
-        row.requests_total += ok + len(failures)
+        """Health counters, the circuit breaker, and source-wide pauses (429, bad credentials,
+        an exhausted Mixpeek budget) after one job. ``row`` is locked: concurrent jobs add up."""
+        ok, failures, probe = outcome.ok, outcome.failures, outcome.probe
         counted = [f for f in failures if f.kind in SOURCE_FAILURES | AUTH_FAILURES]
+        row.requests_total += ok + len(failures)
         row.failures_total += len(counted)
         if ok:
             row.last_success_at = now
-        for failure in failures:
-            if failure.kind is FetchErrorKind.RATE_LIMITED:
-                wait_seconds = max(failure.retry_after or 0.0, 1.0)
-                until = now + timedelta(seconds=wait_seconds)
-                row.blocked_until = max(row.blocked_until or until, until)
         if counted:
-            last = counted[-1]
             row.last_failure_at = now
-            row.last_error = last.describe()
-            row.last_error_kind = last.kind.value
+            row.last_error = counted[-1].describe()
+            row.last_error_kind = counted[-1].kind.value
+
+        def pause(seconds: float) -> None:
+            until = now + timedelta(seconds=seconds)
+            if row.blocked_until is None or row.blocked_until < until:
+                row.blocked_until = until
+
         if any(f.kind in AUTH_FAILURES for f in counted) and not ok:
             if row.circuit != "unauthorized":
-                log.warning("source %s: %s; pausing it", source.name, counted[-1].describe())
+                log.warning("source %s: %s; pausing it", row.name, counted[-1].describe())
             row.circuit = "unauthorized"
-            row.blocked_until = now + timedelta(seconds=policy_for(source).auth_retry)
-            return
-        if ok and not counted:
+            pause(lane.policy.auth_retry)
+        elif ok and not counted:
             if row.circuit != "closed":
-                log.info("source %s: healthy again", source.name)
+                log.info("source %s: healthy again", row.name)
+                row.circuit = "closed"
+                row.blocked_until = None  # the probe's hold, or a wait that is over
             row.consecutive_failures = 0
-            row.circuit = "closed"
-            return
-        if counted and not ok:
+        elif counted and not ok and (row.circuit == "closed" or probe):
+            # Jobs already in flight when the circuit opened say nothing new: only a failed
+            # probe makes the next wait longer.
             row.consecutive_failures += 1
-            if row.consecutive_failures >= CIRCUIT_THRESHOLD:
-                opened = row.consecutive_failures - CIRCUIT_THRESHOLD
-                delay = min(CIRCUIT_BASE_SECONDS * 2**opened, CIRCUIT_MAX_SECONDS)
+            delay = circuit_delay(row.consecutive_failures, self.rng)
+            if delay is not None:
                 if row.circuit != "open":
                     log.warning(
-                        "source %s: circuit open after %s failures",
-                        source.name,
+                        "source %s: circuit open after %s failures in a row",
+                        row.name,
                         row.consecutive_failures,
                     )
                 row.circuit = "open"
-                row.blocked_until = now + timedelta(seconds=delay * (0.75 + self.rng.random() / 2))
+                row.blocked_until = None  # replaces a probe's hold
+                pause(delay)
+
+        wait_seconds = rate_limit_wait(failures, provider, now)
+        if wait_seconds:
+            pause(wait_seconds)
 
     # -- retention ----------------------------------------------------------------------------
-    _last_purge: float = 0.0
-
     def _purge_if_due(self) -> None:
         days = self.app.config.get("RETENTION_DAYS")
-        if not days or time.monotonic() - self._last_purge < 3600:
+        if not days:
+            return
+        if self._last_purge is not None and time.monotonic() - self._last_purge < (
+            PURGE_EVERY_SECONDS
+        ):
             return
         self._last_purge = time.monotonic()
-        with self.app.app_context():
+        with self.app.app_context(), self._writing():
             purged = purge_finished(float(days), self.clock())
-            if purged:
-                log.info("retention: purged %s finished tasks older than %s days", purged, days)
+        if purged:
+            log.info("retention: purged %s finished tasks older than %s days", purged, days)
 
 
 def purge_finished(days: float, now: datetime) -> int:
-    """Delete terminal tasks (and their events) that finished more than ``days`` ago."""
+    """Delete terminal tasks (and, by cascade, their events) that finished ``days`` ago."""
     cutoff = now - timedelta(days=days)
     ids = db.session.scalars(
         sa.select(Task.id).where(
@@ -445,6 +833,7 @@ class BackgroundRefresher:
 
     def stop(self) -> None:
         self.stop_event.set()
+        self.refresher.wake()
         if self.thread is not None:
             self.thread.join(timeout=10)
 

@@ -24,6 +24,10 @@ from typing import ClassVar
 
 import httpx
 
+from webapp.ratelimit import TokenBucket
+from webapp.ratelimit import WaitTooLong
+from webapp.ratelimit import limiter_for
+
 if TYPE_CHECKING:
     from webapp.config import SourceConfig
 
@@ -194,10 +198,17 @@ class Provider:
     max_page_size: ClassVar[int] = 100
     #: How the upstream speaks of a task's time: shown on the detail page.
     times_note: ClassVar[str | None] = None
+    #: Most ids the refresher hands :meth:`fetch_many` at once; 1 where it would only loop
+    #: over :meth:`fetch` (the refresher then fetches those ids in parallel instead).
+    batch_size: ClassVar[int] = 1
 
-    def __init__(self, source: SourceConfig, client: httpx.Client) -> None:
+    def __init__(
+        self, source: SourceConfig, client: httpx.Client, *, limiter: TokenBucket | None = None
+    ) -> None:
         self.source = source
         self.client = client
+        #: The source's request budget (webapp/ratelimit.py), taken by every :meth:`request`.
+        self.limiter = limiter if limiter is not None else limiter_for(source)
 
     @classmethod
     def create(
@@ -280,7 +291,19 @@ class Provider:
 
     # -- helpers for subclasses ------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """Send one request; transport failures become :class:`FetchError`."""
+        """Send one request within the source's rate limit; transport failures become
+        :class:`FetchError`. A free slot further away than the timeout is a ``rate_limited``
+        error rather than a long silent wait."""
+        try:
+            self.limiter.acquire(max_wait=self.source.timeout)
+        except WaitTooLong as exc:
+            raise FetchError(
+                FetchErrorKind.RATE_LIMITED,
+                f"client-side limit of {self.source.effective_rate_limit:g} request/s for this "
+                f"source: the next slot is {exc.wait:.1f} s away, more than the "
+                f"{self.source.timeout:g} s timeout",
+                retry_after=exc.wait,
+            ) from None
         try:
             return self.client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:

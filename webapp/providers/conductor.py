@@ -366,6 +366,8 @@ class ConductorProvider(Provider):
     api_prefix = "/api/tasks"
     can_search = True
     max_page_size = 100
+    #: One ``taskId IN (...)`` search answers this many tasks.
+    batch_size = 100
     times_note = "Conductor reports epoch milliseconds; 0 means the time is not set yet."
     #: Seconds after which an exchanged token is renewed before use.
     token_refresh_seconds: float = DEFAULT_TOKEN_REFRESH_SECONDS

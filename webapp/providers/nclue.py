@@ -9,9 +9,10 @@ behind the NCP API Gateway. Traps handled here (PROVIDERS.md 16-19):
   timestamp is reported as clock skew, not as a bad key.
 * Errors come from two layers: the gateway's ``{"error": {"errorCode": "200", ...}}`` envelope
   and NCLUE's own (code, message) errors, whose JSON shape is unverified and read tolerantly.
-* NCLUE asks for at most 1 request/s: a small per-source limiter (:class:`RateLimiter`) spaces
-  requests, and :meth:`NclueProvider.fetch_many` pages the list (100 tasks a call) instead of
-  one GET per task when that is cheaper.
+* NCLUE asks for at most 1 request/s: every request waits for the source's budget (the
+  shared token bucket of webapp/ratelimit.py, taken in :meth:`Provider.request`; NCLUE's rate
+  defaults to 1/s), and :meth:`NclueProvider.fetch_many` pages the list (100 tasks a call)
+  instead of one GET per task when that is cheaper.
 * ``status`` is lower case and both ``completed`` and ``complete`` occur; times are ISO 8601
   without a zone (read in the source's ``timezone``); ``AUROC`` may be a numeric string.
 
@@ -26,7 +27,6 @@ import hmac
 import logging
 import math
 import shlex
-import threading
 import time
 from collections.abc import Callable
 from collections.abc import Generator
@@ -57,6 +57,9 @@ from webapp.providers.base import short_body
 from webapp.providers.base import status_table
 from webapp.providers.base import tolerant_float
 from webapp.providers.http import build_client
+from webapp.ratelimit import TokenBucket as RateLimiter
+from webapp.ratelimit import WaitTooLong as RateLimitWaitTooLong  # noqa: F401 - the old name
+from webapp.ratelimit import limiter_for as limiter_for
 
 log = logging.getLogger(__name__)
 
@@ -132,68 +135,6 @@ class NcpSignatureV2(httpx.Auth):
 
 
 # -- client-side rate limit -----------------------------------------------------------------
-
-
-class RateLimitWaitTooLong(Exception):
-    """The next free slot is further away than the caller is willing to wait."""
-
-    def __init__(self, wait: float) -> None:
-        super().__init__(f"next request slot in {wait:.1f} s")
-        self.wait = wait
-
-
-class RateLimiter:
-    """At most ``rate`` requests a second, evenly spaced (no bursts). Thread-safe.
-
-    Each caller reserves the next free slot under the lock and sleeps outside it, so
-    concurrent callers queue up one interval apart. A caller whose slot is more than
-    ``max_wait`` away gets :class:`RateLimitWaitTooLong` and reserves nothing. This is the
-    provider's own safety net for NCLUE's 1 request/s; the refresher may schedule on top.
-    """
-
-    def __init__(
-        self,
-        rate: float | None,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
-    ) -> None:
-        self.rate = rate
-        self.interval = 1.0 / rate if rate else 0.0
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._next_free = -math.inf
-        self._lock = threading.Lock()
-
-    def acquire(self, max_wait: float = math.inf) -> float:
-        """Wait for a slot; returns the seconds waited."""
-        if not self.interval:
-            return 0.0
-        with self._lock:
-            now = self._monotonic()
-            slot = max(now, self._next_free)
-            wait = slot - now
-            if wait > max_wait:
-                raise RateLimitWaitTooLong(wait)
-            self._next_free = slot + self.interval
-        if wait > 0:
-            self._sleep(wait)
-        return wait
-
-
-_LIMITERS: dict[tuple[str, str], RateLimiter] = {}
-_LIMITERS_LOCK = threading.Lock()
-
-
-def limiter_for(source: SourceConfig) -> RateLimiter:
-    """The limiter shared by every provider object of one source (the budget is per source)."""
-    key = (source.name, source.base_url)
-    rate = source.effective_rate_limit
-    with _LIMITERS_LOCK:
-        limiter = _LIMITERS.get(key)
-        if limiter is None or limiter.rate != rate:
-            limiter = _LIMITERS[key] = RateLimiter(rate)
-        return limiter
 
 
 # -- payloads -------------------------------------------------------------------------------
@@ -305,6 +246,8 @@ class NclueProvider(Provider):
     api_prefix = "/api/v1/tasks"
     can_search = True
     max_page_size = 100
+    #: :meth:`fetch_many` weighs list pages against GETs itself, so any number of ids is safe.
+    batch_size = 100
     times_note = (
         "NCLUE sends times without a zone; they are read in the source's time zone "
         "(UTC unless the source sets timezone)."
@@ -317,8 +260,7 @@ class NclueProvider(Provider):
         *,
         limiter: RateLimiter | None = None,
     ) -> None:
-        super().__init__(source, client)
-        self.limiter = limiter if limiter is not None else limiter_for(source)
+        super().__init__(source, client, limiter=limiter)
         #: The list's total as last seen: lets :meth:`fetch_many` price a list scan up front.
         self.known_total: int | None = None
 
@@ -352,22 +294,12 @@ class NclueProvider(Provider):
 
     # -- requests ------------------------------------------------------------------------------
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One request after waiting for the source's rate limit (at most the client timeout)."""
+        """One signed request (the base class waits for the source's rate limit first)."""
         if not isinstance(self.client.auth, NcpSignatureV2):
             raise FetchError(
                 FetchErrorKind.UNAUTHORIZED,
                 f"{self.label}: no access key / secret key configured for this source",
             )
-        try:
-            self.limiter.acquire(max_wait=self.source.timeout)
-        except RateLimitWaitTooLong as exc:
-            raise FetchError(
-                FetchErrorKind.RATE_LIMITED,
-                f"client-side limit of {self.source.effective_rate_limit:g} request/s for this "
-                f"source: the next slot is {exc.wait:.1f} s away, more than the "
-                f"{self.source.timeout:g} s timeout",
-                retry_after=exc.wait,
-            ) from None
         return super().request(method, path, **kwargs)
 
     def fetch(self, task_id: str) -> NormalizedTask:

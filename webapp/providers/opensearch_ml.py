@@ -102,6 +102,8 @@ class OpenSearchMLProvider(Provider):
     api_prefix = "/_plugins/_ml/tasks"
     can_search = True
     max_page_size = 100
+    #: One ``ids`` search answers this many tasks (well inside ``index.max_result_window``).
+    batch_size = 100
 
     @classmethod
     def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:

@@ -1,0 +1,410 @@
+"""Refresher benchmark: prints figures; talks only to 127.0.0.1.
+
+1. Throughput: N active tasks all due at once, simulators answering every request after a set
+   latency; tasks refreshed per second next to the bound that concurrency and latency allow
+   (``max_concurrency`` requests in flight, each answering ``batch`` tasks after ``latency``).
+2. A typical lifecycle on all four upstreams: tasks start upstream over a while and are
+   tracked as they start, then go queued -> running -> finished. Upstream calls per task,
+   next to a fixed-interval poller with the same detection delay, and the delay from an
+   upstream state change to the cache (p50/p95), all while the upstreams are healthy.
+
+The simulators run in a child process (``--serve``) on the wall clock, so the refresher, the
+database and the simulators do not share one interpreter. ``--quick`` runs smaller sizes.
+
+    .venv/bin/python bench/refresh.py [--quick] [--latency 0.05] [--interval 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from flask import Flask
+
+from webapp.refresher import Refresher
+
+PROVIDERS = ("opensearch-ml", "mixpeek", "conductor", "nclue")
+
+
+# -- the simulators, in a child process ----------------------------------------------------------
+
+
+def serve(plan_path: Path, ready_path: Path) -> None:
+    """Child process: the four simulators on a free port, with the plan's tasks and latency."""
+    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.serving import make_server
+
+    from webapp.simulators import SIMULATORS
+    from webapp.simulators import SimulatorSuite
+    from webapp.simulators.core import Fault
+
+    class KeepAlive(WSGIRequestHandler):
+        # Real upstreams keep connections open; the dev server's HTTP/1.0 default would make
+        # every request pay for a new TCP connection on both sides.
+        protocol_version = "HTTP/1.1"
+
+        def log_request(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    plan = json.loads(plan_path.read_text())
+    credentials = {"mixpeek": {**SIMULATORS["mixpeek"].DEMO_CREDENTIALS, "rate_limit": 10**9}}
+    suite = SimulatorSuite(credentials=credentials)
+    history: dict[str, list[tuple[str, float]]] = {}
+    for index, spec in enumerate(plan["tasks"]):
+        module = SIMULATORS[spec["provider"]]
+        task = module.add_demo_task(
+            suite.states[spec["provider"]],
+            random.Random(index),
+            task_id=spec["task_id"],
+            final=spec["final"],
+            queued_seconds=spec["queued"],
+            running_seconds=spec["running"],
+        )
+        task.started_at = spec["start"]
+        # Remote batch-prediction tasks are re-read one by one (PROVIDERS.md trap 22): kept out
+        # so the figures show batching itself.
+        if task.fields.get("task_type") == "BATCH_PREDICTION":
+            task.fields["task_type"] = "DEPLOY_MODEL"
+        history[spec["task_id"]] = task.history(math.inf)
+    for state in suite.states.values():
+        state.set_fault(Fault.SLOW, seconds=plan["latency"])
+    server = make_server("127.0.0.1", 0, suite.wsgi_app(), threaded=True, request_handler=KeepAlive)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    partial = ready_path.with_suffix(".tmp")
+    partial.write_text(json.dumps({"url": url, "history": history}))
+    partial.rename(ready_path)  # whole, or not there yet
+    sys.stdin.read()  # until the parent closes our stdin
+    server.shutdown()
+
+
+@dataclass
+class Simulators:
+    url: str
+    history: dict[str, list[tuple[str, float]]]
+
+    def calls(self, provider: str) -> dict[str, int]:
+        answer = httpx.get(f"{self.url}/{provider}/_control/stats", timeout=30)
+        return answer.json()["calls"]
+
+
+@contextmanager
+def simulators(tasks: list[dict[str, Any]], latency: float, workdir: Path) -> Iterator[Simulators]:
+    plan, ready = workdir / "plan.json", workdir / "ready.json"
+    ready.unlink(missing_ok=True)
+    plan.write_text(json.dumps({"tasks": tasks, "latency": latency}))
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(plan), str(ready)], stdin=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not ready.exists():
+            if child.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the simulators did not start")
+            time.sleep(0.05)
+        info = json.loads(ready.read_text())
+        yield Simulators(info["url"], info["history"])
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+# -- the app ------------------------------------------------------------------------------------
+
+
+def make_app(sims: Simulators, workdir: Path, **source_fields: Any) -> Flask:
+    from webapp import create_app
+    from webapp.config import build_source
+    from webapp.simulators import SIMULATORS
+    from webapp.simulators import SimulatorSuite
+
+    database = workdir / f"bench-{time.monotonic_ns()}.sqlite"
+    sources = []
+    for provider in PROVIDERS:
+        entry, environ = SIMULATORS[provider].demo_source(
+            provider, SimulatorSuite.base_url(sims.url, provider)
+        )
+        fields = dict(source_fields.get(provider, {}))
+        sources.append(build_source({**entry, **fields}, environ))
+    app = create_app(
+        {
+            "SECRET_KEY": "bench",
+            "DATABASE_URL": f"sqlite:///{database}",
+            "SOURCES": sources,
+            "REFRESHER": False,
+        }
+    )
+    logging.getLogger("webapp").setLevel(logging.WARNING)
+    return app
+
+
+def track_all(app: Flask, tasks: list[dict[str, Any]]) -> None:
+    from webapp import store
+    from webapp.models import db
+
+    with app.app_context():
+        for spec in tasks:
+            store.track(spec["provider"], spec["task_id"])
+        db.session.commit()
+
+
+@contextmanager
+def refresher_running(app: Flask) -> Iterator[Refresher]:
+    refresher = Refresher(app)
+    stop = threading.Event()
+    thread = threading.Thread(target=refresher.run_forever, args=(stop,), daemon=True)
+    thread.start()
+    try:
+        yield refresher
+    finally:
+        stop.set()
+        refresher.wake()
+        thread.join(timeout=60)
+
+
+def scalar(app: Flask, statement: sa.Select[Any]) -> Any:
+    from webapp.models import db
+
+    with app.app_context():
+        return db.session.scalar(statement)
+
+
+# -- 1. throughput -----------------------------------------------------------------------------
+
+
+def throughput(
+    count: int, provider: str, concurrency: int, latency: float, workdir: Path
+) -> dict[str, float]:
+    """Tasks refreshed per second when ``count`` tasks of one source are due at once: the
+    first sweep (every task new) and the second (steady state), and the bound."""
+    from webapp.models import Task
+    from webapp.models import db
+    from webapp.models import utcnow
+    from webapp.providers import PROVIDERS as CLASSES
+
+    now = time.time()
+    tasks = [
+        {
+            "provider": provider,
+            "task_id": f"t{i:05d}",
+            "final": "succeeded",
+            "queued": 1e9,
+            "running": 1.0,
+            "start": now,
+        }  # fmt: skip
+        for i in range(count)
+    ]
+    with simulators(tasks, latency, workdir) as sims:
+        app = make_app(sims, workdir, **{provider: {"max_concurrency": concurrency}})
+        track_all(app, tasks)
+        fetched = sa.select(sa.func.count()).where(Task.last_fetched_at.is_not(None))
+
+        def sweep(since: datetime | None) -> float:
+            query = fetched if since is None else fetched.where(Task.last_fetched_at > since)
+            started = time.monotonic()
+            with refresher_running(app):
+                while scalar(app, query) < count:
+                    time.sleep(0.1)
+            return time.monotonic() - started
+
+        first = sweep(None)
+        mark = utcnow()
+        with app.app_context():
+            db.session.execute(sa.update(Task).values(next_poll_at=utcnow()))
+            db.session.commit()
+        steady = sweep(mark)
+        calls = sum(sims.calls(provider).values())
+    batch = CLASSES[provider].batch_size
+    return {
+        "first": count / first,
+        "steady": count / steady,
+        "bound": concurrency * batch / latency,
+        "calls": calls,
+    }
+
+
+# -- 2. a typical lifecycle --------------------------------------------------------------------
+
+
+def lifecycle(
+    per_provider: int, interval: float, scale: float, latency: float, workdir: Path
+) -> dict[str, Any]:
+    """Tasks start over ``30 * scale`` s and live ``25..80 * scale`` s; all four upstreams."""
+    from webapp import store
+    from webapp.models import Task
+    from webapp.models import db
+
+    rng = random.Random(42)
+    begin = time.time() + 3  # leave the child time to start
+    tasks = []
+    for provider in PROVIDERS:
+        finals = ["succeeded", "succeeded", "succeeded", "failed"]
+        for i in range(per_provider):
+            tasks.append(
+                {
+                    "provider": provider,
+                    "task_id": f"{provider[:2]}-{i:04d}",
+                    "final": rng.choice(finals),
+                    "queued": rng.uniform(5, 20) * scale,
+                    "running": rng.uniform(20, 60) * scale,
+                    "start": begin + rng.uniform(0, 30 * scale),
+                }
+            )
+    tasks.sort(key=lambda t: t["start"])
+    fields = {p: {"poll_interval": interval} for p in PROVIDERS}
+    with simulators(tasks, latency, workdir) as sims:
+        app = make_app(sims, workdir, **fields)
+        with refresher_running(app):
+            # Each task is tracked the moment it starts upstream, as a CI job would.
+            for spec in tasks:
+                time.sleep(max(0.0, spec["start"] - time.time()))
+                with app.app_context():
+                    store.track(spec["provider"], spec["task_id"])
+                    db.session.commit()
+            deadline = time.time() + 200 * scale + 60
+            polling = sa.select(sa.func.count()).where(
+                sa.or_(Task.next_poll_at.is_not(None), Task.terminal.is_(False))
+            )
+            while scalar(app, polling) and time.time() < deadline:
+                time.sleep(0.5)
+        calls = {p: sum(sims.calls(p).values()) for p in PROVIDERS}
+        with app.app_context():
+            rows = db.session.scalars(sa.select(Task)).all()
+            events = {
+                (row.source, row.task_id): [
+                    (e.at.timestamp(), e.upstream_status) for e in row.events
+                ]
+                for row in rows
+            }
+        history = sims.history
+
+    by_provider: dict[str, Any] = {}
+    for provider in PROVIDERS + ("all",):
+        chosen = [t for t in tasks if provider in ("all", t["provider"])]
+        delays, missed, lifetimes = [], 0, []
+        for spec in chosen:
+            phases = history[spec["task_id"]]
+            seen = events.get((spec["provider"], spec["task_id"]), [])
+            for status, began in phases[1:]:
+                at = next((at for at, word in seen if word == status), None)
+                if at is None:
+                    missed += 1
+                else:
+                    delays.append(max(0.0, at - began))
+            lifetimes.append(phases[-1][1] - spec["start"])
+        p95 = statistics.quantiles(delays, n=20)[-1]
+        used = sum(calls[p] for p in PROVIDERS if provider in ("all", p))
+        # A fixed-interval poller with delays spread evenly over [0, T] reaches this p95 with
+        # T = p95 / 0.95; it polls each task until it sees it finish.
+        same_delay = p95 / 0.95
+
+        def fixed(period: float, lifetimes: list[float] = lifetimes) -> float:
+            return sum(math.ceil(life / period) + 1 for life in lifetimes)
+
+        by_provider[provider] = {
+            "tasks": len(chosen),
+            "calls_per_task": used / len(chosen),
+            "fixed_same_delay": fixed(same_delay) / len(chosen),
+            "fixed_interval": fixed(interval) / len(chosen),
+            "p50": statistics.median(delays),
+            "p95": p95,
+            "changes": len(delays),
+            "missed": missed,
+        }
+    return by_provider
+
+
+# -- main --------------------------------------------------------------------------------------
+
+
+def machine() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--latency", type=float, default=0.05, help="upstream answer latency, s")
+    parser.add_argument("--interval", type=float, default=5.0, help="poll_interval, s")
+    parser.add_argument("--serve", nargs=2, metavar=("PLAN", "READY"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.serve:
+        serve(Path(args.serve[0]), Path(args.serve[1]))
+        return
+    logging.basicConfig(level=logging.WARNING)
+    latency = args.latency
+    print(f"machine: {machine()}; upstream latency {latency * 1000:.0f} ms")
+    # (provider, max_concurrency, tasks): a GET per task (Mixpeek) and 100 tasks a call.
+    runs = [("mixpeek", 8, 1000), ("mixpeek", 16, 1000), ("opensearch-ml", 4, 1000)]
+    if not args.quick:
+        runs += [("mixpeek", 16, 10_000), ("opensearch-ml", 4, 10_000)]
+    with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
+        workdir = Path(tmp)
+        print("\n1. throughput: tasks refreshed per second, all due at once")
+        print(
+            f"{'source':<26}{'in flight':>10}{'tasks':>7}{'first':>8}{'steady':>8}"
+            f"{'bound':>8}{'steady/bound':>14}"
+        )
+        labels = {"mixpeek": "mixpeek (a GET per task)", "opensearch-ml": "opensearch (100 a call)"}
+        for provider, concurrency, count in runs:
+            figures = throughput(count, provider, concurrency, latency, workdir)
+            print(
+                f"{labels[provider]:<26}{concurrency:>10}{count:>7}{figures['first']:>8.0f}"
+                f"{figures['steady']:>8.0f}{figures['bound']:>8.0f}"
+                f"{figures['steady'] / figures['bound']:>13.0%}"
+            )
+        if not args.quick:
+            # What this machine can write at all: the same runs with no latency.
+            ceiling = {p: throughput(1000, p, c, 1e-6, workdir)["steady"] for p, c, _ in runs[1:3]}
+            print(
+                f"with no latency (CPU only): {ceiling['mixpeek']:.0f}/s a GET per task, "
+                f"{ceiling['opensearch-ml']:.0f}/s batched"
+            )
+        scale = 0.3 if args.quick else 1.0
+        per_provider = 100 if args.quick else 200
+        interval = args.interval * (0.4 if args.quick else 1.0)
+        print(
+            f"\n2. lifecycle: {per_provider} tasks per upstream, poll_interval {interval:g} s, "
+            f"queued {5 * scale:g}-{20 * scale:g} s, running {20 * scale:g}-{60 * scale:g} s"
+        )
+        result = lifecycle(per_provider, interval, scale, latency, workdir)
+        print(
+            f"{'upstream':<15}{'calls/task':>11}{'fixed, same p95':>17}{'ratio':>7}"
+            f"{'fixed @interval':>17}{'ratio':>7}{'delay p50':>11}{'p95':>7}"
+            f"{'changes':>9}{'missed':>8}"
+        )
+        for provider, row in result.items():
+            print(
+                f"{provider:<15}{row['calls_per_task']:>11.2f}{row['fixed_same_delay']:>17.2f}"
+                f"{row['calls_per_task'] / row['fixed_same_delay']:>7.2f}"
+                f"{row['fixed_interval']:>17.2f}"
+                f"{row['calls_per_task'] / row['fixed_interval']:>7.2f}"
+                f"{row['p50']:>10.2f}s{row['p95']:>6.2f}s{row['changes']:>9}{row['missed']:>8}"
+            )
+        print(f"target: p95 delay <= poll_interval + 1 s = {interval + 1:g} s")
+
+
+if __name__ == "__main__":
+    main()
