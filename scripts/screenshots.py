@@ -24,8 +24,14 @@ from webapp.demo import build_demo  # noqa: E402
 from webapp.refresher import start_background  # noqa: E402
 from webapp.simulators.server import ServerThread  # noqa: E402
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def free_port() -> int:
@@ -70,7 +76,9 @@ def main() -> None:
         with ServerThread(wsgi, port=port) as server:
             time.sleep(25)  # let the demo tasks be fetched and move through a few states
             with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+                browser = playwright.chromium.launch(
+                    executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS
+                )
                 page = browser.new_page(viewport={"width": 1360, "height": 900})
                 page.goto(server.url + "/")
                 page.screenshot(path=str(out / "list.png"))

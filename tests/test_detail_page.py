@@ -28,7 +28,9 @@ def csrf(client):
 
 def fields(page, selector="#task-details > dl.fields"):
     dl = page.select_one(selector)
-    return {dt.get_text(strip=True): dd for dt, dd in zip(dl.select("dt"), dl.select("dd"), strict=True)}
+    return {
+        dt.get_text(strip=True): dd for dt, dd in zip(dl.select("dt"), dl.select("dd"), strict=True)
+    }
 
 
 def test_every_providers_key_fields_come_first(app_factory, make_source, suite, clock):
@@ -36,7 +38,9 @@ def test_every_providers_key_fields_come_first(app_factory, make_source, suite, 
     app = app_factory(sources)
     ids = {}
     for provider, module in SIMULATORS.items():
-        task = module.add_demo_task(suite.states[provider], random.Random(9), queued_seconds=1, running_seconds=1)
+        task = module.add_demo_task(
+            suite.states[provider], random.Random(9), queued_seconds=1, running_seconds=1
+        )
         ids[provider] = task.task_id
         track(app, f"{provider}-x", task.task_id)
     clock.advance(10)
@@ -65,7 +69,9 @@ def seed(app, task_id, links=None, state=TaskState.RUNNING, raw=None):
         task, _ = store.track("ml-prod", task_id)
         store.apply_fetch(
             task,
-            NormalizedTask(task_id, state, "RUNNING", False, raw=raw or {"state": "RUNNING"}, links=links or {}),
+            NormalizedTask(
+                task_id, state, "RUNNING", False, raw=raw or {"state": "RUNNING"}, links=links or {}
+            ),
             utcnow(),
         )
         db.session.commit()
@@ -141,7 +147,9 @@ def test_timeline_lists_time_in_each_state(ml_app):
     with ml_app.app_context():
         task = store.get_task("ml-prod", "t")
         later = utcnow() + timedelta(seconds=90)
-        store.apply_fetch(task, NormalizedTask("t", TaskState.SUCCEEDED, "COMPLETED", True, raw={}), later)
+        store.apply_fetch(
+            task, NormalizedTask("t", TaskState.SUCCEEDED, "COMPLETED", True, raw={}), later
+        )
         db.session.commit()
     page = soup(ml_app.test_client().get("/tasks/ml-prod/t"))
     cells = [row.select("td")[-1].get_text() for row in page.select("#task-history tbody tr")]

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
 
+from webapp import list_schema
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
@@ -34,6 +35,7 @@ def init_app(app: Flask) -> None:
             db.engine.dispose()
         db.create_all()
         check_schema()
+    list_schema.init_app(app)
     app.cli.add_command(init_db_command)
 
 
@@ -54,7 +56,8 @@ def check_schema() -> None:
         raise ConfigError(
             "the database was created by an older Taskdeck and lacks "
             + ", ".join(missing)
-            + f": point TASKDECK_DATABASE_URL at a new database ({db.engine.url.render_as_string()})"
+            + ": point TASKDECK_DATABASE_URL at a new database"
+            + f" ({db.engine.url.render_as_string(hide_password=True)})"
         )
 
 

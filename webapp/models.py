@@ -94,6 +94,8 @@ class Task(db.Model):
         sa.Index("ix_tasks_state_sort", "state", sa.text("sort_at DESC"), sa.text("id DESC")),
         sa.Index("ix_tasks_source_sort", "source", sa.text("sort_at DESC"), sa.text("id DESC")),
         sa.Index("ix_tasks_due", "terminal", "next_poll_at"),
+        # The refresher's claims: a source's due tasks, oldest first.
+        sa.Index("ix_tasks_source_due", "source", "next_poll_at"),
         sa.Index("ix_tasks_related", "source", "related_key"),
     )
 
@@ -203,3 +205,28 @@ class User(db.Model):
     username: so.Mapped[str] = so.mapped_column(sa.String(80), unique=True)
     password_hash: so.Mapped[str] = so.mapped_column(sa.String(256))
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+
+class ImportJob(db.Model):
+    """An import from an upstream search started in the web UI. It runs in a background thread;
+    its progress is kept here so that whichever web process answers can show it."""
+
+    __tablename__ = "import_jobs"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    source: so.Mapped[str] = so.mapped_column(sa.String(64))
+    query: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    limit: so.Mapped[int] = so.mapped_column()
+    #: ``running``, ``cancelling``, then ``done``, ``failed`` or ``cancelled``.
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="running")
+    #: How many tasks the search has (up to ``limit``), when the upstream says.
+    total: so.Mapped[int | None] = so.mapped_column()
+    processed: so.Mapped[int] = so.mapped_column(default=0)
+    tracked: so.Mapped[int] = so.mapped_column(default=0)
+    skipped: so.Mapped[int] = so.mapped_column(default=0)
+    failed: so.Mapped[int] = so.mapped_column(default=0)
+    error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    started_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    #: Last progress written: a running job that stops moving has lost its process.
+    updated_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    finished_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)

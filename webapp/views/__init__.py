@@ -31,13 +31,16 @@ def init_app(app: Flask) -> None:
     from webapp.views import api
     from webapp.views import health
     from webapp.views import preferences
+    from webapp.views import saved_views
     from webapp.views import sources
+    from webapp.views import task_export  # noqa: F401 - adds the export route to tasks.bp
+    from webapp.views import task_import  # noqa: F401 - adds the import routes to tasks.bp
     from webapp.views import task_list  # noqa: F401 - adds the list routes to tasks.bp
     from webapp.views import tasks
 
     app.url_map.converters["taskid"] = TaskIdConverter
     app.wsgi_app = RawPathMiddleware(app.wsgi_app)  # type: ignore[method-assign]
-    for module in (tasks, sources, api, health, preferences):
+    for module in (tasks, sources, api, health, preferences, saved_views):
         app.register_blueprint(module.bp)
     app.add_template_global(csrf_token)
     formatting.init_app(app)

@@ -70,10 +70,12 @@ def list_tasks() -> Response:
         response.status_code = 400
         return response
     page = queries.list_tasks(query)
+    counts = queries.state_counts(query)
     return jsonify(
         {
             "tasks": [task_json(t, with_history=False) for t in page.tasks],
-            "total": page.total,
+            "total": counts.total,
+            "total_exact": counts.exact,
             "next": url_for("api.list_tasks", **query.args(after=page.next_cursor), _external=True)
             if page.next_cursor
             else None,

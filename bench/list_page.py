@@ -1,0 +1,434 @@
+"""How fast is the task list at 10k, 100k and 1M cached tasks? Prints figures; not a test.
+
+    .venv/bin/python bench/list_page.py            # 10k, 100k and 1M tasks
+    .venv/bin/python bench/list_page.py --quick    # 10k and 100k, fewer requests
+    .venv/bin/python bench/list_page.py --sizes 1000000 --keep /tmp/bench-1m.sqlite
+
+For each size it fills a temporary SQLite file with bulk inserts (the search index and the
+state counts are built once at the end, as on an upgrade), serves Taskdeck over loopback HTTP
+from a werkzeug server thread, and times list pages (plain, filtered, searched, paged, sorted),
+the live-update poll of a full page of active rows, and, in the same run, a bare Flask endpoint
+that answers "ok": the floor that HTTP, werkzeug and Flask cost on this machine.
+
+Targets at 1M tasks (issue 5): a filtered page p50 < 30 ms and p99 < 100 ms; the live poll of a
+full page p50 < 5 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+from flask import Flask
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from webapp import create_app  # noqa: E402
+from webapp import list_schema  # noqa: E402
+from webapp import search  # noqa: E402
+from webapp.config import build_source  # noqa: E402
+from webapp.models import Task  # noqa: E402
+from webapp.models import db  # noqa: E402
+from webapp.simulators.server import ServerThread  # noqa: E402
+
+#: (name, provider, upstream words by state, task types)
+SOURCES: list[tuple[str, str, dict[str, str], list[str]]] = [
+    (
+        "ml-prod",
+        "opensearch-ml",
+        {
+            "queued": "CREATED",
+            "running": "RUNNING",
+            "succeeded": "COMPLETED",
+            "failed": "FAILED",
+            "cancelled": "CANCELLED",
+            "partial": "COMPLETED_WITH_ERROR",
+            "expired": "EXPIRED",
+        },
+        ["DEPLOY_MODEL", "REGISTER_MODEL", "TRAINING", "PREDICTION", "BATCH_PREDICTION"],
+    ),
+    (
+        "ml-staging",
+        "opensearch-ml",
+        {
+            "queued": "CREATED",
+            "running": "RUNNING",
+            "succeeded": "COMPLETED",
+            "failed": "FAILED",
+            "cancelled": "CANCELLED",
+            "partial": "COMPLETED_WITH_ERROR",
+            "expired": "EXPIRED",
+        },
+        ["DEPLOY_MODEL", "REGISTER_MODEL", "TRAINING"],
+    ),
+    (
+        "mixpeek-prod",
+        "mixpeek",
+        {
+            "queued": "PENDING",
+            "running": "IN_PROGRESS",
+            "succeeded": "COMPLETED",
+            "failed": "FAILED",
+            "cancelled": "CANCELED",
+            "partial": "COMPLETED",
+            "expired": "FAILED",
+        },
+        ["batch", "clustering", "taxonomy", "ingest"],
+    ),
+    (
+        "orkes",
+        "conductor",
+        {
+            "queued": "SCHEDULED",
+            "running": "IN_PROGRESS",
+            "succeeded": "COMPLETED",
+            "failed": "FAILED",
+            "cancelled": "CANCELED",
+            "partial": "COMPLETED_WITH_ERRORS",
+            "expired": "TIMED_OUT",
+        },
+        ["HTTP", "SIMPLE", "WAIT", "SUB_WORKFLOW", "JSON_JQ_TRANSFORM", "INLINE"],
+    ),
+    (
+        "nclue-kr",
+        "nclue",
+        {
+            "queued": "waiting",
+            "running": "running",
+            "succeeded": "completed",
+            "failed": "failed",
+            "cancelled": "stopped",
+            "partial": "completed",
+            "expired": "failed",
+        },
+        ["model_build", "feature_build"],
+    ),
+]
+#: How older tasks ended: mostly well, some problems, a very few stuck as running.
+STATE_WEIGHTS = {
+    "succeeded": 70,
+    "failed": 10,
+    "cancelled": 4,
+    "partial": 3,
+    "expired": 1,
+    "running": 0.01,
+    "queued": 0.01,
+}
+#: The newest tasks are the ones still going, as on a real board.
+RECENT_ACTIVE = 200
+LABELS = ["team-search", "team-ranking", "nightly", "backfill", "urgent", "experiment"]
+ERRORS = [
+    "CUDA out of memory while loading the model",
+    "Connection reset by peer while reading the index",
+    "model file checksum mismatch",
+    "worker node left the cluster",
+    "timed out waiting for an available worker",
+]
+WORDS = ["embedding", "ranker", "clip", "bert", "reranker", "sparse", "colbert", "e5", "minilm"]
+SPAN = timedelta(days=90)
+STAMP = "%Y-%m-%d %H:%M:%S.%f"  # how SQLAlchemy stores datetimes in SQLite
+
+
+def source_configs() -> list[Any]:
+    environ = {"KEY": "k", "SECRET": "s"}
+    configs = []
+    for name, provider, _words, _types in SOURCES:
+        entry: dict[str, Any] = {
+            "name": name,
+            "provider": provider,
+            "base_url": "http://127.0.0.1:9",
+        }
+        if provider == "mixpeek":
+            entry["api_key_env"] = "KEY"
+        if provider == "nclue":
+            entry.update(access_key_env="KEY", secret_key_env="SECRET")
+        configs.append(build_source(entry, environ))
+    return configs
+
+
+def generate_rows(count: int, now: datetime, seed: int = 42) -> Iterator[tuple[Any, ...]]:
+    rng = random.Random(seed)
+    states = list(STATE_WEIGHTS)
+    weights = list(STATE_WEIGHTS.values())
+    start = now - SPAN
+    step = SPAN / count
+    for index in range(count):
+        name, provider, words, types = SOURCES[index % len(SOURCES)]
+        if index >= count - RECENT_ACTIVE:
+            state = "running" if rng.random() < 0.7 else "queued"
+        else:
+            state = rng.choices(states, weights)[0]
+        terminal = state not in ("running", "queued")
+        created = start + step * index + timedelta(seconds=rng.random())
+        finished = created + timedelta(seconds=rng.expovariate(1 / 300)) if terminal else None
+        task_type = rng.choice(types)
+        model = f"{rng.choice(WORDS)}-{rng.randrange(1000)}"
+        task_id = f"{rng.getrandbits(64):016x}-{index}"
+        error = rng.choice(ERRORS) if state in ("failed", "expired", "partial") else None
+        fetch_error = "timeout: upstream did not answer in time" if rng.random() < 0.003 else None
+        # People label a few tasks by hand: 2% here (20,000 at 1M), one or two labels each.
+        labels = rng.sample(LABELS, rng.choice([1, 2])) if rng.random() < 0.02 else []
+        raw = {
+            "task_id": task_id,
+            "task_type": task_type,
+            "state": words[state],
+            "model_id": model,
+            "worker_node": [f"node-{rng.randrange(64)}"],
+            "create_time": int(created.timestamp() * 1000),
+            "error": error,
+        }
+        stamp = created.strftime(STAMP)
+        last = (finished or now).strftime(STAMP)
+        fetched = (now - timedelta(seconds=rng.randrange(600))).strftime(STAMP)
+        yield (
+            name,
+            provider,
+            task_id,
+            state,
+            words[state],
+            terminal,
+            task_type,
+            f"{task_type.lower()} {model}",
+            stamp,
+            last,
+            finished.strftime(STAMP) if finished else None,
+            error,
+            json.dumps({"model_id": model}),
+            json.dumps({"model": model}),
+            json.dumps(raw),
+            stamp,
+            stamp,
+            stamp,
+            last,
+            fetched,
+            fetched,
+            fetch_error,
+            "timeout" if fetch_error else None,
+            False,
+            None if terminal else fetched,
+            0,
+            0,
+            None,
+            None,
+            1,
+            last,
+            model,
+            json.dumps(labels),
+            None,
+        )
+
+
+COLUMNS = (
+    "source, provider, task_id, state, upstream_status, terminal, task_type, name, created_at, "
+    "updated_at, finished_at, error, links, details, raw, sort_at, tracked_at, first_seen_at, "
+    "last_changed_at, last_fetched_at, last_success_at, fetch_error, fetch_error_kind, "
+    "gone_upstream, next_poll_at, unchanged_polls, failed_polls, lease_owner, lease_until, "
+    "version, changed_at, related_key, labels, note"
+)
+
+
+def build_database(path: Path, count: int) -> Flask:
+    """A Taskdeck database with ``count`` tasks, and the app serving it."""
+    app = create_app(
+        {
+            "SECRET_KEY": "bench",
+            "DATABASE_URL": f"sqlite:///{path}",
+            "SOURCES": source_configs(),
+            "REFRESHER": False,
+        }
+    )
+    with sqlite3.connect(path) as connection:
+        if connection.execute("SELECT count(*) FROM tasks").fetchone()[0] == count:
+            return app  # --keep: already filled
+        started = time.perf_counter()
+        # Bulk load without the triggers, then build the search index and the counts once
+        # (list_schema.install recreates what is missing, as on an upgrade).
+        derived = [search.sqlite_schema(), list_schema.counts_schema(), list_schema.labels_schema()]
+        tables = (search.FTS_TABLE, list_schema.COUNTS_TABLE, list_schema.LABELS_TABLE)
+        for name in [name for schema in derived for name in schema]:
+            kind = "TABLE" if name in tables else "TRIGGER"
+            connection.execute(f"DROP {kind} IF EXISTS {name}")
+        connection.execute("DELETE FROM tasks")
+        marks = ", ".join("?" * len(COLUMNS.split(", ")))
+        now = datetime.now(UTC)
+        connection.executemany(
+            f"INSERT INTO tasks ({COLUMNS}) VALUES ({marks})", generate_rows(count, now)
+        )
+        connection.commit()
+        inserted = time.perf_counter()
+    with app.app_context():
+        list_schema.install(db.engine)
+    with sqlite3.connect(path) as connection:
+        connection.execute("ANALYZE")
+    print(
+        f"  filled {count:,} tasks in {inserted - started:.1f} s, "
+        f"indexed in {time.perf_counter() - inserted:.1f} s",
+        flush=True,
+    )
+    return app
+
+
+HX = {"HX-Request": "true"}
+
+
+def timed(
+    client: httpx.Client,
+    url: str,
+    runs: int,
+    *,
+    expect: int = 200,
+    headers: dict[str, str] | None = None,
+) -> list[float]:
+    client.get(url, headers=headers)  # warm-up
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        response = client.get(url, headers=headers)
+        times.append((time.perf_counter() - started) * 1000)
+        if response.status_code != expect:
+            raise SystemExit(f"{url}: HTTP {response.status_code}\n{response.text[:500]}")
+    return times
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def report(label: str, times: list[float]) -> dict[str, float]:
+    figures = {
+        "p50": statistics.median(times),
+        "p99": percentile(times, 99),
+        "max": max(times),
+    }
+    print(
+        f"  {label:<38} p50 {figures['p50']:7.1f} ms   p99 {figures['p99']:7.1f} ms"
+        f"   max {figures['max']:7.1f} ms",
+        flush=True,
+    )
+    return figures
+
+
+def bare_app() -> Flask:
+    app = Flask("bare")
+    app.add_url_rule("/", "ok", lambda: "ok")
+    return app
+
+
+def second_page(client: httpx.Client, url: str) -> str:
+    from bs4 import BeautifulSoup
+
+    page = BeautifulSoup(client.get(url).text, "html.parser")
+    link = page.select_one("a[rel=next]")
+    if link is None:
+        raise SystemExit(f"{url}: no next page")
+    return str(link["href"])
+
+
+def third_page(client: httpx.Client, url: str) -> str:
+    return second_page(client, second_page(client, url))
+
+
+def touch_rows(app: Flask, poll_url: str, count: int) -> None:
+    """Make ``count`` of the poll's rows newer than the poll knows (as fetches would)."""
+    from urllib.parse import parse_qs
+    from urllib.parse import urlsplit
+
+    token = parse_qs(urlsplit(poll_url).query)["rows"][0]
+    ids = [int(part.split(".")[0]) for part in token.split(",")][:count]
+    with app.app_context():
+        db.session.execute(sa.update(Task).where(Task.id.in_(ids)).values(version=Task.version + 1))
+        db.session.commit()
+
+
+def live_url(client: httpx.Client, url: str) -> str:
+    from bs4 import BeautifulSoup
+
+    poller = BeautifulSoup(client.get(url).text, "html.parser").select_one("#live-poller")
+    if poller is None or not poller.has_attr("hx-get"):
+        raise SystemExit(f"{url}: no live poller")
+    return str(poller["hx-get"])
+
+
+def run_size(count: int, runs: int, keep: Path | None) -> dict[str, dict[str, float]]:
+    print(f"\n{count:,} tasks", flush=True)
+    with tempfile.TemporaryDirectory() as folder:
+        path = keep or Path(folder) / "bench.sqlite"
+        app = build_database(path, count)
+        results: dict[str, dict[str, float]] = {}
+        with (
+            ServerThread(app) as server,
+            ServerThread(bare_app()) as bare,
+            httpx.Client(base_url=server.url, timeout=60) as client,
+        ):
+            with httpx.Client(base_url=bare.url) as bare_client:
+                results["bare Flask endpoint"] = report(
+                    "bare Flask endpoint", timed(bare_client, "/", runs)
+                )
+            pages: list[tuple[str, str]] = [
+                ("first page, no filter", "/?view=all"),
+                ("filtered: state=failed", "/?state=failed"),
+                ("filtered: state=active (few)", "/?state=active"),
+                ("filtered: source + problems", "/?source=orkes&state=problems"),
+                ("filtered: type, created in 7 days", "/?type=TRAINING&created_from=7d"),
+                ("filtered: label", "/?q=label:urgent"),
+                ("searched: error words", "/?q=checksum+mismatch"),
+                ("searched: id prefix + qualifier", "/?q=reranker-12+state:succeeded"),
+                ("searched + filtered: active", "/?q=checksum&state=active"),
+                ("sorted by type", "/?sort=type"),
+                ("sorted by upstream word, desc", "/?sort=-upstream"),
+                ("filtered + sorted: failed by fresh", "/?state=failed&sort=fresh"),
+            ]
+            pages.append(("paged: 2nd page of state=failed", second_page(client, "/?state=failed")))
+            pages.append(("paged: 3rd page of a search", third_page(client, "/?q=checksum")))
+            for label, url in pages:
+                results[label] = report(label, timed(client, url, runs))
+            results["charts of state=failed (lazy)"] = report(
+                "charts of state=failed (lazy)",
+                timed(client, "/tasks/charts?state=failed", max(5, runs // 4), headers=HX),
+            )
+            poll = live_url(client, "/?state=active&limit=100")
+            results["live poll, 100 active rows"] = report(
+                "live poll, 100 active rows", timed(client, poll, runs * 2)
+            )
+            touch_rows(app, poll, 10)
+            results["live poll, 10 of them changed"] = report(
+                "live poll, 10 of them changed", timed(client, poll, runs * 2)
+            )
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="10k and 100k, fewer requests")
+    parser.add_argument("--sizes", type=int, nargs="*", help="task counts to measure")
+    parser.add_argument("--runs", type=int, help="requests per figure")
+    parser.add_argument("--keep", type=Path, help="reuse (or create) this database file")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000])
+    runs = args.runs or (50 if args.quick else 200)
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    print(f"sqlite {sqlite3.sqlite_version}, {runs} requests per figure, loopback HTTP")
+    for size in sizes:
+        run_size(size, runs, args.keep if len(sizes) == 1 else None)
+
+
+if __name__ == "__main__":
+    main()

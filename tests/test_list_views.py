@@ -1,0 +1,354 @@
+"""The list page and its fragments, read with a parser: structure, not substrings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import timedelta
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+import pytest
+from bs4 import BeautifulSoup
+
+from tests.test_list_queries import add_task
+from webapp import store
+from webapp.models import SavedView
+from webapp.models import db
+from webapp.models import utcnow
+from webapp.providers.base import NormalizedTask
+from webapp.providers.base import TaskState
+from webapp.views import task_export
+
+HX = {"HX-Request": "true"}
+
+
+def soup(response) -> BeautifulSoup:
+    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
+
+
+def row_ids(page: BeautifulSoup) -> list[str]:
+    return [a.get_text() for a in page.select("tbody tr.task-row a.task-link")]
+
+
+def templated_rows(page: BeautifulSoup) -> list:
+    # Rows travel inside <template>, which CSS selectors do not enter.
+    return [t.find("tr") for t in page.find_all("template")]
+
+
+@pytest.fixture
+def app(app_factory, make_source):
+    return app_factory(
+        [make_source("opensearch-ml", name="ml-prod"), make_source("mixpeek", name="mixpeek-prod")]
+    )
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def seeded(app):
+    """Five tasks: two running, a failed one with a label, one succeeded, one that cannot be
+    fetched any more; the newest first is r2, r1, f1, s1, e1."""
+    now = utcnow()
+    with app.app_context():
+        for i, (source, task_id, state, extra) in enumerate(
+            [
+                ("ml-prod", "e1", TaskState.SUCCEEDED, {"fetch_error": "timed out"}),
+                ("mixpeek-prod", "s1", TaskState.SUCCEEDED, {"task_type": "batch"}),
+                ("ml-prod", "f1", TaskState.FAILED, {"labels": ("urgent",), "error": "=1+1 OOM"}),
+                ("ml-prod", "r1", TaskState.RUNNING, {"note": "watch this"}),
+                ("mixpeek-prod", "r2", TaskState.RUNNING, {"task_type": "batch"}),
+            ]
+        ):
+            add_task(source, task_id, state=state, created=now - timedelta(minutes=10 - i), **extra)
+        db.session.commit()
+    return app
+
+
+def csrf(client) -> str:
+    return soup(client.get("/?view=all")).select_one("input[name=csrf_token]")["value"]
+
+
+# -- the page ----------------------------------------------------------------------------------
+def test_every_control_has_a_label_and_the_table_is_semantic(client, seeded):
+    page = soup(client.get("/?view=all"))
+    form = page.select_one("form#filters[role=search]")
+    assert form["method"] == "get" and form["action"] == "/"
+    for control in page.select("main input:not([type=hidden]), main select, main textarea"):
+        labelled = control.get("aria-label") or page.select_one(f"label[for='{control.get('id')}']")
+        wrapped = control.find_parent("label")
+        assert labelled or wrapped, control
+    table = page.select_one("table.tasks")
+    assert table.caption.get_text(strip=True).startswith("Tracked tasks, sorted by created")
+    headers = table.select("thead th[scope=col]")
+    assert [h.get_text(" ", strip=True) for h in headers][1:] == [
+        "State", "Upstream", "Task", "Type", "Source", "Created ↓", "Updated", "Age", "Fresh",
+    ]  # fmt: skip
+    assert table.select_one("th[aria-sort]")["aria-sort"] == "descending"
+    assert row_ids(page) == ["r2", "r1", "f1", "s1", "e1"]
+    failed = page.select_one("tr.task-row:has(a.task-link:-soup-contains('f1'))")
+    assert failed.select_one(".badge-state").get_text() == "failed"  # state as text
+    assert failed.select_one(".label").get_text() == "urgent"
+    assert failed.select_one("input[type=checkbox]")["aria-label"] == "Tick f1"
+    erring = page.select_one("tr.task-row:has(a.task-link:-soup-contains('e1'))")
+    assert "fetch error" in erring.select_one(".fetch-error").get_text()
+
+
+def test_summary_counts_the_view_per_state_and_links_to_each(client, seeded):
+    page = soup(client.get("/?source=ml-prod"))
+    summary = page.select_one("#summary")
+    assert summary.select_one(".summary-total strong").get_text() == "3"
+    links = {a.get_text(" ", strip=True): a["href"] for a in summary.select("a.count")}
+    assert set(links) == {"1 running", "1 failed", "1 succeeded"}
+    assert parse_qs(urlsplit(links["1 failed"]).query) == {
+        "source": ["ml-prod"],
+        "state": ["failed"],
+    }
+    problems = soup(client.get("/?state=problems")).select_one("#summary")
+    # The failed task and the one that cannot be fetched.
+    assert problems.select_one(".summary-total strong").get_text() == "2"
+
+
+def test_the_form_shows_the_view_it_filters(client, seeded):
+    page = soup(client.get("/?type=batch&upstream=RUNNING&created_from=1h&sort=state"))
+    assert page.select_one("#f-type option[selected]")["value"] == "batch"
+    assert page.select_one("#f-upstream option[selected]")["value"] == "RUNNING"
+    assert page.select_one("#f-created-from")["value"] == "1h"
+    assert page.select_one("details.more-filters").has_attr("open")
+    assert page.select_one("#filters input[name=sort]")["value"] == "state"
+    assert row_ids(page) == ["r2"]
+
+
+def test_fragment_for_the_form_full_page_otherwise_and_a_clean_pushed_url(client, seeded):
+    url = "/?q=&source=&state=active&type=&limit="
+    partial = client.get(url, headers=HX)
+    assert "HX-Request" in partial.headers["Vary"]
+    assert soup(partial).select_one("html") is None
+    assert soup(partial).select_one("section#results table.tasks")
+    assert partial.headers["HX-Push-Url"] == "/?state=active"
+    # Without JavaScript the form sends its empty fields too: the same view, shorter.
+    plain = client.get(url)
+    assert plain.status_code == 302 and plain.headers["Location"] == "/?state=active"
+    boosted = client.get("/?state=active", headers={**HX, "HX-Boosted": "true"})
+    assert soup(boosted).select_one("html") is not None
+
+
+def test_a_bad_view_explains_itself_in_the_fragment_too(client, seeded):
+    response = client.get("/?q=state:happy", headers=HX)
+    assert response.status_code == 400
+    assert response.headers["HX-Push-Url"] == "false"
+    alert = soup(response).select_one("#results [role=alert]")
+    assert "state: unknown state 'happy'" in alert.get_text()
+
+
+def test_paging_links_keep_the_view_and_a_page_past_the_end_says_so(client, seeded):
+    first = soup(client.get("/?view=all&limit=2&sort=-created"))
+    assert first.select_one("a[rel=prev]") is None
+    second_url = first.select_one("a[rel=next]")["href"]
+    assert parse_qs(urlsplit(second_url).query)["limit"] == ["2"]
+    second = soup(client.get(second_url))
+    assert row_ids(second) == ["f1", "s1"]
+    assert second.select_one(".pager a:-soup-contains('First page')")
+    with seeded.app_context():
+        store.untrack(store.get_task("ml-prod", "e1"))
+        db.session.commit()
+    last = soup(client.get(second.select_one("a[rel=next]")["href"]))
+    assert "past the last task" in last.select_one("p.empty").get_text()
+
+
+def test_empty_states(client, app):
+    nothing = soup(client.get("/"))
+    assert "No tasks are tracked yet" in nothing.select_one("#results .empty").get_text()
+    assert nothing.select_one("details.track-panel").has_attr("open")
+    assert nothing.select_one("#charts") is None
+    add_task_in(app, "ml-prod", "x")
+    filtered = soup(client.get("/?state=failed"))
+    assert "No task matches this view" in filtered.select_one("p.empty").get_text()
+
+
+def add_task_in(app, source, task_id, **fields):
+    with app.app_context():
+        add_task(source, task_id, **fields)
+        db.session.commit()
+
+
+# -- live updates ----------------------------------------------------------------------------
+def test_live_update_sends_changed_rows_counts_and_removals_out_of_band(client, seeded):
+    page = soup(client.get("/?view=all"))
+    poller = page.select_one("#live-poller")
+    assert poller["hx-trigger"] == "every 3s"
+    url = poller["hx-get"]
+    assert parse_qs(urlsplit(url).query)["view"] == ["all"]
+    quiet = client.get(url)
+    assert quiet.status_code == 200 and templated_rows(soup(quiet)) == []
+    # The counts come along (they cost nothing here) so they stay true for the whole view.
+    assert soup(quiet).select_one("#summary[hx-swap-oob=true]")
+    with seeded.app_context():
+        r1 = store.get_task("ml-prod", "r1")
+        r1_pk = r1.id
+        store.apply_fetch(
+            r1, NormalizedTask("r1", TaskState.SUCCEEDED, "COMPLETED", True, raw={}), utcnow()
+        )
+        r2 = store.get_task("mixpeek-prod", "r2")
+        r2_pk = r2.id
+        store.untrack(r2)
+        db.session.commit()
+    update = soup(client.get(url))
+    rows = templated_rows(update)
+    assert [(r["id"], r["hx-swap-oob"]) for r in rows] == [
+        (f"task-row-{r1_pk}", "true"),
+        (f"task-row-{r2_pk}", "delete"),
+    ]
+    assert rows[0].find(class_="badge-state").decode_contents() == "succeeded"
+    assert "r1 is now succeeded" in update.select_one("#live-announce").get_text()
+    summary = update.select_one("#summary")
+    assert {a.get_text(" ", strip=True) for a in summary.select("a.count")} == {
+        "1 failed",
+        "3 succeeded",
+    }
+    # No active row is left on the page: stop polling, and say so in the markup too.
+    final = client.get(url)
+    assert final.status_code == 286
+    assert not soup(final).select_one("#live-poller").has_attr("hx-trigger")
+
+
+def test_without_javascript_polling_is_a_refresh_link(client, seeded):
+    poller = soup(client.get("/?state=active")).select_one("#live-poller")
+    assert poller.noscript.a["href"] == "/?state=active"
+
+
+# -- bulk untrack --------------------------------------------------------------------------------
+def test_untrack_ticked_rows(client, seeded):
+    page = soup(client.get("/?view=all"))
+    form = page.select_one("form#bulk-untrack")
+    boxes = page.select("input[type=checkbox][form=bulk-untrack]")
+    assert len(boxes) == 5
+    chosen = [b["value"] for b in boxes[:2]]
+    response = client.post(
+        form["action"],
+        data={"csrf_token": csrf(client), "task": chosen, "next": "/?view=all"},
+    )
+    assert response.status_code == 303 and response.headers["Location"] == "/?view=all"
+    after = soup(client.get("/?view=all"))
+    assert row_ids(after) == ["f1", "s1", "e1"]
+    assert "Stopped tracking 2 tasks." in after.select_one(".messages").get_text()
+    nothing = client.post(form["action"], data={"csrf_token": csrf(client), "next": "https://x"})
+    assert nothing.headers["Location"] == "/"  # never off the site
+
+
+# -- charts ----------------------------------------------------------------------------------------
+def test_charts_are_server_side_svg_with_text_alternatives(client, seeded):
+    placeholder = soup(client.get("/?view=all")).select_one("#charts")
+    assert placeholder["hx-trigger"] == "load"
+    fragment = soup(client.get(placeholder["hx-get"], headers=HX))
+    assert fragment.select_one("html") is None
+    timeline, durations = fragment.select("svg.chart[role=img]")
+    assert timeline.title.get_text() == "Tasks by state over time"
+    per_state: dict[str, int] = {}
+    for segment in timeline.select("rect.seg"):
+        count, state = segment.title.get_text().rsplit(": ", 1)[1].split()
+        per_state[state] = per_state.get(state, 0) + int(count)
+    assert per_state == {"running": 2, "succeeded": 2, "failed": 1}
+    assert "DEPLOY_MODEL" in durations.desc.get_text()
+    table = fragment.select("details.chart-data table")[0]
+    assert [th.get_text() for th in table.select("thead th")][1:] == [
+        "running",
+        "succeeded",
+        "failed",
+    ]
+    legend = [li.get_text(strip=True) for li in fragment.select(".chart-legend li")]
+    assert legend == ["running", "succeeded", "failed"]
+    # Without JavaScript the same URL is a page of its own.
+    page = soup(client.get(placeholder["hx-get"]))
+    assert page.select_one("h1").get_text() == "Charts for this view"
+    assert page.select_one("#charts svg.chart")
+
+
+def test_charts_of_an_empty_view(client, seeded):
+    fragment = soup(client.get("/tasks/charts?state=expired", headers=HX))
+    assert "Nothing to chart" in fragment.get_text()
+
+
+# -- export ----------------------------------------------------------------------------------------
+def test_export_streams_every_page_of_the_view_as_csv(client, seeded, monkeypatch):
+    monkeypatch.setattr(task_export, "BATCH", 2)
+    links = soup(client.get("/?source=ml-prod&sort=id")).select(".export a")
+    assert [a.get_text() for a in links] == ["CSV", "JSON"]
+    response = client.get(links[0]["href"])
+    assert response.is_streamed
+    assert response.mimetype == "text/csv"
+    assert response.headers["Content-Disposition"].startswith('attachment; filename="tasks-')
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert [r["task_id"] for r in rows] == ["e1", "f1", "r1"]
+    failed = rows[1]
+    assert failed["error"] == "'=1+1 OOM"  # a spreadsheet must not run upstream text
+    assert failed["labels"] == "urgent" and failed["url"].endswith("/tasks/ml-prod/f1")
+    assert rows[2]["note"] == "watch this"
+
+
+def test_export_as_json_is_the_api_object_plus_annotations(client, seeded, monkeypatch):
+    monkeypatch.setattr(task_export, "BATCH", 2)
+    response = client.get("/tasks/export.json?q=label:urgent")
+    data = json.loads(response.get_data(as_text=True))
+    assert [t["task_id"] for t in data] == ["f1"]
+    assert data[0]["labels"] == ["urgent"] and data[0]["state"] == "failed"
+    assert set(data[0]) >= {"source", "upstream_status", "raw", "links", "note"}
+    everything = json.loads(client.get("/tasks/export.json?view=all").get_data(as_text=True))
+    assert len(everything) == 5
+    assert client.get("/tasks/export.json?sort=colour").status_code == 400
+
+
+# -- saved views -------------------------------------------------------------------------------
+def test_save_a_view_share_it_and_make_it_the_teams_default(client, seeded):
+    page = soup(client.get("/?state=problems&sort=type"))
+    form = page.select_one(".save-view form")
+    assert form.select_one("input[name=query]")["value"] == "state=problems&sort=type"
+    data = {i["name"]: i.get("value", "") for i in form.select("input[type=hidden]")}
+    response = client.post(form["action"], data={**data, "name": "  Problems  ", "default": "1"})
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/?state=problems&sort=type"
+    with seeded.app_context():
+        view = db.session.query(SavedView).one()
+        assert (view.name, view.is_default) == ("Problems", True)
+        view_id = view.id
+    # "/" now opens the team's default, and every task is still a click away.
+    opened = client.get("/")
+    assert opened.status_code == 302 and opened.headers["Location"] == "/?state=problems&sort=type"
+    shown = soup(client.get(opened.headers["Location"]))
+    assert shown.select_one(".view-links a[aria-current=page]").get_text() == "Problems"
+    assert shown.select_one("title").get_text().startswith("Problems")
+    everything = soup(
+        client.get(shown.select_one(".view-links a:-soup-contains('All tasks')")["href"])
+    )
+    assert len(row_ids(everything)) == 5
+    # The lasting link follows the view.
+    assert client.get(f"/views/{view_id}").headers["Location"] == "/?state=problems&sort=type"
+    duplicate = client.post(
+        form["action"], data={**data, "name": "Problems"}, follow_redirects=True
+    )
+    assert "exists already" in soup(duplicate).select_one(".message-error").get_text()
+
+
+def test_manage_views_default_off_and_delete(client, seeded):
+    token = csrf(client)
+    client.post(
+        "/views",
+        data={"csrf_token": token, "name": "Mine", "query": "source=ml-prod", "default": "1"},
+    )
+    manage = soup(client.get("/?view=all")).select_one("details.manage-views")
+    default_form, delete_form = manage.select("form")
+    assert default_form.button.get_text() == "Stop being the default"
+    data = {i["name"]: i["value"] for i in default_form.select("input[type=hidden]")}
+    client.post(default_form["action"], data=data)
+    assert client.get("/").status_code == 200  # no default: every task
+    data = {i["name"]: i["value"] for i in delete_form.select("input[type=hidden]")}
+    client.post(delete_form["action"], data=data)
+    with client.application.app_context():
+        assert db.session.query(SavedView).count() == 0
+    assert client.get("/views/999").status_code == 404
+    bad = client.post("/views", data={"csrf_token": token, "name": "x", "query": "sort=colour"})
+    assert bad.status_code == 303
