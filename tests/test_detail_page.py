@@ -155,3 +155,31 @@ def test_timeline_lists_time_in_each_state(ml_app):
     cells = [row.select("td")[-1].get_text() for row in page.select("#task-history tbody tr")]
     assert cells[0] in ("1 min", "90 s") and cells[-1] == "final"
     assert len(page.select(".timeline-bar .segment")) == 2
+
+
+def test_conductor_logs_are_fetched_on_change_and_shown(app_factory, make_source, suite, clock):
+    from webapp.refresher import Refresher
+
+    app = app_factory([make_source("conductor", name="orkes", poll_interval=1)])
+    state = suite.states["conductor"]
+    task = SIMULATORS["conductor"].add_demo_task(
+        state, random.Random(3), queued_seconds=1, running_seconds=10
+    )
+    track(app, "orkes", task.task_id)
+    refresher = Refresher(app)
+    clock.advance(2)
+    refresher.run_once()
+    # While it runs, polling costs one call: the log is read once the task has finished.
+    assert state.calls.get("log", 0) == 0
+    clock.advance(20)
+    for _ in range(2):  # the final fetch, then the confirming one: the log is read once
+        with app.app_context():
+            store.get_task("orkes", task.task_id).next_poll_at = utcnow()
+            db.session.commit()
+        refresher.run_once()
+    refresher.close()
+    assert state.calls.get("log", 0) == 1
+    page = soup(app.test_client().get(f"/tasks/orkes/{task.task_id}"))
+    entries = [li.select_one("code").get_text() for li in page.select("ol.task-log li")]
+    assert entries and len(entries) >= 2
+    assert "Logs" not in fields(page)

@@ -25,6 +25,8 @@ FIELD_LABELS = {"auroc": "AUROC", "auroc_raw": "AUROC (as sent)", "api": "API", 
 #: Detail keys that are metrics (numbers shown with their precision).
 METRIC_KEYS = frozenset({"auroc", "progress"})
 BYTE_KEYS = frozenset({"disk_usage"})
+#: Detail keys the page shows in sections of their own.
+SECTION_KEYS = frozenset({"logs"})
 #: Raw payloads larger than this are shown cut, with the whole one downloadable.
 RAW_DISPLAY_LIMIT = 100_000
 

@@ -305,6 +305,10 @@ class Refresher:
                 self._purge_if_due()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
+                if not threading.main_thread().is_alive():
+                    # The interpreter is exiting under a daemon refresher (`taskdeck run`
+                    # stopped): its thread pools refuse new work, so just stop.
+                    return
                 log.exception("refresher pass failed; carrying on")
             self._wake.wait(pause)
             self._wake.clear()
@@ -566,6 +570,7 @@ class Refresher:
                     results = {task_ids[0]: exc}
             else:
                 results = provider.fetch_many(task_ids)
+            provider.add_extras(results)
         except Exception as exc:  # noqa: BLE001 - a provider bug is a fetch error, not a crash
             log.exception("source %s: provider failed", lane.source.name)
             error = FetchError(FetchErrorKind.BAD_PAYLOAD, f"provider error: {type(exc).__name__}")

@@ -253,6 +253,13 @@ class Provider:
         """The upstream's own web page for the task, where it has one."""
         return None
 
+    def add_extras(self, results: dict[str, NormalizedTask | FetchError]) -> None:
+        """Add what a separate call fetches (Conductor's task logs) to fetched tasks' details.
+
+        The refresher calls it after every fetch; providers make it cheap by calling upstream
+        only when a task changed. The default adds nothing.
+        """
+
     # -- shared behaviour ----------------------------------------------------------------
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
         """Fetch several tasks; the default is one :meth:`fetch` per id."""

@@ -18,9 +18,11 @@ Traps handled here:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator
 from collections.abc import Callable
 from collections.abc import Generator
@@ -49,6 +51,8 @@ from webapp.providers.base import parse_retry_after
 from webapp.providers.base import quote_segment
 from webapp.providers.base import short_body
 from webapp.providers.base import status_table
+
+log = logging.getLogger(__name__)
 
 STATUSES = status_table(
     {
@@ -369,6 +373,16 @@ class ConductorProvider(Provider):
     #: One ``taskId IN (...)`` search answers this many tasks.
     batch_size = 100
     times_note = "Conductor reports epoch milliseconds; 0 means the time is not set yet."
+    #: Tasks whose execution log this provider keeps (most recently used), per process.
+    max_cached_logs = 10_000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # task id -> (status the log was read at, entries): the log is read again only when
+        # the task's status changes, so polling a task costs one call, not two.
+        self._logs: OrderedDict[str, tuple[str | None, list[dict[str, Any]]]] = OrderedDict()
+        self._logs_lock = threading.Lock()
+
     #: Seconds after which an exchanged token is renewed before use.
     token_refresh_seconds: float = DEFAULT_TOKEN_REFRESH_SECONDS
     #: Search order: newest first (every task has a scheduled time; a queued one no start).
@@ -498,6 +512,45 @@ class ConductorProvider(Provider):
             entry["created_at"] = conductor_time(entry.get("createdTime"))
             entries.append(entry)
         return entries
+
+    def add_extras(self, results: dict[str, NormalizedTask | FetchError]) -> None:
+        """Each fetched task's execution log, for the detail page."""
+        for result in results.values():
+            if isinstance(result, NormalizedTask):
+                self.with_logs(result)
+
+    def with_logs(self, task: NormalizedTask) -> NormalizedTask:
+        """``task`` with its execution log in ``details["logs"]`` (``{at, log}`` entries).
+
+        The log is read once a task is finished (then it is complete), and again only if its
+        final status changes: one extra call per task, so batched polling stays cheap. A failed
+        log fetch keeps the log read before (the task itself was fetched fine).
+        """
+        if not task.terminal:
+            return task
+        with self._logs_lock:
+            cached = self._logs.get(task.task_id)
+        entries = cached[1] if cached else None
+        if cached is None or cached[0] != task.upstream_status:
+            try:
+                entries = [
+                    {
+                        "at": entry["created_at"].isoformat() if entry["created_at"] else None,
+                        "log": as_text(entry.get("log")),
+                    }
+                    for entry in self.fetch_logs(task.task_id)
+                ]
+            except FetchError as exc:
+                log.info("source %s: no log for %s: %s", self.source.name, task.task_id, exc)
+            else:
+                with self._logs_lock:
+                    self._logs[task.task_id] = (task.upstream_status, entries)
+                    self._logs.move_to_end(task.task_id)
+                    while len(self._logs) > self.max_cached_logs:
+                        self._logs.popitem(last=False)
+        if entries:
+            task.details["logs"] = entries
+        return task
 
     def ui_url(self, task: NormalizedTask) -> str | None:
         """``{ui_url or base_url}/execution/{workflowInstanceId}/{taskId}`` (the OSS UI route
