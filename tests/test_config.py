@@ -65,6 +65,7 @@ def test_good_file_loads_with_credentials_kept_secret(tmp_path):
         ),
         (('access_key_env = "NCP_ACCESS"\n', ""), "source 'nclue-kr'"),
         (('name = "nclue-kr"', 'name = "ml-prod"'), "source 'ml-prod': field 'name': used by two"),
+        (('name = "nclue-kr"', 'name = "import"'), "field 'name': 'import' names a page"),
         (("[[sources]]", "[[sources]"), "not valid TOML"),
     ],
 )

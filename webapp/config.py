@@ -45,6 +45,9 @@ PAIRED_CREDENTIALS: tuple[tuple[str, str], ...] = (
     ("access_key_env", "secret_key_env"),
 )
 
+#: Source names that would collide with Taskdeck's own pages under ``/tasks/``.
+RESERVED_SOURCE_NAMES = frozenset({"import", "live", "charts", "track", "untrack", "export"})
+
 #: Defaults for the per-source request budget (issue 4): NCLUE asks for at most 1 request/s.
 DEFAULT_RATE_LIMIT: dict[str, float] = {"nclue": 1.0}
 
@@ -93,6 +96,13 @@ class SourceConfig(BaseModel):
     origin: Literal["file", "database", "demo"] = "file"
     #: Secrets read from the named environment variables; never written anywhere.
     credentials: dict[str, SecretStr] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if value in RESERVED_SOURCE_NAMES:
+            raise ValueError(f"{value!r} names a page of Taskdeck's own (/tasks/{value})")
+        return value
 
     @field_validator("base_url", "ui_url")
     @classmethod
