@@ -847,11 +847,11 @@ def init_app(app: Flask) -> None:
     background = BackgroundRefresher(app)
     app.extensions["taskdeck.refresher"] = background
 
-    if app.config["REFRESHER"]:
-
-        @app.before_request
-        def _start_refresher() -> None:
-            # Under gunicorn nothing else starts it: the first request does (idempotent).
+    @app.before_request
+    def _start_refresher() -> None:
+        # Under gunicorn nothing else starts it: the first request does (idempotent). Read at
+        # request time, so `taskdeck run --no-refresher` can still turn it off.
+        if app.config["REFRESHER"]:
             background.start()
 
 

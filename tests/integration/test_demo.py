@@ -1,0 +1,48 @@
+"""`taskdeck demo`: simulators and dashboard on one port; every provider's tasks are fetched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from bs4 import BeautifulSoup
+
+from webapp.demo import DEMO_SOURCE_NAMES
+from webapp.demo import build_demo
+from webapp.refresher import Refresher
+from webapp.simulators.server import ServerThread
+
+
+class Deferred:
+    """A WSGI app set after the server is bound (the demo needs its port to build sources)."""
+
+    app: Any = None
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        return self.app(environ, start_response)
+
+
+def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
+    deferred = Deferred()
+    with ServerThread(deferred) as server:
+        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
+        app.config["REFRESHER"] = False
+        deferred.app = wsgi
+        refresher = Refresher(app)
+        report = refresher.run_once()
+        refresher.close()
+        assert report.failed == 0 and report.fetched > 30
+        with app.test_client() as client:
+            data = client.get("/api/v1/tasks?limit=500").get_json()
+        by_source: dict[str, list[dict[str, Any]]] = {}
+        for task in data["tasks"]:
+            by_source.setdefault(task["source"], []).append(task)
+        assert set(by_source) == set(DEMO_SOURCE_NAMES.values())
+        for source, tasks in by_source.items():
+            assert all(t["last_fetched_at"] and not t["fetch_error"] for t in tasks), source
+            assert any(not t["terminal"] for t in tasks), f"{source} has live tasks"
+        # The dashboard itself answers on the same port as the upstreams.
+        page = httpx.get(server.url + "/", timeout=10)
+        rows = BeautifulSoup(page.text, "html.parser").select("tbody tr.task-row")
+        assert len(rows) >= 30
