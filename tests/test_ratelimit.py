@@ -19,8 +19,8 @@ from webapp.ratelimit import limiter_for
 class FakeTime:
     """A monotonic clock that moves only when someone sleeps (or the test says so)."""
 
-    def __init__(self, *, sleeping_moves_time: bool = True) -> None:
-        self.now = 50.0
+    def __init__(self, *, start: float = 50.0, sleeping_moves_time: bool = True) -> None:
+        self.now = start
         self.sleeps: list[float] = []
         self.moves = sleeping_moves_time
         self.lock = threading.Lock()

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.test_ratelimit import FakeTime
 from webapp.config import SourceConfig
 from webapp.config import build_source
 from webapp.providers import PROVIDERS
@@ -372,27 +373,8 @@ def test_missing_credentials_fail_before_any_request() -> None:
 # -- the rate limiter -------------------------------------------------------------------------
 
 
-class FakeTime:
-    """A monotonic clock that moves only when someone sleeps (or the test says so)."""
-
-    def __init__(self, *, sleeping_moves_time: bool = True) -> None:
-        self.now = 100.0
-        self.sleeps: list[float] = []
-        self.moves = sleeping_moves_time
-        self.lock = threading.Lock()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        with self.lock:
-            self.sleeps.append(seconds)
-            if self.moves:
-                self.now += seconds
-
-
 def test_limiter_spaces_requests() -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=100.0)
     limiter = RateLimiter(2.0, monotonic=fake.monotonic, sleep=fake.sleep)
     starts = []
     for _ in range(4):
@@ -406,7 +388,7 @@ def test_limiter_spaces_requests() -> None:
 
 
 def test_limiter_is_thread_safe() -> None:
-    fake = FakeTime(sleeping_moves_time=False)
+    fake = FakeTime(start=100.0, sleeping_moves_time=False)
     limiter = RateLimiter(1.0, monotonic=fake.monotonic, sleep=fake.sleep)
     threads = [threading.Thread(target=limiter.acquire) for _ in range(6)]
     for thread in threads:
@@ -418,7 +400,7 @@ def test_limiter_is_thread_safe() -> None:
 
 
 def test_limiter_wait_is_bounded() -> None:
-    fake = FakeTime(sleeping_moves_time=False)
+    fake = FakeTime(start=100.0, sleeping_moves_time=False)
     limiter = RateLimiter(1.0, monotonic=fake.monotonic, sleep=fake.sleep)
     limiter.acquire(max_wait=2)
     limiter.acquire(max_wait=2)
@@ -431,7 +413,7 @@ def test_limiter_wait_is_bounded() -> None:
 
 
 def test_provider_requests_follow_the_limit() -> None:
-    fake = FakeTime()
+    fake = FakeTime(start=100.0)
     sent: list[float] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
@@ -446,7 +428,7 @@ def test_provider_requests_follow_the_limit() -> None:
 
 
 def test_provider_refuses_to_wait_longer_than_its_timeout() -> None:
-    fake = FakeTime(sleeping_moves_time=False)
+    fake = FakeTime(start=100.0, sleeping_moves_time=False)
     limiter = RateLimiter(1.0, monotonic=fake.monotonic, sleep=fake.sleep)
     provider = unit_provider(answer(SEED), limiter=limiter, timeout=2.0, rate_limit=1.0)
     for _ in range(3):
