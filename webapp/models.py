@@ -161,10 +161,6 @@ class Task(db.Model):
         passive_deletes=True,
     )
 
-    @property
-    def is_active(self) -> bool:
-        return not self.terminal
-
 
 class TaskEvent(db.Model):
     """A state change, appended when the upstream word changed. Never updated."""

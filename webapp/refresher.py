@@ -323,12 +323,6 @@ class Refresher:
         """Cut the current sleep short (a stop request, a test)."""
         self._wake.set()
 
-    def drain(self, timeout: float | None = None) -> None:
-        """Wait for every dispatched job (tests and ``--once``)."""
-        with self._pending_lock:
-            pending = list(self._pending)
-        wait(pending, timeout=timeout)
-
     def close(self) -> None:
         """Finish running jobs, drop queued ones and give their tasks back (still due)."""
         with self._lanes_lock:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import threading
 from typing import Any
 
@@ -47,7 +46,3 @@ class ServerThread:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def quiet_werkzeug() -> None:
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
