@@ -39,11 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from webapp import create_app  # noqa: E402
-from webapp import list_schema  # noqa: E402
-from webapp import search  # noqa: E402
 from webapp.config import build_source  # noqa: E402
-from webapp.models import Task  # noqa: E402
-from webapp.models import db  # noqa: E402
+from webapp.db.models import Task  # noqa: E402
+from webapp.db.models import db  # noqa: E402
+from webapp.db.setup import upgrade_database  # noqa: E402
+from webapp.listing import schema as list_schema  # noqa: E402
+from webapp.listing import search  # noqa: E402
 from webapp.simulators.server import ServerThread  # noqa: E402
 
 #: (name, provider, upstream words by state, task types)
@@ -252,6 +253,7 @@ def build_database(path: Path, count: int) -> Flask:
             "REFRESHER": False,
         }
     )
+    upgrade_database(app)
     with sqlite3.connect(path) as connection:
         if connection.execute("SELECT count(*) FROM tasks").fetchone()[0] == count:
             return app  # --keep: already filled

@@ -40,7 +40,7 @@ import httpx
 import sqlalchemy as sa
 from flask import Flask
 
-from webapp.refresher import Refresher
+from webapp.refresher.engine import Refresher
 
 PROVIDERS = ("opensearch-ml", "mixpeek", "conductor", "nclue")
 
@@ -137,6 +137,7 @@ def simulators(tasks: list[dict[str, Any]], latency: float, workdir: Path) -> It
 def make_app(sims: Simulators, workdir: Path, **source_fields: Any) -> Flask:
     from webapp import create_app
     from webapp.config import build_source
+    from webapp.db.setup import upgrade_database
     from webapp.simulators import SIMULATORS
     from webapp.simulators import SimulatorSuite
 
@@ -156,13 +157,14 @@ def make_app(sims: Simulators, workdir: Path, **source_fields: Any) -> Flask:
             "REFRESHER": False,
         }
     )
+    upgrade_database(app)
     logging.getLogger("webapp").setLevel(logging.WARNING)
     return app
 
 
 def track_all(app: Flask, tasks: list[dict[str, Any]]) -> None:
-    from webapp import store
-    from webapp.models import db
+    from webapp.db import store
+    from webapp.db.models import db
 
     with app.app_context():
         for spec in tasks:
@@ -185,7 +187,7 @@ def refresher_running(app: Flask) -> Iterator[Refresher]:
 
 
 def scalar(app: Flask, statement: sa.Select[Any]) -> Any:
-    from webapp.models import db
+    from webapp.db.models import db
 
     with app.app_context():
         return db.session.scalar(statement)
@@ -199,9 +201,9 @@ def throughput(
 ) -> dict[str, float]:
     """Tasks refreshed per second when ``count`` tasks of one source are due at once: the
     first sweep (every task new) and the second (steady state), and the bound."""
-    from webapp.models import Task
-    from webapp.models import db
-    from webapp.models import utcnow
+    from webapp.db.models import Task
+    from webapp.db.models import db
+    from webapp.db.models import utcnow
     from webapp.providers import PROVIDERS as CLASSES
 
     now = time.time()
@@ -252,9 +254,9 @@ def lifecycle(
     per_provider: int, interval: float, scale: float, latency: float, workdir: Path
 ) -> dict[str, Any]:
     """Tasks start over ``30 * scale`` s and live ``25..80 * scale`` s; all four upstreams."""
-    from webapp import store
-    from webapp.models import Task
-    from webapp.models import db
+    from webapp.db import store
+    from webapp.db.models import Task
+    from webapp.db.models import db
 
     rng = random.Random(42)
     begin = time.time() + 3  # leave the child time to start

@@ -21,7 +21,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from webapp.demo import TaskSpawner  # noqa: E402
 from webapp.demo import build_demo  # noqa: E402
-from webapp.refresher import start_background  # noqa: E402
+from webapp.refresher.engine import start_background  # noqa: E402
 from webapp.simulators.server import ServerThread  # noqa: E402
 
 CHROMIUM_ARGS = [
@@ -46,9 +46,9 @@ def showcase_task_path(app) -> str:  # type: ignore[no-untyped-def]
     import sqlalchemy as sa
     from flask import url_for
 
-    from webapp.models import Task
-    from webapp.models import TaskEvent
-    from webapp.models import db
+    from webapp.db.models import Task
+    from webapp.db.models import TaskEvent
+    from webapp.db.models import db
 
     with app.test_request_context():
         statement = (

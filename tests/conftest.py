@@ -17,6 +17,7 @@ from flask.testing import FlaskCliRunner
 from webapp import create_app
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db.setup import upgrade_database
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 from webapp.simulators.core import ManualClock
@@ -105,7 +106,9 @@ def app_factory(instance_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
             "REFRESHER": False,
         }
         settings.update(config)
-        return create_app(settings)
+        app = create_app(settings)
+        upgrade_database(app)
+        return app
 
     return factory
 
@@ -151,7 +154,7 @@ class RefreshDriver:
     """
 
     def __init__(self, app: Flask) -> None:
-        from webapp.refresher import Refresher
+        from webapp.refresher.engine import Refresher
 
         self.app = app
         self.refresher = Refresher(app, rng=random.Random(5))
@@ -159,10 +162,10 @@ class RefreshDriver:
     def pass_(self, *, all_due: bool = True):  # type: ignore[no-untyped-def]
         import sqlalchemy as sa
 
-        from webapp.models import Source
-        from webapp.models import Task
-        from webapp.models import db
-        from webapp.models import utcnow
+        from webapp.db.models import Source
+        from webapp.db.models import Task
+        from webapp.db.models import db
+        from webapp.db.models import utcnow
 
         if all_due:
             with self.app.app_context():
@@ -187,8 +190,8 @@ def driver(ml_app: Flask) -> Iterator[RefreshDriver]:
 
 
 def track(app: Flask, source: str, *task_ids: str) -> None:
-    from webapp import store
-    from webapp.models import db
+    from webapp.db import store
+    from webapp.db.models import db
 
     with app.app_context():
         for task_id in task_ids:
@@ -212,7 +215,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
 
 def fetched_state(app: Flask, source: str, task_id: str) -> str | None:
     """The task's cached upstream word, or ``None`` before its first successful fetch."""
-    from webapp import store
+    from webapp.db import store
 
     with app.app_context():
         task = store.get_task(source, task_id)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from webapp import store
+from webapp.db import store
 from webapp.simulators import SIMULATORS
 
 ML = SIMULATORS["opensearch-ml"]

@@ -7,6 +7,7 @@ import pytest
 from webapp import create_app
 from webapp.config import ConfigError
 from webapp.config import load_sources_file
+from webapp.sources.registry import registry
 
 GOOD = """
 [[sources]]
@@ -95,7 +96,7 @@ def test_app_reads_the_file_named_by_the_environment(tmp_path, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     app = create_app()
-    assert app.extensions["taskdeck.sources"].names() == ["ml-prod", "nclue-kr"]
+    assert registry(app).names() == ["ml-prod", "nclue-kr"]
     assert app.config["REFRESHER"] is False
     assert app.config["SQLALCHEMY_DATABASE_URI"].endswith("instance/taskdeck.sqlite")
 
@@ -111,7 +112,7 @@ def test_secret_key_is_required_outside_testing(tmp_path, monkeypatch):
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
     import sqlalchemy as sa
 
-    from webapp.models import db
+    from webapp.db.models import db
 
     with app.app_context():
         assert db.session.execute(sa.text("PRAGMA journal_mode")).scalar() == "wal"

@@ -9,12 +9,12 @@ from datetime import timedelta
 from bs4 import BeautifulSoup
 
 from tests.conftest import track
-from webapp import store
-from webapp.models import Source
-from webapp.models import db
-from webapp.models import utcnow
-from webapp.providers.base import NormalizedTask
-from webapp.providers.base import TaskState
+from webapp.db import store
+from webapp.db.models import Source
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
 from webapp.simulators import SIMULATORS
 
 
@@ -44,7 +44,7 @@ def test_every_providers_key_fields_come_first(app_factory, make_source, suite, 
         ids[provider] = task.task_id
         track(app, f"{provider}-x", task.task_id)
     clock.advance(10)
-    from webapp.refresher import Refresher
+    from webapp.refresher.engine import Refresher
 
     refresher = Refresher(app)
     refresher.run_once()
@@ -158,7 +158,7 @@ def test_timeline_lists_time_in_each_state(ml_app):
 
 
 def test_conductor_logs_are_fetched_on_change_and_shown(app_factory, make_source, suite, clock):
-    from webapp.refresher import Refresher
+    from webapp.refresher.engine import Refresher
 
     app = app_factory([make_source("conductor", name="orkes", poll_interval=1)])
     state = suite.states["conductor"]

@@ -10,12 +10,13 @@ import pytest
 from bs4 import BeautifulSoup
 
 from tests.conftest import wait_for
-from webapp import import_jobs
-from webapp import store
-from webapp.models import ImportJob
-from webapp.models import db
-from webapp.providers.base import SearchPage
+from webapp.db import store
+from webapp.db.models import ImportJob
+from webapp.db.models import db
+from webapp.domain import SearchPage
+from webapp.imports import jobs as import_jobs
 from webapp.simulators import SIMULATORS
+from webapp.sources.registry import registry
 
 ML = SIMULATORS["opensearch-ml"]
 HX = {"HX-Request": "true"}
@@ -86,7 +87,7 @@ def test_preview_problems_are_shown_plainly(client, form, ml_state, monkeypatch,
         form = {**form, "query": "{oops"}
     if setup == "slow":
         release = threading.Event()
-        provider_class = type(client.application.extensions["taskdeck.sources"].provider("ml-prod"))
+        provider_class = type(registry(client.application).provider("ml-prod"))
         monkeypatch.setattr(
             provider_class, "search_page", lambda *a: release.wait(5) and SearchPage([])
         )

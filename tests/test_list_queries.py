@@ -15,18 +15,18 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.datastructures import MultiDict
 
-from webapp import list_schema
-from webapp import queries
-from webapp import query_plan
-from webapp import search
-from webapp import store
-from webapp.models import Task
-from webapp.models import db
-from webapp.models import utcnow
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import NormalizedTask
-from webapp.providers.base import TaskState
+from webapp.db import store
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
+from webapp.listing import plan as query_plan
+from webapp.listing import queries
+from webapp.listing import schema as list_schema
+from webapp.listing import search
 
 TERMINAL = {s for s in TaskState if s not in (TaskState.QUEUED, TaskState.RUNNING)}
 

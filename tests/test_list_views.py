@@ -13,13 +13,13 @@ import pytest
 from bs4 import BeautifulSoup
 
 from tests.test_list_queries import add_task
-from webapp import store
-from webapp.models import SavedView
-from webapp.models import db
-from webapp.models import utcnow
-from webapp.providers.base import NormalizedTask
-from webapp.providers.base import TaskState
-from webapp.views import task_export
+from webapp.db import store
+from webapp.db.models import SavedView
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
+from webapp.views.tasks import export as task_export
 
 HX = {"HX-Request": "true"}
 

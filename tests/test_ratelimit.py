@@ -8,12 +8,12 @@ import httpx
 import pytest
 
 from webapp.config import build_source
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
 from webapp.providers import PROVIDERS
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.ratelimit import TokenBucket
-from webapp.ratelimit import WaitTooLong
-from webapp.ratelimit import limiter_for
+from webapp.providers.ratelimit import TokenBucket
+from webapp.providers.ratelimit import WaitTooLong
+from webapp.providers.ratelimit import limiter_for
 
 
 class FakeTime:

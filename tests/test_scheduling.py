@@ -9,15 +9,15 @@ from datetime import timedelta
 
 import pytest
 
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
-from webapp.scheduling import CIRCUIT_MAX_SECONDS
-from webapp.scheduling import CIRCUIT_THRESHOLD
-from webapp.scheduling import after_failure
-from webapp.scheduling import after_success
-from webapp.scheduling import align_up
-from webapp.scheduling import circuit_delay
-from webapp.scheduling import make_policy
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
+from webapp.refresher.scheduling import CIRCUIT_MAX_SECONDS
+from webapp.refresher.scheduling import CIRCUIT_THRESHOLD
+from webapp.refresher.scheduling import after_failure
+from webapp.refresher.scheduling import after_success
+from webapp.refresher.scheduling import align_up
+from webapp.refresher.scheduling import circuit_delay
+from webapp.refresher.scheduling import make_policy
 
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 PER_TASK = make_policy(5.0)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from bs4 import BeautifulSoup
 
-from webapp.models import Source
-from webapp.models import db
+from webapp.db.models import Source
+from webapp.db.models import db
+from webapp.sources.registry import registry
 
 
 def soup(response):
@@ -37,10 +38,9 @@ def test_add_a_source_from_the_ui_and_edit_it(
     row = page.select_one("#source-team-mixpeek")
     assert "added in the UI" in row.get_text()
     assert "sk_test_demo_key" not in page.get_text()
-    registry = ml_app.extensions["taskdeck.sources"]
-    assert registry.get("team-mixpeek").poll_interval == 7
+    assert registry(ml_app).get("team-mixpeek").poll_interval == 7
     # A restart loads it from the database.
-    restarted = app_factory([ml_source]).extensions["taskdeck.sources"]
+    restarted = registry(app_factory([ml_source]))
     assert restarted.get("team-mixpeek").origin == "database"
     assert restarted.get("team-mixpeek").secret("api_key_env") == "sk_test_demo_key"
 
@@ -48,7 +48,7 @@ def test_add_a_source_from_the_ui_and_edit_it(
     assert float(edit.select_one("#f-poll_interval")["value"]) == 7
     response = client.post("/sources/team-mixpeek", data={**form, "poll_interval": "30"})
     assert response.status_code == 303
-    assert registry.get("team-mixpeek").poll_interval == 30
+    assert registry(ml_app).get("team-mixpeek").poll_interval == 30
 
 
 def test_bad_source_is_refused_with_the_field_named(ml_app):
@@ -104,7 +104,7 @@ def test_a_file_source_wins_over_a_database_one_of_the_same_name(
             )
         )
         db.session.commit()
-    assert app_factory([]).extensions["taskdeck.sources"].get("ml-prod").base_url == "http://old"
+    assert registry(app_factory([])).get("ml-prod").base_url == "http://old"
     again = app_factory([ml_source])
-    assert again.extensions["taskdeck.sources"].get("ml-prod").origin == "file"
-    assert again.extensions["taskdeck.sources"].get("ml-prod").base_url == ml_source.base_url
+    assert registry(again).get("ml-prod").origin == "file"
+    assert registry(again).get("ml-prod").base_url == ml_source.base_url

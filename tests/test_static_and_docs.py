@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from webapp.cli import APP_COMMANDS
+from webapp.cli import demo_command
+from webapp.cli import simulate_command
+from webapp.commands import APP_COMMANDS
 from webapp.config import DEFAULTS
-from webapp.htmx import htmx_version
-from webapp.htmx import vendored_htmx_path
+from webapp.web.htmx import htmx_version
+from webapp.web.htmx import vendored_htmx_path
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -33,7 +35,9 @@ def test_vendored_files_are_not_committed():
     assert "static/vendor/" in ignored and "node_modules/" in ignored
 
 
-@pytest.mark.parametrize("command", [c.name for c in APP_COMMANDS] + ["init-db", "create-user"])
+@pytest.mark.parametrize(
+    "command", sorted({c.name for c in (*APP_COMMANDS, demo_command, simulate_command)})
+)
 def test_readme_documents_every_command(command):
     assert f"taskdeck {command}" in README
 

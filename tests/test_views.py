@@ -7,12 +7,12 @@ from datetime import timedelta
 import pytest
 from bs4 import BeautifulSoup
 
-from webapp import store
-from webapp.models import Task
-from webapp.models import db
-from webapp.models import utcnow
-from webapp.providers.base import NormalizedTask
-from webapp.providers.base import TaskState
+from webapp.db import store
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
 
 
 def soup(response):

@@ -8,6 +8,7 @@ newcomer watches states change without setting anything up.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 from pathlib import Path
@@ -15,8 +16,15 @@ from pathlib import Path
 from flask import Flask
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from webapp.commands.common import serve
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db import store
+from webapp.db.models import db
+from webapp.db.setup import upgrade_database
+from webapp.factory import ROOT
+from webapp.factory import create_app
+from webapp.refresher.engine import start_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 
@@ -92,8 +100,6 @@ class TaskSpawner:
         self.spawned = 0
 
     def run(self) -> None:
-        from webapp import store
-        from webapp.models import db
 
         while not self.stop.wait(self.every) and self.spawned < MAX_SPAWNED:
             provider = self.rng.choice(list(SIMULATORS))
@@ -111,9 +117,6 @@ def build_demo(
     host: str, port: int, instance_path: str | None = None
 ) -> tuple[Flask, SimulatorSuite, DispatcherMiddleware]:
     """The demo app, its simulators, and the WSGI app serving both."""
-    from webapp import create_app
-    from webapp import store
-    from webapp.models import db
 
     suite = SimulatorSuite()
     seeded = suite.load_seeds()
@@ -124,6 +127,7 @@ def build_demo(
     if instance_path:
         config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'demo.sqlite'}"
     app = create_app(config) if instance_path else _fresh_demo_app(config)
+    upgrade_database(app)
     with app.app_context():
         for provider, ids in {p: seeded[p] + populated[p] for p in SIMULATORS}.items():
             for task_id in ids:
@@ -135,10 +139,6 @@ def build_demo(
 
 def _fresh_demo_app(config: dict[str, object]) -> Flask:
     """The demo starts from an empty database of its own (``instance/demo.sqlite``)."""
-    import os
-
-    from webapp import create_app
-    from webapp.factory import ROOT
 
     instance = Path(os.environ.get("TASKDECK_INSTANCE_PATH") or ROOT / "instance")
     instance.mkdir(parents=True, exist_ok=True)
@@ -149,8 +149,6 @@ def _fresh_demo_app(config: dict[str, object]) -> Flask:
 
 
 def run_demo(host: str, port: int) -> None:
-    from webapp.cli import serve
-    from webapp.refresher import start_background
 
     app, suite, wsgi = build_demo(host, port)
     # One line per request (the refresher's calls to the simulators included) drowns the log.

@@ -9,10 +9,17 @@ from typing import Any
 
 from flask import Flask
 
+from webapp import commands
+from webapp import views
 from webapp.config import DEFAULTS
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import load_sources_file
+from webapp.db import setup as db_setup
+from webapp.refresher import engine as refresher
+from webapp.sources import registry as sources_registry
+from webapp.web import auth
+from webapp.web import htmx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -62,23 +69,12 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     # httpx logs every request at INFO; webapp.upstream logs them at DEBUG when wanted.
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
-    from webapp import auth
-    from webapp import cli
-    from webapp import db_setup
-    from webapp import htmx
-    from webapp import refresher
-    from webapp import views
-    from webapp.sources import SourceRegistry
-
     db_setup.init_app(app)
-    app.extensions["taskdeck.sources"] = SourceRegistry(
-        app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY")
-    )
-    db_setup.sync_sources(app)
+    sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))
     htmx.init_app(app)
     auth.init_app(app)
     views.init_app(app)
-    cli.init_app(app)
+    commands.init_app(app)
     refresher.init_app(app)
     return app
 

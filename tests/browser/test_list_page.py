@@ -15,10 +15,10 @@ from playwright.sync_api import expect
 from tests.browser.conftest import LiveSite
 from tests.conftest import track
 from tests.test_list_queries import add_task
-from webapp.models import Task
-from webapp.models import db
-from webapp.models import utcnow
-from webapp.providers.base import TaskState
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import TaskState
 from webapp.simulators import SIMULATORS
 from webapp.simulators.server import ServerThread
 

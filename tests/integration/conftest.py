@@ -34,6 +34,7 @@ from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 from webapp.simulators.core import ManualClock
 from webapp.simulators.server import ServerThread
+from webapp.sources.registry import registry
 
 # -- PostgreSQL ----------------------------------------------------------------------------
 
@@ -126,10 +127,10 @@ def dispose_engines() -> Iterator[Callable[[Flask], Flask]]:
     psycopg connection left to the garbage collector warns, and warnings are errors here)."""
     apps: list[Flask] = []
     yield lambda app: apps.append(app) or app  # type: ignore[func-returns-value]
-    from webapp.models import db
+    from webapp.db.models import db
 
     for app in apps:
-        app.extensions["taskdeck.sources"].close()
+        registry(app).close()
         with app.app_context():
             db.engine.dispose()
 
@@ -248,8 +249,8 @@ def sim_time(clock: ManualClock) -> Callable[[], datetime]:
 
 def track_at(app: Flask, clock: ManualClock, source: str, *task_ids: str) -> None:
     """Track tasks as due at the simulators' time (for a refresher on ``sim_time``)."""
-    from webapp import store
-    from webapp.models import db
+    from webapp.db import store
+    from webapp.db.models import db
 
     with app.app_context():
         for task_id in task_ids:

@@ -9,7 +9,7 @@ from bs4 import BeautifulSoup
 
 from webapp.demo import DEMO_SOURCE_NAMES
 from webapp.demo import build_demo
-from webapp.refresher import Refresher
+from webapp.refresher.engine import Refresher
 from webapp.simulators.server import ServerThread
 
 

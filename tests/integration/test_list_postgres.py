@@ -11,11 +11,11 @@ from tests.test_list_queries import every_page
 from tests.test_list_queries import python_view
 from tests.test_list_queries import query
 from tests.test_list_queries import seed_random
-from webapp import list_schema
-from webapp import queries
-from webapp import search
-from webapp.models import Task
-from webapp.models import db
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.listing import queries
+from webapp.listing import schema as list_schema
+from webapp.listing import search
 
 pytestmark = pytest.mark.postgres
 
@@ -80,7 +80,7 @@ def test_search_and_labels_read_their_indexes(pg_app):
 
 def test_charts_and_choices(pg_app):
     seed_random(pg_app, count=20)
-    from webapp import charts
+    from webapp.listing import charts
 
     with pg_app.app_context():
         drawn = charts.for_view(query("state=finished"))

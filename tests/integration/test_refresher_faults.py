@@ -22,13 +22,14 @@ from tests.integration.conftest import Upstreams
 from tests.integration.conftest import sim_time
 from tests.integration.conftest import track_at
 from webapp.config import build_source
-from webapp.models import Source
-from webapp.models import Task
-from webapp.models import db
-from webapp.refresher import Refresher
-from webapp.scheduling import CIRCUIT_THRESHOLD
+from webapp.db.models import Source
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.refresher.engine import Refresher
+from webapp.refresher.scheduling import CIRCUIT_THRESHOLD
 from webapp.simulators import SIMULATORS
 from webapp.simulators.core import Fault
+from webapp.sources.registry import registry
 
 
 @pytest.fixture
@@ -254,7 +255,7 @@ def test_nclue_is_one_request_a_second_by_default(make_app, upstreams, refresher
     app = make_app({"nc": ("nclue", {})})
     refresher = refreshers(app)
     with app.app_context():
-        lane = refresher._lane(app.extensions["taskdeck.sources"].get("nc"))
+        lane = refresher._lane(registry(app).get("nc"))
     assert lane.source.effective_rate_limit == 1.0
     assert lane.concurrency == 1  # more threads would only queue behind the budget
 

@@ -14,9 +14,9 @@ from tests.conftest import track
 from tests.conftest import wait_for
 from tests.integration.conftest import write_sources
 from webapp.config import build_source
-from webapp.models import Task
-from webapp.models import db
-from webapp.models import utcnow
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
 from webapp.simulators import SIMULATORS
 from webapp.simulators.core import Fault
 

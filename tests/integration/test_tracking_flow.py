@@ -8,7 +8,7 @@ import pytest
 from bs4 import BeautifulSoup
 
 from tests.conftest import track
-from webapp import store
+from webapp.db import store
 from webapp.simulators import SIMULATORS
 from webapp.simulators.core import Fault
 

@@ -20,10 +20,10 @@ import pytest
 
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
 from webapp.providers.conductor import ConductorKeyAuth
 from webapp.providers.conductor import ConductorProvider
 from webapp.providers.conductor import conductor_time

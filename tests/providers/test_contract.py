@@ -12,10 +12,10 @@ import random
 import pytest
 
 from tests.conftest import PROVIDER_NAMES
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
 from webapp.simulators import SIMULATORS
 from webapp.simulators.core import Fault
 from webapp.simulators.core import Phase

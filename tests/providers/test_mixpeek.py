@@ -14,10 +14,10 @@ import httpx
 import pytest
 
 from webapp.config import build_source
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
 from webapp.providers.mixpeek import MixpeekProvider
 from webapp.simulators import SimulatorSuite
 from webapp.simulators import mixpeek as sim

@@ -26,10 +26,10 @@ import pytest
 from tests.test_ratelimit import FakeTime
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
 from webapp.providers.nclue import NclueProvider
 from webapp.providers.nclue import NcpSignatureV2
 from webapp.providers.nclue import RateLimiter

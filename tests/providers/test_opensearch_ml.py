@@ -11,9 +11,9 @@ import httpx
 import pytest
 
 from webapp.config import build_source
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import TaskState
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
 from webapp.providers.opensearch_ml import STATUSES
 from webapp.providers.opensearch_ml import OpenSearchMLProvider
 from webapp.simulators.opensearch_ml import seed_examples

@@ -5,11 +5,11 @@ from __future__ import annotations
 import httpx
 
 from webapp.config import SourceConfig
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import NormalizedTask
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import TaskState
 from webapp.providers.conductor import ConductorProvider
 from webapp.providers.mixpeek import MixpeekProvider
 from webapp.providers.nclue import NclueProvider

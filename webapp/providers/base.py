@@ -14,52 +14,28 @@ from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field
 from datetime import UTC
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 
 import httpx
 
-from webapp.ratelimit import TokenBucket
-from webapp.ratelimit import WaitTooLong
-from webapp.ratelimit import limiter_for
+from webapp.domain import FINISHED_STATES
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import SearchPage
+from webapp.domain import TaskState
+from webapp.providers.ratelimit import TokenBucket
+from webapp.providers.ratelimit import WaitTooLong
+from webapp.providers.ratelimit import limiter_for
 
 if TYPE_CHECKING:
     from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
-
-
-class TaskState(StrEnum):
-    """Taskdeck's normalized states (PROVIDERS.md part 1)."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    PARTIAL = "partial"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    SKIPPED = "skipped"
-    EXPIRED = "expired"
-    UNKNOWN = "unknown"
-
-
-ACTIVE_STATES = frozenset({TaskState.QUEUED, TaskState.RUNNING})
-FINISHED_STATES = frozenset(
-    {
-        TaskState.SUCCEEDED,
-        TaskState.PARTIAL,
-        TaskState.FAILED,
-        TaskState.CANCELLED,
-        TaskState.SKIPPED,
-        TaskState.EXPIRED,
-    }
-)
-PROBLEM_STATES = frozenset({TaskState.FAILED, TaskState.PARTIAL, TaskState.EXPIRED})
 
 
 @dataclass(frozen=True)
@@ -107,78 +83,6 @@ def map_status(
         _UNKNOWN_WORDS_SEEN.add(key)
         log.warning("source %s (%s): unknown status word %r", source or "?", provider, word)
     return StatusMapping(TaskState.UNKNOWN, False)
-
-
-class FetchErrorKind(StrEnum):
-    """Why a fetch failed (PROVIDERS.md, "Not found, and other fetch failures")."""
-
-    NOT_FOUND = "not_found"
-    UNAUTHORIZED = "unauthorized"
-    FORBIDDEN = "forbidden"
-    RATE_LIMITED = "rate_limited"
-    UPSTREAM_ERROR = "upstream_error"
-    TIMEOUT = "timeout"
-    NETWORK = "network"
-    BAD_PAYLOAD = "bad_payload"
-
-
-class FetchError(Exception):
-    """An upstream failure, carried as data. Never contains a credential.
-
-    ``raw`` holds the payload when the upstream answered with something we could not read
-    (``bad_payload``), so it can be stored and shown as it came.
-    """
-
-    def __init__(
-        self,
-        kind: FetchErrorKind,
-        message: str,
-        *,
-        status_code: int | None = None,
-        retry_after: float | None = None,
-        raw: Any = None,
-    ) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-        self.status_code = status_code
-        self.retry_after = retry_after
-        self.raw = raw
-
-    def __str__(self) -> str:
-        return self.message
-
-    def describe(self) -> str:
-        """One line for pages and logs: kind, HTTP status where there was one, message."""
-        status = f" (HTTP {self.status_code})" if self.status_code else ""
-        return f"{self.kind.value}{status}: {self.message}"
-
-
-@dataclass
-class NormalizedTask:
-    """One upstream task in Taskdeck's model (DESIGN.md, "Normalized task")."""
-
-    task_id: str
-    state: TaskState
-    upstream_status: str | None
-    terminal: bool
-    raw: Any
-    task_type: str | None = None
-    name: str | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
-    finished_at: datetime | None = None
-    error: str | None = None
-    links: dict[str, str] = field(default_factory=dict)
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class SearchPage:
-    """One page of an upstream search: tasks, and a total where the upstream gives one."""
-
-    tasks: list[NormalizedTask]
-    total: int | None = None
 
 
 class Provider:

@@ -35,14 +35,13 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import ValidationError
 
-from webapp import __version__
 from webapp.config import SourceConfig
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import NormalizedTask
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import SearchPage
+from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import SearchPage
-from webapp.providers.base import TaskState
 from webapp.providers.base import as_text
 from webapp.providers.base import epoch_ms
 from webapp.providers.base import map_status
@@ -51,6 +50,7 @@ from webapp.providers.base import parse_retry_after
 from webapp.providers.base import quote_segment
 from webapp.providers.base import short_body
 from webapp.providers.base import status_table
+from webapp.version import __version__
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ import time
 
 import httpx
 
-from webapp import __version__
 from webapp.config import SourceConfig
+from webapp.version import __version__
 
 log = logging.getLogger("webapp.upstream")
 

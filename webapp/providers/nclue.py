@@ -43,12 +43,12 @@ from pydantic import Field
 from pydantic import ValidationError
 
 from webapp.config import SourceConfig
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import NormalizedTask
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import SearchPage
+from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import SearchPage
-from webapp.providers.base import TaskState
 from webapp.providers.base import as_text
 from webapp.providers.base import map_status
 from webapp.providers.base import parse_iso
@@ -57,9 +57,9 @@ from webapp.providers.base import short_body
 from webapp.providers.base import status_table
 from webapp.providers.base import tolerant_float
 from webapp.providers.http import build_client
-from webapp.ratelimit import TokenBucket as RateLimiter
-from webapp.ratelimit import WaitTooLong as RateLimitWaitTooLong  # noqa: F401 - the old name
-from webapp.ratelimit import limiter_for as limiter_for
+from webapp.providers.ratelimit import TokenBucket as RateLimiter
+from webapp.providers.ratelimit import WaitTooLong as RateLimitWaitTooLong  # noqa: F401 - the old name
+from webapp.providers.ratelimit import limiter_for as limiter_for
 
 log = logging.getLogger(__name__)
 

@@ -18,12 +18,12 @@ from pydantic import ConfigDict
 from pydantic import ValidationError
 
 from webapp.config import SourceConfig
-from webapp.providers.base import FetchError
-from webapp.providers.base import FetchErrorKind
-from webapp.providers.base import NormalizedTask
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import SearchPage
+from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import SearchPage
-from webapp.providers.base import TaskState
 from webapp.providers.base import as_text
 from webapp.providers.base import epoch_ms
 from webapp.providers.base import map_status

@@ -7,7 +7,7 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 
-from webapp.models import db
+from webapp.db.models import db
 
 bp = Blueprint("health", __name__)
 

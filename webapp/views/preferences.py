@@ -2,31 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 from flask import Blueprint
 from flask import Response
 from flask import abort
 from flask import redirect
 from flask import request
-from flask import url_for
 
-from webapp.formatting import TIME_MODE_COOKIE
-from webapp.formatting import TIME_MODES
+from webapp.web.formatting import TIME_MODE_COOKIE
+from webapp.web.formatting import TIME_MODES
+from webapp.web.urls import local_path
 
 bp = Blueprint("preferences", __name__)
 
 ONE_YEAR = 365 * 24 * 3600
-
-
-def local_path(target: str | None) -> str:
-    """``target`` when it is a path on this site, else the task list (no open redirects)."""
-    if not target:
-        return url_for("tasks.index")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        return url_for("tasks.index")
-    return target
 
 
 @bp.get("/preferences/time")

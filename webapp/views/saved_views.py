@@ -7,7 +7,6 @@ link to it that keeps working when the view is changed; ``/`` alone opens the de
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
-from urllib.parse import urlencode
 
 import sqlalchemy as sa
 from flask import Blueprint
@@ -16,40 +15,18 @@ from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import request
-from flask import url_for
 from werkzeug.datastructures import MultiDict
 
-from webapp import queries
-from webapp.models import SavedView
-from webapp.models import db
-from webapp.views.preferences import local_path
+from webapp.db.models import SavedView
+from webapp.db.models import db
+from webapp.listing import queries
+from webapp.listing.saved_views import query_string
+from webapp.listing.saved_views import view_url
+from webapp.web.urls import local_path
 
 bp = Blueprint("saved_views", __name__, url_prefix="/views")
 
 MAX_NAME = 120
-
-
-def all_views() -> list[SavedView]:
-    return list(db.session.scalars(sa.select(SavedView).order_by(sa.func.lower(SavedView.name))))
-
-
-def default_view() -> SavedView | None:
-    return db.session.scalar(sa.select(SavedView).where(SavedView.is_default.is_(True)).limit(1))
-
-
-def query_string(query: queries.TaskQuery) -> str:
-    """The canonical query string of a view: the same view always gives the same string."""
-    return urlencode(query.args())
-
-
-def view_url(view: SavedView) -> str:
-    return url_for("tasks.index") + "?" + view.query_string
-
-
-def matching(views: list[SavedView], query: queries.TaskQuery) -> SavedView | None:
-    """The saved view that shows exactly ``query`` (to mark it current), if any."""
-    wanted = query_string(query)
-    return next((v for v in views if v.query_string == wanted), None)
 
 
 def _get_or_404(view_id: int) -> SavedView:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint
 from flask import Response
 from flask import abort
@@ -20,11 +19,10 @@ from webapp.config import CREDENTIAL_FIELDS
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
-from webapp.db_setup import save_database_source
-from webapp.models import Source
-from webapp.models import Task
-from webapp.models import db
+from webapp.db.setup import save_database_source
 from webapp.providers import PROVIDERS
+from webapp.sources.health import source_overview
+from webapp.sources.registry import registry
 
 bp = Blueprint("sources", __name__)
 
@@ -42,46 +40,6 @@ FORM_FIELDS: list[tuple[str, str, str, str]] = [
     ("ca_bundle", "CA bundle path", "text", ""),
 ]
 ENV_FIELDS = sorted({f for fields in CREDENTIAL_FIELDS.values() for f in fields})
-
-
-def source_overview() -> list[dict[str, Any]]:
-    """Each configured source with its health row and task counts (also used by the CLI)."""
-    registry = current_app.extensions["taskdeck.sources"]
-    rows = {row.name: row for row in db.session.scalars(sa.select(Source))}
-    counts: dict[str, dict[str, int]] = {}
-    statement = sa.select(Task.source, Task.terminal, sa.func.count(Task.id)).group_by(
-        Task.source, Task.terminal
-    )
-    for name, terminal, count in db.session.execute(statement):
-        bucket = counts.setdefault(name, {"active": 0, "finished": 0})
-        bucket["finished" if terminal else "active"] += count
-    overview = []
-    for source in registry:
-        row = rows.get(source.name)
-        overview.append(
-            {
-                "config": source,
-                "label": PROVIDERS[source.provider].label,
-                "health": row,
-                "status": health_word(row),
-                "counts": counts.get(source.name, {"active": 0, "finished": 0}),
-                "error_rate": (row.failures_total / row.requests_total)
-                if row and row.requests_total
-                else 0.0,
-            }
-        )
-    return overview
-
-
-def health_word(row: Source | None) -> str:
-    """``healthy``, ``degraded`` (failing or circuit open), ``unauthorized`` or ``unknown``."""
-    if row is None or (row.last_success_at is None and row.last_failure_at is None):
-        return "unknown"
-    if row.circuit == "unauthorized":
-        return "unauthorized"
-    if row.circuit == "open" or row.consecutive_failures:
-        return "degraded"
-    return "healthy"
 
 
 @bp.get("/sources")
@@ -124,9 +82,9 @@ def save(existing: SourceConfig | None) -> Response:
     values = form_values(request.form)
     if existing is not None:
         values["name"] = existing.name
-    registry = current_app.extensions["taskdeck.sources"]
+    known = registry()
     error = None
-    if existing is None and values.get("name") in registry:
+    if existing is None and values.get("name") in known:
         error = f"source {values['name']!r}: field 'name': already used by another source"
     else:
         try:
@@ -142,7 +100,7 @@ def save(existing: SourceConfig | None) -> Response:
 
 
 def editable_source_or_404(name: str) -> SourceConfig:
-    source = current_app.extensions["taskdeck.sources"].get(name)
+    source = registry().get(name)
     if source is None:
         abort(404, description=f"There is no source called “{name}”.")
     if source.origin != "database":

@@ -1,0 +1,75 @@
+"""What the commands share: failing with one line, serving over HTTP, looking up a source."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+from typing import ParamSpec
+from typing import TypeVar
+
+import click
+from flask import current_app
+from werkzeug.serving import make_server
+
+from webapp.config import ConfigError
+from webapp.config import SourceConfig
+from webapp.db.setup import open_database
+from webapp.db.setup import upgrade_database
+from webapp.sources.registry import registry
+
+
+def fail(message: str) -> None:
+    raise click.ClickException(message)
+
+
+def serve(host: str, port: int, wsgi_app: Any, banner: str) -> None:
+    """Serve on ``host:port`` with werkzeug's threaded server, saying ``banner`` once bound.
+
+    A busy port ends the command with werkzeug's own one-line explanation and exit code 1.
+    """
+    server = make_server(host, port, wsgi_app, threaded=True)
+    click.echo(banner)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("stopped", err=True)
+    finally:
+        server.server_close()
+
+
+def require_source(name: str) -> SourceConfig:
+    """The configured source ``name``, or a one-line error listing the known ones."""
+    sources = registry(current_app)
+    source = sources.get(name)
+    if source is None:
+        known = ", ".join(sources.names()) or "none configured"
+        raise click.ClickException(f"unknown source {name!r} (sources: {known})")
+    return source
+
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def _database_step(
+    step: Callable[[Any], None],
+) -> Callable[[Callable[Params, Result]], Callable[Params, Result]]:
+    def decorator(command: Callable[Params, Result]) -> Callable[Params, Result]:
+        @functools.wraps(command)
+        def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+            try:
+                step(current_app._get_current_object())  # type: ignore[attr-defined]
+            except ConfigError as exc:
+                raise click.ClickException(str(exc)) from None
+            return command(*args, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+#: For commands that read or write the cache: refuse an unmigrated database with one line.
+with_database = _database_step(open_database)
+#: For long-running commands (``run``, ``worker``): upgrade the schema first.
+with_upgraded_database = _database_step(upgrade_database)

@@ -1,0 +1,224 @@
+"""Reads and writes of the cache, shared by the views, the JSON API, the refresher and the CLI.
+
+Writing a fetch result is the one place where a task's state, its history and its fetch
+bookkeeping change, so the rules live here: an event only when the upstream word changes, a
+fetch failure never touches the state, and a task seen before that is now "not found" is kept
+and marked as gone upstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from webapp.db.models import Task
+from webapp.db.models import TaskEvent
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
+from webapp.domain import NormalizedTask
+from webapp.domain import TaskState
+from webapp.sources.registry import registry
+
+#: Link keys that name the upstream group a task belongs to, most specific first.
+RELATED_LINK_KEYS = (
+    "workflowInstanceId",
+    "model_id",
+    "batch_id",
+    "cluster_id",
+    "job_id",
+    "train_feature_id",
+)
+
+#: Upper bound on stored raw payloads, so one hostile upstream answer cannot bloat the cache.
+MAX_RAW_BYTES = 256 * 1024
+
+
+class UnknownSource(LookupError):
+    """A source name that no configuration defines."""
+
+
+def get_task(source: str, task_id: str) -> Task | None:
+    return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
+
+
+def track(source_name: str, task_id: str, *, now: datetime | None = None) -> tuple[Task, bool]:
+    """Start tracking a task (idempotent). Returns ``(task, created)``; the row is due at once.
+
+    Raises :class:`UnknownSource` for a source that is not configured, ``ValueError`` for an
+    empty or oversized id.
+    """
+
+    known = registry()
+    source = known.get(source_name)
+    if source is None:
+        raise UnknownSource(source_name)
+    task_id = task_id.strip()
+    if not task_id:
+        raise ValueError("a task id cannot be empty")
+    if len(task_id) > 512:
+        raise ValueError("a task id is at most 512 characters")
+    existing = get_task(source_name, task_id)
+    if existing is not None:
+        return existing, False
+    now = now or utcnow()
+    task = Task(
+        source=source_name,
+        provider=source.provider,
+        task_id=task_id,
+        state=TaskState.UNKNOWN.value,
+        terminal=False,
+        links={},
+        details={},
+        sort_at=now,
+        tracked_at=now,
+        changed_at=now,
+        next_poll_at=now,
+    )
+    db.session.add(task)
+    db.session.flush()
+    return task, True
+
+
+def untrack(task: Task) -> None:
+    db.session.delete(task)
+
+
+@dataclass
+class WriteOutcome:
+    """What one fetch result did to a task."""
+
+    state_changed: bool
+    error_kind: FetchErrorKind | None = None
+
+
+def apply_fetch(task: Task, result: NormalizedTask | FetchError, now: datetime) -> WriteOutcome:
+    """Write one fetch result onto ``task`` (not committed)."""
+    task.last_fetched_at = now
+    task.version += 1
+    if isinstance(result, FetchError):
+        return _apply_failure(task, result, now)
+
+    first_fetch = task.first_seen_at is None
+    changed = (
+        first_fetch
+        or result.upstream_status != task.upstream_status
+        or (result.state.value != task.state)
+    )
+    if changed:
+        db.session.add(
+            TaskEvent(
+                task=task,
+                at=now,
+                state=result.state.value,
+                upstream_status=result.upstream_status,
+            )
+        )
+        task.last_changed_at = now
+    visible_before = _row_signature(task)
+    task.state = result.state.value
+    task.upstream_status = _clip(result.upstream_status, 128)
+    task.terminal = result.terminal
+    task.task_type = _clip(result.task_type, 128)
+    task.name = _clip(result.name, 512)
+    task.created_at = result.created_at
+    task.updated_at = result.updated_at
+    if result.terminal:
+        # Upstreams without a finish time (Mixpeek, NCLUE failures) get the time we saw it.
+        task.finished_at = result.finished_at or task.finished_at or now
+    else:
+        task.finished_at = None
+    task.error = result.error
+    task.links = result.links
+    task.related_key = next(
+        (result.links[k][:512] for k in RELATED_LINK_KEYS if result.links.get(k)), None
+    )
+    task.details = jsonable(result.details)
+    task.raw = capped_raw(result.raw)
+    task.sort_at = result.created_at or task.tracked_at
+    task.first_seen_at = task.first_seen_at or now
+    task.last_success_at = now
+    task.fetch_error = None
+    task.fetch_error_kind = None
+    task.gone_upstream = False
+    if changed or visible_before != _row_signature(task):
+        task.changed_at = now
+    return WriteOutcome(state_changed=changed)
+
+
+def _apply_failure(task: Task, error: FetchError, now: datetime) -> WriteOutcome:
+    before = (task.fetch_error, task.gone_upstream)
+    task.fetch_error = error.describe()
+    task.fetch_error_kind = error.kind.value
+    if error.kind is FetchErrorKind.NOT_FOUND and task.first_seen_at is not None:
+        task.gone_upstream = True
+    if error.kind is FetchErrorKind.BAD_PAYLOAD and error.raw is not None:
+        # Stored as it came so a person can see what the upstream sent.
+        task.raw = capped_raw(error.raw)
+    if before != (task.fetch_error, task.gone_upstream):
+        task.changed_at = now
+    return WriteOutcome(state_changed=False, error_kind=error.kind)
+
+
+def _row_signature(task: Task) -> tuple[Any, ...]:
+    return (
+        task.state,
+        task.upstream_status,
+        task.error,
+        task.fetch_error,
+        task.task_type,
+        task.name,
+    )
+
+
+def _clip(value: str | None, limit: int) -> str | None:
+    return value if value is None or len(value) <= limit else value[: limit - 1] + "…"
+
+
+def capped_raw(raw: Any) -> Any:
+    """The payload, or a note and a prefix when it is larger than :data:`MAX_RAW_BYTES`."""
+    import json
+
+    text = json.dumps(raw, default=str)
+    if len(text) <= MAX_RAW_BYTES:
+        return jsonable(raw)
+    return {
+        "_taskdeck_truncated": True,
+        "_taskdeck_size": len(text),
+        "prefix": text[:MAX_RAW_BYTES],
+    }
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with anything JSON cannot hold turned into strings."""
+    import json
+
+    return json.loads(json.dumps(value, default=str))
+
+
+def related_tasks(task: Task, limit: int = 20) -> list[Task]:
+    """Other tracked tasks of the same upstream group (same workflow, model, batch…)."""
+    if not task.related_key:
+        return []
+    statement = (
+        sa.select(Task)
+        .where(Task.source == task.source, Task.related_key == task.related_key, Task.id != task.id)
+        .order_by(Task.sort_at.desc())
+        .limit(limit)
+    )
+    return list(db.session.scalars(statement))
+
+
+def set_annotations(task: Task, labels_text: str, note: str) -> None:
+    """Labels from a comma- or space-separated text (deduplicated, order kept) and a note."""
+    labels: list[str] = []
+    for raw in labels_text.replace(",", " ").split():
+        label = raw.strip().lower()[:40]
+        if label and label not in labels:
+            labels.append(label)
+    task.labels = labels[:20]
+    task.note = note.strip()[:4000] or None

@@ -1,0 +1,122 @@
+"""How SQLite reads one sorted, filtered page of tasks without reading the whole table.
+
+SQLite's planner knows little about the data: it cannot tell that "active" is 40 tasks out of
+a million and "succeeded" 900,000, so for a page of 50 it may walk a million index entries or
+sort a million rows. :class:`Plan` decides instead, from cheap facts about each piece of the
+view's filter (:class:`FilterPart`): the counts table gives the size of a dimension test
+exactly, and a capped read of an index bounds the others.
+
+1. A piece that matches few rows (at most :data:`SPARSE_ROWS`) drives: its rows are found
+   through its own index, then sorted. Its test is the only one left indexable, and the sort
+   keys are kept off their index too, so SQLite has no other way in.
+2. Otherwise the sort's index is walked in order, each row tested, until the page is full:
+   with every piece matching many rows, that is soon. A piece whose own index holds the sort's
+   order (``state=failed`` in ``(state, sort_at DESC, id DESC)`` for the default sort) may be
+   walked instead; and for a sort on a dimension column, the values that no matching task has
+   are skipped (:attr:`Plan.leading`, from the counts table).
+
+Tests that must not be read through their index are written with SQLite's unary ``+``.
+PostgreSQL keeps statistics and plans well on its own: there the tests are used as written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
+
+from webapp.db.models import db
+
+#: A piece of the filter matching at most this many rows is read through its own index.
+SPARSE_ROWS = 5_000
+
+
+def plus(expression: Any) -> Any:
+    """``+expression``: the same value, but SQLite will not read it through an index."""
+    return UnaryExpression(expression, operator=operators.custom_op("+"), type_=expression.type)
+
+
+def unindexed(expression: Any) -> Any:
+    """``expression`` kept off its index on SQLite (for tests added to a planned read)."""
+    return plus(expression) if db.engine.dialect.name == "sqlite" else expression
+
+
+def capped_count(ids: sa.Select[Any], cap: int = SPARSE_ROWS) -> int:
+    """How many rows ``ids`` has, counting no further than ``cap + 1``."""
+    limited = ids.limit(cap + 1).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(limited)) or 0
+
+
+@dataclass
+class FilterPart:
+    """One selective piece of a view's filter (a dimension, a label, a time range, the search
+    words): the two ways of testing it, the ids it matches, and how many there are."""
+
+    #: The tests, written so that SQLite may read them through their index.
+    indexed: list[sa.ColumnElement[bool]]
+    #: The same tests, written so that no index serves them.
+    plain: list[sa.ColumnElement[bool]]
+    #: The ids of the rows it matches, read through its own index (to bound its size).
+    ids: sa.Select[Any]
+    #: How many rows it matches (exact, or counted no further than ``SPARSE_ROWS + 1``).
+    estimate: Callable[[], int]
+    #: The sorts whose index reads this piece in that order.
+    serves: set[str] = field(default_factory=set)
+    _size: int | None = None
+
+    @property
+    def size(self) -> int:
+        if self._size is None:
+            self._size = self.estimate()
+        return self._size
+
+
+@dataclass
+class Plan:
+    """The view's filter pieces, and the conditions to use for each kind of read."""
+
+    parts: list[FilterPart]
+    #: Conditions that narrow the sort's leading key without filtering anything out (from the
+    #: counts table: the values of the sort column that matching rows have).
+    leading: list[sa.ColumnElement[bool]] = field(default_factory=list)
+
+    @property
+    def sqlite(self) -> bool:
+        return db.engine.dialect.name == "sqlite"
+
+    def where(self) -> list[sa.ColumnElement[bool]]:
+        """All the tests as written: for reads where the database's own choice is fine."""
+        return [c for part in self.parts for c in part.indexed]
+
+    def driven(self) -> list[sa.ColumnElement[bool]]:
+        """Read through the smallest piece's index (the only test left indexable), test the
+        rest on each row."""
+        if not self.sqlite or len(self.parts) < 2:
+            return self.where()
+        smallest = min(self.parts, key=lambda part: part.size)
+        others = [c for part in self.parts if part is not smallest for c in part.plain]
+        return [*smallest.indexed, *others]
+
+    def counting(self) -> list[sa.ColumnElement[bool]]:
+        """Conditions for counting: driven by a small piece; otherwise as written, so that
+        SQLite may use an index that serves two pieces at once (type and time range)."""
+        if self.sqlite and self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
+            return self.driven()
+        return self.where()
+
+    def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:
+        """Conditions for a read in ``sort`` order that stops after a page, and whether the
+        sort keys must be kept off their index (rule 1 of the module)."""
+        if not self.sqlite or not self.parts:
+            return [*self.where(), *self.leading], False
+        if min(part.size for part in self.parts) <= SPARSE_ROWS:
+            return self.driven(), True
+        conditions = [
+            c for part in self.parts for c in (part.indexed if sort in part.serves else part.plain)
+        ]
+        return [*conditions, *self.leading], False

@@ -1,0 +1,207 @@
+"""Full-text search over tasks: the search box's syntax, and the index behind it.
+
+The box takes free text plus ``name:value`` qualifiers (``state:failed type:DEPLOY_MODEL
+source:ml-prod "some text"``). :func:`parse` splits the two; :mod:`webapp.listing.queries` turns
+qualifiers into filters, and :func:`match` turns the free text into one indexed condition:
+
+- SQLite: an FTS5 table (``tasks_fts``) over the task's id, name, type, upstream word, errors,
+  labels, note and raw payload, kept in sync by triggers on ``tasks``. Triggers, not Python
+  hooks, because the refresher writes rows from several threads and processes, and a trigger
+  runs inside whatever transaction changed the row.
+- PostgreSQL: a GIN index over a ``tsvector`` expression of the same columns, so there is
+  nothing to keep in sync.
+
+Both backends see the same words: letters and digits, everything else separates (so
+``DEPLOY_MODEL`` is ``deploy model`` and ``a1b2-c3`` is ``a1b2 c3``), case-insensitive, and a
+word matches as a prefix once it is long enough, so search-as-you-type works.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from webapp.db.models import Task
+
+#: The task columns that search looks in (SQLite indexes them by these names).
+SEARCHED_COLUMNS = (
+    "task_id",
+    "name",
+    "task_type",
+    "upstream_status",
+    "error",
+    "fetch_error",
+    "labels",
+    "note",
+    "raw",
+)
+#: The qualifiers the search box understands (see :func:`parse`).
+QUALIFIERS = ("state", "type", "source", "provider", "upstream", "label", "created", "updated")
+#: Words shorter than this match whole only: a one- or two-letter prefix matches half the index.
+PREFIX_MIN = 3
+
+#: What one word is, the same on both backends (FTS5's unicode61 tokenizer; PostgreSQL after
+#: the ``regexp_replace`` in :func:`pg_document`).
+_WORD = re.compile(r"[^\W_]+")
+
+
+@dataclass(frozen=True)
+class SearchText:
+    """The search box, split: qualifier values by name, and the free-text phrases."""
+
+    qualifiers: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    phrases: tuple[str, ...] = ()
+
+
+def parse(text: str) -> SearchText:
+    """Split ``text`` into qualifiers and phrases; quotes group words (``"a b"``, ``type:"a b"``).
+
+    A ``name:value`` whose name is not a qualifier stays free text, so ids such as
+    ``arn:aws:…`` are searched as they are.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError:  # an unbalanced quote: read the words as they are
+        words = text.split()
+    qualifiers: dict[str, list[str]] = {}
+    phrases: list[str] = []
+    for word in words:
+        name, sep, value = word.partition(":")
+        if sep and name.lower() in QUALIFIERS and value:
+            qualifiers.setdefault(name.lower(), []).append(value)
+        elif word.strip():
+            phrases.append(word)
+    return SearchText({k: tuple(v) for k, v in qualifiers.items()}, tuple(phrases))
+
+
+def words(phrase: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(phrase)]
+
+
+def fts5_query(phrases: Sequence[str]) -> str | None:
+    """An FTS5 query that matches every phrase (its words adjacent, the last one as a prefix).
+
+    Only letters and digits reach the query, so nothing a person types can break its syntax.
+    ``None`` when no phrase has a word.
+    """
+    parts = []
+    for phrase in phrases:
+        found = words(phrase)
+        if found:
+            star = "*" if len(found[-1]) >= PREFIX_MIN else ""
+            parts.append('"' + " ".join(found) + '"' + star)
+    return " AND ".join(parts) or None
+
+
+def tsquery(phrases: Sequence[str]) -> str | None:
+    """The PostgreSQL ``to_tsquery`` text with the same meaning as :func:`fts5_query`."""
+    parts = []
+    for phrase in phrases:
+        found = words(phrase)
+        if found:
+            if len(found[-1]) >= PREFIX_MIN:
+                found[-1] += ":*"
+            parts.append("(" + " <-> ".join(found) + ")")
+    return " & ".join(parts) or None
+
+
+# -- the SQLite side ---------------------------------------------------------------------------
+FTS_TABLE = "tasks_fts"
+ON_INSERT = "AFTER INSERT ON tasks BEGIN"
+ON_DELETE = "AFTER DELETE ON tasks BEGIN"
+_fts = sa.table(FTS_TABLE, sa.column("rowid"))
+
+
+def fts5_ids(fts_query: str) -> sa.Select[tuple[int]]:
+    """The ids of tasks matching an FTS5 query."""
+    return sa.select(_fts.c.rowid).where(
+        sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
+    )
+
+
+def _fts_columns(prefix: str) -> str:
+    return ", ".join(f"{prefix}{name}" for name in SEARCHED_COLUMNS)
+
+
+def sqlite_schema() -> dict[str, str]:
+    """The FTS5 table and its triggers, by name (compared with ``sqlite_master`` at start-up)."""
+    columns = ", ".join(SEARCHED_COLUMNS)
+    insert = f"INSERT INTO {FTS_TABLE}(rowid, {columns}) VALUES (new.id, {_fts_columns('new.')});"
+    delete = (
+        f"INSERT INTO {FTS_TABLE}({FTS_TABLE}, rowid, {columns}) "
+        f"VALUES ('delete', old.id, {_fts_columns('old.')});"
+    )
+    return {
+        # External content: the text lives once, in ``tasks``; the index holds only the words.
+        FTS_TABLE: (
+            f"CREATE VIRTUAL TABLE {FTS_TABLE} USING fts5({columns}, content='tasks', "
+            "content_rowid='id', tokenize='unicode61 remove_diacritics 2')"
+        ),
+        "tasks_fts_insert": f"CREATE TRIGGER tasks_fts_insert {ON_INSERT} {insert} END",
+        "tasks_fts_delete": f"CREATE TRIGGER tasks_fts_delete {ON_DELETE} {delete} END",
+        # Only writes that touch a searched column re-index the row: the refresher's
+        # bookkeeping writes (lease, next poll, fetch time) leave the index alone.
+        "tasks_fts_update": (
+            f"CREATE TRIGGER tasks_fts_update AFTER UPDATE OF {columns} ON tasks "
+            f"BEGIN {delete} {insert} END"
+        ),
+    }
+
+
+# -- the PostgreSQL side -----------------------------------------------------------------------
+def pg_document() -> sa.ColumnElement[object]:
+    """The ``tsvector`` of a task's searched columns.
+
+    Every constant is inline SQL (never a bound parameter) so the expression is the same text
+    in the GIN index and in queries, which PostgreSQL needs to use the index, prepared
+    statements included. ``||`` and ``coalesce`` rather than ``concat_ws``, which is not
+    immutable and so cannot be indexed.
+    """
+    space = sa.literal_column("' '")
+    empty = sa.literal_column("''")
+    text: sa.ColumnElement[str] | None = None
+    for name in SEARCHED_COLUMNS:
+        column = getattr(Task, name)
+        if name in ("labels", "raw"):
+            column = sa.cast(column, sa.Text)
+        part = sa.func.coalesce(column, empty)
+        text = part if text is None else text.op("||")(space).op("||")(part)
+    assert text is not None
+    cleaned = sa.func.regexp_replace(
+        text, sa.literal_column("'[^[:alnum:]]+'"), space, sa.literal_column("'g'")
+    )
+    return sa.func.to_tsvector(sa.literal_column("'simple'::regconfig"), cleaned)
+
+
+PG_SEARCH_INDEX = "ix_tasks_search"
+PG_LABELS_INDEX = "ix_tasks_labels"
+
+
+def pg_schema(connection: Connection) -> list[str]:
+    """``CREATE INDEX`` statements for search and the label filter on PostgreSQL."""
+    document = pg_document().compile(
+        dialect=connection.dialect, compile_kwargs={"literal_binds": True}
+    )
+    return [
+        f"CREATE INDEX IF NOT EXISTS {PG_SEARCH_INDEX} ON tasks USING gin (({document}))",
+        f"CREATE INDEX IF NOT EXISTS {PG_LABELS_INDEX} ON tasks USING gin ((labels::jsonb))",
+    ]
+
+
+def match(phrases: Sequence[str], dialect: str) -> sa.ColumnElement[bool] | None:
+    """The condition "the task matches every phrase", or ``None`` when there is nothing to find."""
+    if dialect == "sqlite":
+        query = fts5_query(phrases)
+        return Task.id.in_(fts5_ids(query)) if query else None
+    query = tsquery(phrases)
+    if query is None:
+        return None
+    return pg_document().op("@@")(
+        sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query)
+    )

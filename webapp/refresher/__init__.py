@@ -1,0 +1,1 @@
+"""The refresher: the only part of Taskdeck that talks to upstreams."""

@@ -1,0 +1,1 @@
+"""Sources at run time: the registry of configured upstream accounts and their providers."""

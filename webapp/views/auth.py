@@ -1,0 +1,37 @@
+"""Signing in and out."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from flask import flash
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+
+from webapp.web.auth import check_credentials
+from webapp.web.urls import local_path
+
+bp = Blueprint("auth", __name__)
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | str:
+    """Sign in."""
+    if request.method == "POST":
+        user = check_credentials(request.form.get("username", ""), request.form.get("password", ""))
+        if user is not None:
+            session.clear()
+            session["user_id"] = user.id
+            return redirect(local_path(request.args.get("next")), 303)
+        flash("Unknown user name or wrong password.", "error")
+    return render_template("auth/login.html")
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Sign out."""
+    session.clear()
+    return redirect(url_for("auth.login"), 303)

@@ -1,0 +1,143 @@
+"""The task detail page, its polling fragment and its actions. Reads the cache only.
+
+The list views (``/``, ``/tasks/live``, ``/tasks/track``) are in :mod:`webapp.views.tasks.index`
+and register on this module's blueprint.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from flask import Response
+from flask import current_app
+from flask import flash
+from flask import make_response
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from jinja2_fragments.flask import render_block
+from jinja2_fragments.flask import render_blocks
+from werkzeug.utils import secure_filename
+
+from webapp.db import store
+from webapp.db.models import Source
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.providers import PROVIDERS
+from webapp.sources.registry import registry
+from webapp.views.tasks import bp
+from webapp.web.htmx import STOP_POLLING
+from webapp.web.htmx import is_htmx
+from webapp.web.lookup import get_task_or_404
+from webapp.web.presentation import RAW_DISPLAY_LIMIT
+from webapp.web.presentation import split_details
+
+DETAIL_TEMPLATE = "tasks/detail.html"
+
+
+@bp.get("/tasks/<source>/<taskid:task_id>")
+def detail(source: str, task_id: str) -> Response:
+    """The shareable page of one task."""
+    task = get_task_or_404(source, task_id)
+    return make_response(render_template(DETAIL_TEMPLATE, **detail_context(task)))
+
+
+@bp.get("/tasks/<source>/<taskid:task_id>/status")
+def status(source: str, task_id: str) -> Response:
+    """The polling widget: 204 while nothing changed, new markup when it did, 286 once final."""
+    task = get_task_or_404(source, task_id)
+    seen = request.args.get("v", type=int)
+    if seen == task.version and not task.terminal:
+        return Response(status=204)
+    context = detail_context(task)
+    blocks = ["status", "history", "details"]
+    body = render_blocks(DETAIL_TEMPLATE, blocks, oob_blocks=True, **context)
+    return make_response(body, STOP_POLLING if task.terminal else 200)
+
+
+def detail_context(task: Task) -> dict[str, Any]:
+    """Everything the detail page and its fragments render (blocks need the whole context)."""
+    known = registry()
+    provider_class = PROVIDERS.get(task.provider)
+    key_fields, other_fields = split_details(task.provider, task.details or {})
+    return {
+        "task": task,
+        "source": known.get(task.source),
+        "source_health": db.session.get(Source, task.source),
+        "provider_label": provider_class.label if provider_class else task.provider,
+        "times_note": provider_class.times_note if provider_class else None,
+        "key_fields": key_fields,
+        "other_fields": other_fields,
+        "related": store.related_tasks(task),
+        "raw_limit": RAW_DISPLAY_LIMIT,
+        "poll_seconds": current_app.config["UI_POLL_SECONDS"],
+        **timeline(task),
+    }
+
+
+def timeline(task: Task) -> dict[str, Any]:
+    """The state changes with the time spent in each (the last one runs until now, if active)."""
+    events = list(task.events)
+    now = utcnow()
+    items = []
+    for index, event in enumerate(events):
+        ended = events[index + 1].at if index + 1 < len(events) else None
+        spent = (
+            None if ended is None and task.terminal else ((ended or now) - event.at).total_seconds()
+        )
+        items.append(
+            {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
+        )
+    return {"timeline": items, "timeline_total": sum(i["seconds"] or 0 for i in items) or 1}
+
+
+@bp.get("/tasks/<source>/<taskid:task_id>/raw.json")
+def raw_payload(source: str, task_id: str) -> Response:
+    """The last upstream payload as a file."""
+    task = get_task_or_404(source, task_id)
+    response = make_response(json.dumps(task.raw, indent=2, sort_keys=True, ensure_ascii=False))
+    response.mimetype = "application/json"
+    filename = secure_filename(f"{task.source}-{task.task_id}.json") or "task.json"
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+@bp.post("/tasks/<source>/<taskid:task_id>/annotations")
+def annotate(source: str, task_id: str) -> Response:
+    """Save the task's labels and note."""
+    task = get_task_or_404(source, task_id)
+    store.set_annotations(task, request.form.get("labels", ""), request.form.get("note", ""))
+    db.session.commit()
+    if is_htmx():
+        context = detail_context(task)
+        return make_response(render_block(DETAIL_TEMPLATE, "annotations", saved=True, **context))
+    flash("Labels and note saved.", "info")
+    return redirect(url_for("tasks.detail", source=source, task_id=task_id), 303)
+
+
+@bp.post("/tasks/<source>/<taskid:task_id>/refresh")
+def refresh_now(source: str, task_id: str) -> Response:
+    """Ask the refresher to fetch this task on its next pass (this view never calls upstream)."""
+    task = get_task_or_404(source, task_id)
+    task.next_poll_at = utcnow()
+    task.unchanged_polls = 0
+    db.session.commit()
+    if is_htmx():
+        return make_response(
+            render_block(DETAIL_TEMPLATE, "refresh_button", queued=True, **detail_context(task))
+        )
+    flash("Refresh queued: the task is fetched on the refresher's next pass.", "info")
+    return redirect(url_for("tasks.detail", source=source, task_id=task_id), 303)
+
+
+@bp.post("/tasks/<source>/<taskid:task_id>/untrack")
+def untrack(source: str, task_id: str) -> Response:
+    """Stop tracking a task and forget its history."""
+    task = get_task_or_404(source, task_id)
+    store.untrack(task)
+    db.session.commit()
+    flash(f"Stopped tracking {task_id}.", "info")
+    return redirect(url_for("tasks.index"), 303)

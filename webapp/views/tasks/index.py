@@ -1,0 +1,219 @@
+"""The task list (``/``), its live-update fragment, its charts, and tracking from the list.
+
+Routes live on the ``tasks`` blueprint (:mod:`webapp.views.tasks`), so endpoint names
+stay ``tasks.index``, ``tasks.live``, ``tasks.track``… The queries are in
+:mod:`webapp.listing.queries`; views parse the request, call them, and pick page or fragment.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response
+from flask import current_app
+from flask import flash
+from flask import make_response
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import url_for
+from jinja2_fragments.flask import render_block
+
+from webapp.db import store
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.listing import charts as chart_data
+from webapp.listing import queries
+from webapp.listing import saved_views
+from webapp.providers import PROVIDERS
+from webapp.sources.references import parse_task_references
+from webapp.sources.registry import registry
+from webapp.views.tasks import bp
+from webapp.web.htmx import STOP_POLLING
+from webapp.web.htmx import add_vary
+from webapp.web.htmx import is_partial
+from webapp.web.urls import local_path
+
+LIST_TEMPLATE = "tasks/list.html"
+CHARTS_TEMPLATE = "tasks/_list_charts.html"
+#: At most this many rows are untracked at once (a page holds at most ``MAX_LIMIT``).
+MAX_BULK = queries.MAX_LIMIT
+
+
+def parse_query() -> queries.TaskQuery:
+    """The view asked for; raises :class:`queries.QueryError`."""
+    return queries.TaskQuery.from_args(request.args, default_limit=current_app.config["PAGE_SIZE"])
+
+
+def view_url(query: queries.TaskQuery, **overrides: Any) -> str:
+    return url_for("tasks.index", **query.args(**overrides))
+
+
+def summary_context(query: queries.TaskQuery) -> dict[str, Any]:
+    """What the summary bar (block ``summary``) needs; the live update renders it alone."""
+    return {
+        "query": query,
+        "counts": queries.state_counts(query),
+        "states": queries.STATE_VALUES,
+        "count_cap": queries.count_cap(),
+    }
+
+
+def list_context(query: queries.TaskQuery) -> dict[str, Any]:
+    page = queries.list_tasks(query)
+    views = saved_views.all_views()
+    return {
+        **summary_context(query),
+        "page": page,
+        "choices": queries.filter_choices(),
+        "providers": sorted(PROVIDERS),
+        "state_groups": list(queries.STATE_GROUPS),
+        "sorts": queries.SORTS,
+        "views": views,
+        "current_view": saved_views.matching(views, query),
+        "view_query": saved_views.query_string(query),
+        "live": live_context([t for t in page.tasks if not t.terminal]),
+        "canonical_url": view_url(query, after=query.after, before=query.before),
+    }
+
+
+def live_context(active: list[Task] | list[tuple[int, int]]) -> dict[str, Any]:
+    """What the list's one poller needs: each active row's id and the version shown."""
+    rows = [(t.id, t.version) if isinstance(t, Task) else t for t in active]
+    return {
+        "rows": rows,
+        "token": ",".join(f"{pk}.{version}" for pk, version in rows),
+        "interval": current_app.config["UI_POLL_SECONDS"],
+    }
+
+
+def _parse_rows(token: str) -> dict[int, int]:
+    seen: dict[int, int] = {}
+    for part in token.split(",")[: queries.MAX_LIMIT]:
+        pk, _, version = part.partition(".")
+        if pk.isdigit() and version.isdigit():
+            seen[int(pk)] = int(version)
+    return seen
+
+
+@bp.get("/")
+def index() -> Response:
+    """The task list; every filter, the search, the sort and the page are in the query string.
+
+    ``/`` alone opens the team's default view when there is one (``/?view=all``: every task).
+    """
+    if not request.query_string:
+        default = saved_views.default_view()
+        if default is not None:
+            return add_vary(redirect(saved_views.view_url(default), 302))
+    try:
+        query = parse_query()
+    except queries.QueryError as exc:
+        context = list_context(queries.TaskQuery())
+        context["query_error"] = str(exc)
+        return _list_response(context, status=400)
+    if not is_partial() and any(value == "" for value in request.args.values()):
+        # A form sent without JavaScript carries every field, empty ones too: show the short
+        # URL that shares the same view.
+        return add_vary(redirect(view_url(query, after=query.after, before=query.before), 302))
+    return _list_response(list_context(query))
+
+
+def _list_response(context: dict[str, Any], status: int = 200) -> Response:
+    if is_partial():
+        response = make_response(render_block(LIST_TEMPLATE, "results", **context), status)
+        # The filter form pushes its URL; this is the same view without the empty fields.
+        response.headers["HX-Push-Url"] = context["canonical_url"] if status == 200 else "false"
+    else:
+        response = make_response(render_template(LIST_TEMPLATE, **context), status)
+    return add_vary(response)
+
+
+@bp.get("/tasks/live")
+def live() -> Response:
+    """One request per page per interval: the rows that changed, out of band, and the counts.
+
+    ``rows`` lists the page's active rows as ``id.version``; a row comes back when its version
+    moved (every fetch moves it, so freshness stays true) or it finished. Answers 286 (stop
+    polling) once none of the page's rows is active any more.
+    """
+    seen = _parse_rows(request.args.get("rows", ""))
+    current = queries.row_versions(list(seen))
+    changed_ids = [
+        pk for pk, (version, terminal) in current.items() if terminal or version != seen[pk]
+    ]
+    changed = queries.tasks_by_ids(changed_ids)
+    finished = [t for t in changed if t.terminal]
+    still_active = [(pk, version) for pk, (version, terminal) in current.items() if not terminal]
+    gone = [pk for pk in seen if pk not in current]
+    summary = ""
+    try:
+        query = parse_query()
+    except queries.QueryError:
+        query = None
+    if query is not None and (changed or gone or queries.counts_are_cheap(query)):
+        summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
+    live = live_context(still_active)
+    body = render_template(
+        "tasks/_live.html", changed=changed, gone=gone, finished=finished, live=live, query=query
+    )
+    return make_response(summary + body, 200 if live["rows"] else STOP_POLLING)
+
+
+@bp.get("/tasks/charts")
+def charts() -> Response:
+    """The view's charts (tasks by state over time, durations per type), as server-side SVG.
+
+    Loaded after the list (a fragment for htmx; a page of its own without JavaScript), since
+    they read more rows than a page does.
+    """
+    try:
+        query = parse_query()
+    except queries.QueryError as exc:
+        return make_response(render_template(CHARTS_TEMPLATE, query_error=str(exc)), 400)
+    context = {"query": query, "charts": chart_data.for_view(query)}
+    if is_partial():
+        return add_vary(make_response(render_block(CHARTS_TEMPLATE, "charts", **context)))
+    return add_vary(make_response(render_template(CHARTS_TEMPLATE, **context)))
+
+
+@bp.post("/tasks/track")
+def track() -> Response:
+    """Start tracking one or many task ids (or upstream URLs) pasted into the form."""
+    known = registry()
+    source_name = request.form.get("source", "").strip()
+    text = request.form.get("task_ids", "")
+    references, problems = parse_task_references(text, source_name or None, known)
+    tracked: list[Task] = []
+    for source, task_id in references:
+        try:
+            task, created = store.track(source, task_id)
+        except (store.UnknownSource, ValueError) as exc:
+            problems.append(f"{task_id}: {exc}")
+            continue
+        tracked.append(task)
+    db.session.commit()
+    for problem in problems:
+        flash(problem, "error")
+    if len(tracked) == 1 and not problems:
+        task = tracked[0]
+        flash(f"Tracking {task.task_id}; the first fetch is on its way.", "info")
+        return redirect(url_for("tasks.detail", source=task.source, task_id=task.task_id), 303)
+    if tracked:
+        flash(f"Tracking {len(tracked)} tasks.", "info")
+    return redirect(local_path(request.form.get("next")), 303)
+
+
+@bp.post("/tasks/untrack")
+def untrack_selected() -> Response:
+    """Stop tracking the rows ticked on the list, and forget their history."""
+    ids = [int(v) for v in request.form.getlist("task") if v.isdigit()][:MAX_BULK]
+    tasks = queries.tasks_by_ids(ids)
+    for task in tasks:
+        store.untrack(task)
+    db.session.commit()
+    if tasks:
+        flash(f"Stopped tracking {len(tasks)} task{'s' if len(tasks) != 1 else ''}.", "info")
+    else:
+        flash("Tick the tasks to untrack first.", "error")
+    return redirect(local_path(request.form.get("next")), 303)

@@ -1,0 +1,1 @@
+"""What the views share: htmx helpers, URLs, formatting, presentation and sign-in."""

@@ -1,0 +1,116 @@
+"""Template filters and globals: times, durations, JSON."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC
+from datetime import datetime
+from typing import Any
+
+from flask import Flask
+from flask import g
+from flask import request
+from markupsafe import Markup
+from markupsafe import escape
+
+from webapp.db.models import utcnow
+from webapp.web.presentation import FIELD_LABELS
+from webapp.web.presentation import human_bytes
+
+#: How times are shown; the choice is kept in a cookie so the server renders it.
+TIME_MODES = ("utc", "local", "relative")
+TIME_MODE_COOKIE = "taskdeck_time"
+TIMEZONE_COOKIE = "taskdeck_tz"
+
+
+def time_mode() -> str:
+    if "time_mode" not in g:
+        mode = request.cookies.get(TIME_MODE_COOKIE, "utc")
+        g.time_mode = mode if mode in TIME_MODES else "utc"
+    return g.time_mode
+
+
+def user_zone() -> Any:
+    """The browser's zone (sent by our JS in a cookie) for "local" mode; UTC otherwise."""
+    from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfoNotFoundError
+
+    name = request.cookies.get(TIMEZONE_COOKIE)
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass
+    return UTC
+
+
+def humanize_seconds(seconds: float) -> str:
+    """``42 s``, ``3 min``, ``2 h 5 min``, ``4 d``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{hours // 24} d"
+
+
+def ago(value: datetime | None, now: datetime | None = None) -> str:
+    if value is None:
+        return "never"
+    delta = ((now or utcnow()) - value).total_seconds()
+    if delta < 0:
+        return "in " + humanize_seconds(-delta)
+    return humanize_seconds(delta) + " ago"
+
+
+def duration(start: datetime | None, end: datetime | None = None) -> str:
+    if start is None:
+        return "—"
+    return humanize_seconds(((end or utcnow()) - start).total_seconds())
+
+
+def when(value: datetime | None, *, empty: str = "—") -> Markup:
+    """A ``<time>`` element in the user's chosen mode, with the exact ISO time on hover."""
+    if value is None:
+        return Markup(f'<span class="muted">{escape(empty)}</span>')
+    iso = value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+    mode = time_mode()
+    if mode == "relative":
+        text = ago(value)
+    elif mode == "local":
+        local = value.astimezone(user_zone())
+        text = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")
+    else:
+        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return Markup(f'<time datetime="{iso}" title="{iso}">{escape(text)}</time>')
+
+
+def field_label(name: str) -> str:
+    """``queueWaitTime`` or ``worker_nodes`` -> ``Queue wait time``, ``Worker nodes``."""
+    import re
+
+    if name in FIELD_LABELS:
+        return FIELD_LABELS[name]
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", name).replace("_", " ").split()
+    text = " ".join(w if w.isupper() and len(w) > 1 else w.lower() for w in words)
+    return text[:1].upper() + text[1:]
+
+
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def init_app(app: Flask) -> None:
+    app.add_template_filter(ago)
+    app.add_template_filter(duration)
+    app.add_template_filter(pretty_json)
+    app.add_template_filter(field_label)
+    app.add_template_filter(human_bytes)
+    app.add_template_filter(humanize_seconds)
+    app.add_template_global(when)
+    app.add_template_global(time_mode)
+    app.add_template_global(utcnow)

@@ -1,0 +1,65 @@
+"""Task ids in URLs: any string an upstream uses must round-trip, ``/`` and ``%`` included.
+
+WSGI servers decode ``%2F`` to ``/`` before Flask routes a path, which would make the id
+``a/status`` look like the status URL of task ``a``. :class:`RawPathMiddleware` rebuilds the
+path of task URLs from the raw request URI (``RAW_URI``/``REQUEST_URI``, set by werkzeug and
+gunicorn) so that a slash or percent sign that was encoded stays encoded for routing, and
+:class:`TaskIdConverter` decodes it for the view.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+from urllib.parse import unquote
+from urllib.parse import urlsplit
+
+from flask import url_for
+from werkzeug.routing import BaseConverter
+
+#: Paths whose segments may carry encoded slashes.
+TASK_PATH_PREFIXES = ("/tasks/", "/api/v1/tasks/")
+
+
+class TaskIdConverter(BaseConverter):
+    """One path segment holding a task id; ``%2F`` and ``%25`` inside it decode to ``/``, ``%``."""
+
+    regex = "[^/]+"
+    part_isolating = True
+
+    def to_python(self, value: str) -> str:
+        return unquote(value)
+
+    def to_url(self, value: str) -> str:
+        return quote(value, safe="")
+
+
+class RawPathMiddleware:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        raw_uri = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+        if raw_uri:
+            raw_path = raw_uri.split("?", 1)[0]
+            if "://" in raw_path:  # absolute-form request target
+                raw_path = "/" + raw_path.split("://", 1)[1].partition("/")[2]
+            script_name = environ.get("SCRIPT_NAME", "")
+            if script_name and raw_path.startswith(script_name):
+                raw_path = raw_path[len(script_name) :]
+            if raw_path.startswith(TASK_PATH_PREFIXES):
+                # Every segment re-encoded the same way, so PATH_INFO is plain ASCII in which
+                # only the separators between segments are real slashes.
+                segments = [quote(unquote(part), safe="") for part in raw_path.split("/")]
+                environ["PATH_INFO"] = "/".join(segments)
+        return self.app(environ, start_response)
+
+
+def local_path(target: str | None) -> str:
+    """``target`` when it is a path on this site, else the task list (no open redirects)."""
+    if not target:
+        return url_for("tasks.index")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("tasks.index")
+    return target
