@@ -19,6 +19,7 @@ from webapp.demo import run_demo
 from webapp.factory import create_app
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
+from webapp.version import __version__
 
 
 def _create_app() -> Flask:
@@ -75,3 +76,4 @@ cli = TaskdeckGroup(
 )
 cli.add_command(shell_command)
 cli.add_command(routes_command)
+cli = click.version_option(__version__, "--version", prog_name="taskdeck")(cli)

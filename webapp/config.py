@@ -255,5 +255,7 @@ DEFAULTS: dict[str, Any] = {
     "RETENTION_DAYS": None,
     #: Seconds a worker holds a claimed task before another may take it over (after a crash).
     "LEASE_SECONDS": None,
+    #: ``text`` or ``json`` (one JSON object per line).
+    "LOG_FORMAT": "text",
     "DEMO": False,
 }

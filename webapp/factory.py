@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from flask import Flask
 
 from webapp import commands
+from webapp import logs
 from webapp import views
 from webapp.config import DEFAULTS
 from webapp.config import ConfigError
@@ -63,14 +63,10 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         sources = _load_configured_sources(app)
     app.config["SOURCES"] = list(sources)
 
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # httpx logs every request at INFO; webapp.upstream logs them at DEBUG when wanted.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-
+    logs.init_app(app)
     db_setup.init_app(app)
     sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))
+    logs.redactor.add(s.secret(f) for s in app.config["SOURCES"] for f in s.credentials)
     htmx.init_app(app)
     auth.init_app(app)
     views.init_app(app)

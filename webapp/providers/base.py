@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import time
 from collections.abc import Iterable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
+from webapp.metrics import observe_upstream
 from webapp.providers.ratelimit import TokenBucket
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
@@ -215,16 +217,25 @@ class Provider:
                 f"{self.source.timeout:g} s timeout",
                 retry_after=exc.wait,
             ) from None
+        started = time.perf_counter()
         try:
-            return self.client.request(method, path, **kwargs)
+            response = self.client.request(method, path, **kwargs)
         except httpx.TimeoutException as exc:
+            observe_upstream(self.source.name, FetchErrorKind.TIMEOUT.value, None)
             raise FetchError(
                 FetchErrorKind.TIMEOUT, f"{self.label} did not answer in time"
             ) from exc
         except httpx.TransportError as exc:
+            observe_upstream(self.source.name, FetchErrorKind.NETWORK.value, None)
             raise FetchError(
                 FetchErrorKind.NETWORK, f"cannot reach {self.label}: {type(exc).__name__}"
             ) from exc
+        observe_upstream(
+            self.source.name,
+            f"{response.status_code // 100}xx",
+            time.perf_counter() - started,
+        )
+        return response
 
     def status_error(self, response: httpx.Response, *, message: str | None = None) -> FetchError:
         """A :class:`FetchError` for a non-success answer, classified by HTTP status."""

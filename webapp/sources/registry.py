@@ -11,6 +11,7 @@ from flask import Flask
 from flask import current_app
 
 from webapp.config import SourceConfig
+from webapp.logs import redactor
 from webapp.providers import PROVIDERS
 from webapp.providers import Provider
 
@@ -46,6 +47,7 @@ class SourceRegistry:
 
     def put(self, source: SourceConfig) -> None:
         """Add or replace a source; its old provider (and client) is closed."""
+        redactor.add(source.secret(name) for name in source.credentials)
         with self._lock:
             self._sources[source.name] = source
             old = self._providers.pop(source.name, None)

@@ -12,6 +12,7 @@ from webapp.sources.registry import registry
 from webapp.views import api
 from webapp.views import auth
 from webapp.views import health
+from webapp.views import metrics
 from webapp.views import preferences
 from webapp.views import saved_views
 from webapp.views import sources
@@ -21,7 +22,7 @@ from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
 
-BLUEPRINTS = (tasks, sources, api, health, preferences, saved_views, auth)
+BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth)
 
 
 def init_app(app: Flask) -> None:

@@ -1,4 +1,8 @@
-"""``/api/v1``: the same tasks as the pages, as JSON (DESIGN.md, "Normalized task")."""
+"""``/api/v1``: the same tasks as the pages, as JSON (DESIGN.md, "Normalized task").
+
+Answers are the pydantic models of :mod:`webapp.web.serialize`; ``/api/v1/openapi.json``
+describes them.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +12,30 @@ from flask import current_app
 from flask import jsonify
 from flask import request
 from flask import url_for
+from pydantic import BaseModel
 
 from webapp.listing import queries
+from webapp.web import openapi
 from webapp.web.lookup import get_task_or_404
-from webapp.web.serialize import task_json
+from webapp.web.serialize import ErrorOut
+from webapp.web.serialize import TaskPageOut
+from webapp.web.serialize import task_out
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def _answer(model: BaseModel, status: int = 200, exclude: object = None) -> Response:
+    return Response(
+        model.model_dump_json(exclude=exclude),  # type: ignore[arg-type]
+        status=status,
+        mimetype="application/json",
+    )
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    """The OpenAPI 3.1 document of this API."""
+    return jsonify(openapi.document())
 
 
 @bp.get("/tasks")
@@ -24,27 +46,27 @@ def list_tasks() -> Response:
             request.args, default_limit=current_app.config["PAGE_SIZE"]
         )
     except queries.QueryError as exc:
-        response = jsonify({"error": str(exc)})
-        response.status_code = 400
-        return response
+        return _answer(ErrorOut(error=str(exc), status=400), 400)
     page = queries.list_tasks(query)
     counts = queries.state_counts(query)
-    return jsonify(
-        {
-            "tasks": [task_json(t, with_history=False) for t in page.tasks],
-            "total": counts.total,
-            "total_exact": counts.exact,
-            "next": url_for("api.list_tasks", **query.args(after=page.next_cursor), _external=True)
+    return _answer(
+        TaskPageOut(
+            tasks=[task_out(t, with_history=False) for t in page.tasks],
+            total=counts.total,
+            total_exact=counts.exact,
+            next=url_for("api.list_tasks", **query.args(after=page.next_cursor), _external=True)
             if page.next_cursor
             else None,
-            "prev": url_for("api.list_tasks", **query.args(before=page.prev_cursor), _external=True)
+            prev=url_for("api.list_tasks", **query.args(before=page.prev_cursor), _external=True)
             if page.prev_cursor
             else None,
-        }
+        ),
+        # A page's tasks come without their history (one query per task otherwise).
+        exclude={"tasks": {"__all__": {"history"}}},
     )
 
 
 @bp.get("/tasks/<source>/<taskid:task_id>")
 def get_task(source: str, task_id: str) -> Response:
     """One task, with its history."""
-    return jsonify(task_json(get_task_or_404(source, task_id)))
+    return _answer(task_out(get_task_or_404(source, task_id)))

@@ -6,10 +6,18 @@ import sqlalchemy as sa
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
+from flask import redirect
+from flask import url_for
 
 from webapp.db.models import db
 
 bp = Blueprint("health", __name__)
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    """Browsers ask for /favicon.ico whatever the page says: send them the SVG."""
+    return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.get("/healthz")

@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from flask import Flask
 from flask import Response
 from flask import g
+from flask import jsonify
 from flask import redirect
 from flask import request
 from flask import session
@@ -20,8 +21,9 @@ from webapp.db.models import User
 from webapp.db.models import db
 
 #: Endpoints reachable without signing in.
-PUBLIC_ENDPOINTS = frozenset({"auth.login", "health.healthz", "static"})
+PUBLIC_ENDPOINTS = frozenset({"auth.login", "health.healthz", "health.favicon", "static"})
 MIN_PASSWORD_LENGTH = 10
+MACHINE_PATHS = ("/api/", "/metrics")
 
 
 def users_exist() -> bool:
@@ -33,6 +35,11 @@ def check_credentials(username: str, password: str) -> User | None:
     if user is not None and check_password_hash(user.password_hash, password):
         return user
     return None
+
+
+def is_machine_request() -> bool:
+    """The API and ``/metrics`` answer scripts: a 401 to authenticate, never a login page."""
+    return request.path.startswith(MACHINE_PATHS)
 
 
 def require_sign_in() -> Response | None:
@@ -49,13 +56,15 @@ def require_sign_in() -> Response | None:
         )
     if g.user is not None:
         return None
-    if request.path.startswith("/api/") or request.headers.get("HX-Request") == "true":
+    if is_machine_request():
+        response = jsonify({"error": "Sign in first.", "status": 401})
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Basic realm="Taskdeck"'
+        return response
+    if request.headers.get("HX-Request") == "true":
         response = Response("Sign in first.", status=401, mimetype="text/plain")
-        if request.path.startswith("/api/"):
-            response.headers["WWW-Authenticate"] = 'Basic realm="Taskdeck"'
-        else:
-            # htmx follows HX-Redirect for fragment requests whose session ran out.
-            response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
+        # htmx follows HX-Redirect for fragment requests whose session ran out.
+        response.headers["HX-Redirect"] = url_for("auth.login", next=request.full_path)
         return response
     return redirect(url_for("auth.login", next=request.full_path))
 

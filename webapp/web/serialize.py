@@ -1,4 +1,7 @@
-"""The normalized task object (DESIGN.md, "Normalized task"), shared by the API and exports."""
+"""The JSON the API returns, as pydantic models: the normalized task (DESIGN.md, "Normalized
+task"), a page of tasks with its paging links, and errors. ``/api/v1/openapi.json`` is generated
+from these same models (:mod:`webapp.web.openapi`), so the document cannot drift from the answers.
+"""
 
 from __future__ import annotations
 
@@ -6,44 +9,116 @@ from datetime import datetime
 from typing import Any
 
 from flask import url_for
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
 
 from webapp.db.models import Task
+from webapp.domain import FetchErrorKind
+from webapp.domain import TaskState
+
+
+class HistoryEntry(BaseModel):
+    """One change of state, as the refresher saw it."""
+
+    at: datetime
+    state: TaskState
+    upstream_status: str | None
+
+
+class TaskOut(BaseModel):
+    """The normalized task object."""
+
+    model_config = ConfigDict(title="Task")
+
+    source: str = Field(description="The configured source (upstream account) it belongs to.")
+    provider: str = Field(description="Which upstream platform the source is.")
+    task_id: str = Field(description="The upstream's own id.")
+    state: TaskState = Field(description="Taskdeck's normalized state.")
+    upstream_status: str | None = Field(description="The upstream's own status word, unchanged.")
+    terminal: bool
+    task_type: str | None
+    name: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    links: dict[str, str] = Field(description="Related ids and URLs; `self` is the task's page.")
+    details: dict[str, Any] = Field(description="Provider-specific fields worth showing.")
+    raw: Any = Field(description="The last upstream payload, as it came.")
+    last_fetched_at: datetime | None
+    fetch_error: str | None = Field(description="The last failure to fetch, or null.")
+    fetch_error_kind: FetchErrorKind | None
+    gone_upstream: bool
+    history: list[HistoryEntry] | None = Field(
+        default=None, description="State changes, oldest first (on a single task only)."
+    )
+
+
+class TaskPageOut(BaseModel):
+    """One page of the task list, with the same filters, search, sort and paging as ``/``."""
+
+    model_config = ConfigDict(title="TaskPage")
+
+    tasks: list[TaskOut]
+    total: int = Field(description="Tasks in the view (a lower bound unless total_exact).")
+    total_exact: bool
+    next: str | None = Field(description="The next page's URL, or null on the last page.")
+    prev: str | None = Field(description="The previous page's URL, or null on the first page.")
+
+
+class ErrorOut(BaseModel):
+    """Any error answer of the API."""
+
+    model_config = ConfigDict(title="Error")
+
+    error: str
+    status: int
 
 
 def iso(value: datetime | None) -> str | None:
     return value.isoformat().replace("+00:00", "Z") if value else None
 
 
-def task_json(task: Task, *, with_history: bool = True) -> dict[str, Any]:
-    """The normalized task object."""
-    links = dict(task.links or {})
+def task_out(task: Task, *, with_history: bool = True) -> TaskOut:
+    """The normalized task object of a cached task."""
+    # Stored links are strings by construction; the coercion keeps a hostile payload that slipped
+    # through from breaking the documented type.
+    links = {key: str(value) for key, value in (task.links or {}).items() if value is not None}
     links["self"] = url_for(
         "tasks.detail", source=task.source, task_id=task.task_id, _external=True
     )
-    data: dict[str, Any] = {
-        "source": task.source,
-        "provider": task.provider,
-        "task_id": task.task_id,
-        "state": task.state,
-        "upstream_status": task.upstream_status,
-        "terminal": task.terminal,
-        "task_type": task.task_type,
-        "name": task.name,
-        "created_at": iso(task.created_at),
-        "updated_at": iso(task.updated_at),
-        "finished_at": iso(task.finished_at),
-        "error": task.error,
-        "links": links,
-        "details": task.details or {},
-        "raw": task.raw,
-        "last_fetched_at": iso(task.last_fetched_at),
-        "fetch_error": task.fetch_error,
-        "fetch_error_kind": task.fetch_error_kind,
-        "gone_upstream": task.gone_upstream,
-    }
-    if with_history:
-        data["history"] = [
-            {"at": iso(e.at), "state": e.state, "upstream_status": e.upstream_status}
+    return TaskOut(
+        source=task.source,
+        provider=task.provider,
+        task_id=task.task_id,
+        state=TaskState(task.state),
+        upstream_status=task.upstream_status,
+        terminal=task.terminal,
+        task_type=task.task_type,
+        name=task.name,
+        created_at=task.created_at,
+        updated_at=task.updated_at,
+        finished_at=task.finished_at,
+        error=task.error,
+        links=links,
+        details=task.details or {},
+        raw=task.raw,
+        last_fetched_at=task.last_fetched_at,
+        fetch_error=task.fetch_error,
+        fetch_error_kind=FetchErrorKind(task.fetch_error_kind) if task.fetch_error_kind else None,
+        gone_upstream=task.gone_upstream,
+        history=[
+            HistoryEntry(at=e.at, state=TaskState(e.state), upstream_status=e.upstream_status)
             for e in task.events
         ]
-    return data
+        if with_history
+        else None,
+    )
+
+
+def task_json(task: Task, *, with_history: bool = True) -> dict[str, Any]:
+    """The normalized task object as JSON-ready data (no ``history`` key without history)."""
+    return task_out(task, with_history=with_history).model_dump(
+        mode="json", exclude_none=False, exclude={"history"} if not with_history else None
+    )

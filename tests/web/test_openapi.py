@@ -1,0 +1,71 @@
+"""``/api/v1/openapi.json`` describes the API, and the live API keeps to it (schemathesis)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+
+from tests.conftest import track
+from webapp.simulators import SIMULATORS
+from webapp.simulators.server import ServerThread
+
+
+@pytest.fixture
+def live_api(ml_app, ml_state, clock, driver) -> Iterator[str]:
+    """Taskdeck over real HTTP with a few tasks in the cache: odd ids, history, every state."""
+    module = SIMULATORS["opensearch-ml"]
+    rng = random.Random(3)
+    made = [
+        module.add_demo_task(
+            ml_state,
+            rng,
+            task_id=f"odd/id {n}?%",
+            final=final,
+            queued_seconds=1,
+            running_seconds=5,
+        ).task_id
+        for n, final in enumerate(("succeeded", "failed", "succeeded"))
+    ]
+    track(ml_app, "ml-prod", *made)
+    driver.pass_()
+    clock.advance(3)
+    driver.pass_()
+    with ServerThread(ml_app) as server:
+        yield server.url
+
+
+def test_the_live_api_keeps_to_its_document(live_api: str) -> None:
+    """Generated requests for every operation: no 500, no answer outside the document."""
+    schema = schemathesis.openapi.from_url(f"{live_api}/api/v1/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {op.path for op in operations} == {"/api/v1/tasks", "/api/v1/tasks/{source}/{task_id}"}
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(
+            max_examples=80,
+            deadline=None,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+        def check(case) -> None:  # type: ignore[no-untyped-def]
+            case.call_and_validate()
+
+        check()
+
+
+def test_the_document_names_every_list_parameter(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    assert document["openapi"] == "3.1.0"
+    listed = {p["name"] for p in document["paths"]["/api/v1/tasks"]["get"]["parameters"]}
+    assert {"source", "state", "q", "sort", "limit", "after", "before"} <= listed
+    task = document["components"]["schemas"]["Task"]
+    assert {"source", "task_id", "state", "upstream_status", "raw", "history"} <= set(
+        task["properties"]
+    )

@@ -1,0 +1,142 @@
+"""The OpenAPI 3.1 document of ``/api/v1``, generated from the models the API returns.
+
+The schemas come from :mod:`webapp.web.serialize` (pydantic), the list's parameters from the
+same tables :class:`~webapp.listing.queries.TaskQuery` parses, so neither can drift from the code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from webapp.domain import TaskState
+from webapp.listing import queries
+from webapp.version import __version__
+from webapp.web.serialize import ErrorOut
+from webapp.web.serialize import TaskOut
+from webapp.web.serialize import TaskPageOut
+
+REF = "#/components/schemas/{model}"
+
+#: What each list parameter means (keys: the URL parameters of ``/`` and ``/api/v1/tasks``).
+LIST_PARAMETERS: dict[str, str] = {
+    "source": "Only this source.",
+    "provider": "Only sources of this provider.",
+    "state": "A normalized state, or a group: active, finished, problems.",
+    "type": "Only this task type.",
+    "upstream": "Only this upstream status word.",
+    "label": "Only tasks with this label.",
+    "created_from": "Created at or after: a date, a time, or an age such as 24h.",
+    "created_to": "Created at or before: a date, a time, or an age.",
+    "updated_from": "Updated at or after: a date, a time, or an age.",
+    "updated_to": "Updated at or before: a date, a time, or an age.",
+    "q": "Free text over ids, names, types, errors, labels, notes and raw payloads, with "
+    "state: type: source: provider: upstream: label: created: updated: qualifiers.",
+    "after": "Keyset paging: the `next` cursor of the previous page.",
+    "before": "Keyset paging: the `prev` cursor of the following page.",
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
+    }
+
+
+def _json(description: str, model: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
+    }
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    assert set(queries.TaskQuery.PARAMS) <= set(LIST_PARAMETERS), "document every list filter"
+    parameters: list[dict[str, Any]] = [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": text,
+            "schema": {"type": "string"},
+        }  # fmt: skip
+        for name, text in LIST_PARAMETERS.items()
+    ]
+    sorts = sorted(queries.SORTS)
+    parameters.append(
+        {
+            "name": "sort",
+            "in": "query",
+            "required": False,
+            "description": "A column, `-` first for descending.",
+            "schema": {"type": "string", "enum": [*sorts, *(f"-{s}" for s in sorts)]},
+        }
+    )
+    parameters.append(
+        {
+            "name": "limit",
+            "in": "query",
+            "required": False,
+            "description": "Tasks per page.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": queries.MAX_LIMIT},
+        }
+    )
+    return parameters
+
+
+def document() -> dict[str, Any]:
+    """The whole OpenAPI document (paths relative to the server root)."""
+    _, schemas = models_json_schema(
+        [(TaskOut, "serialization"), (TaskPageOut, "serialization"), (ErrorOut, "serialization")],
+        ref_template=REF,
+    )
+    unauthorized = _error("Sign-in is on and no valid credentials came with the request.")
+    task_path = {
+        "get": {
+            "operationId": "getTask",
+            "summary": "One task, with its history of state changes.",
+            "parameters": [
+                {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "task_id",
+                    "in": "path",
+                    "required": True,
+                    "description": "The upstream's id, URL-encoded (`/` as `%2F`).",
+                    "schema": {"type": "string"},
+                },
+            ],
+            "responses": {
+                "200": _json("The task.", "Task"),
+                "401": unauthorized,
+                "404": _error("No such source, or the task is not tracked."),
+            },
+        }
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Taskdeck API",
+            "version": __version__,
+            "description": "Tasks tracked by Taskdeck, read from its cache. States: "
+            + ", ".join(s.value for s in TaskState)
+            + ".",
+        },
+        "paths": {
+            "/api/v1/tasks": {
+                "get": {
+                    "operationId": "listTasks",
+                    "summary": "Tasks with the same filters, search, sort and paging as the list.",
+                    "parameters": _list_parameters(),
+                    "responses": {
+                        "200": _json("One page of tasks.", "TaskPage"),
+                        "400": _error("A parameter makes no sense (the message names it)."),
+                        "401": unauthorized,
+                    },
+                }
+            },
+            "/api/v1/tasks/{source}/{task_id}": task_path,
+        },
+        "components": {"schemas": schemas["$defs"]},
+    }
