@@ -10,7 +10,8 @@ Faithful points:
   (1970-01-01 for unset), ``workflowId`` (not ``workflowInstanceId``), ``input``/``output`` as
   JSON strings, ``executionTime`` only once ended. ``query`` takes the SQL-like subset
   ``field = 'v'``, ``field != 'v'``, ``field IN (a,b)``, ``field NOT IN (...)`` joined by
-  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``.
+  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``
+  (:mod:`webapp.simulators.conductor_search`).
 - ``GET /api/tasks/{taskId}/log`` answers 204 when there are no log entries (also for an
   unknown id, as Conductor's log index does); entries accumulate as the task runs.
 - "Not found" in the four shapes the versions use (``not_found_style``): 404 with an

@@ -1,9 +1,8 @@
 """A Mixpeek tasks API on loopback (PROVIDERS.md section 2, seed 002).
 
 Faithful points: ``GET /v1/tasks/{task_id}`` answers a ``TaskResponse`` with no times;
-``POST /v1/tasks/list`` takes paging in the query string (``limit`` 1-1000, ``offset`` 0-10000,
-``cursor``, ``include_total``) and filters in the JSON body (``status``, ``task_type``,
-``filters``, ``sort``, ``search``), and bad parameters get FastAPI's 422 ``{detail: [...]}``;
+``POST /v1/tasks/list`` takes paging in the query string and filters in the JSON body, and bad
+parameters get FastAPI's 422 ``{detail: [...]}`` (:mod:`webapp.simulators.mixpeek_search`);
 ``DELETE /v1/tasks/{task_id}`` kills a task and succeeds whether or not the task exists.
 A missing or wrong bearer key gets the 401 envelope. Every authenticated answer carries
 ``X-RateLimit-*`` headers from a token bucket per key; an empty bucket answers 429
