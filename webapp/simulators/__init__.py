@@ -5,18 +5,20 @@ test, so they follow PROVIDERS.md and the seed documents, never a client's conve
 Each provider's simulator is mounted under ``/<provider-name>`` of one WSGI app, so a source's
 ``base_url`` is ``http://host:port/<provider-name>`` (a path prefix, as behind a proxy).
 
-Every simulator module offers the same names: ``PROVIDER``, ``create_app(state, **credentials)``,
-``DEMO_CREDENTIALS`` (the keyword arguments the demo passes), ``demo_source(name, base_url)``
-(a sources-file entry and the environment holding its secrets), ``load_seed_tasks(state)``
-(serve the seed documents' examples) and ``add_demo_task(state, rng, task_id=, final=,
-queued_seconds=, running_seconds=)`` (a task that progresses to the word for ``final``).
+Every simulator module satisfies :class:`~webapp.simulators.protocol.Simulator`: ``PROVIDER``,
+``create_app(state, **credentials)``, ``DEMO_CREDENTIALS`` (the keyword arguments the demo
+passes), ``FINAL_STATUS``, ``demo_source(name, base_url)`` (a sources-file entry and the
+environment holding its secrets), ``load_seed_tasks(state)`` (serve the seed documents'
+examples) and ``add_demo_task(state, rng, task_id=, final=, queued_seconds=, running_seconds=)``
+(a task that progresses to the word for ``final``). Its routes share one prologue, counting the
+call and applying faults (:func:`~webapp.simulators.core.simulated`); a module only states its
+upstream's own behaviour, with a sibling module where one concern is large (``*_search``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from dataclasses import field
-from types import ModuleType
 from typing import Any
 
 from flask import Flask
@@ -29,10 +31,11 @@ from webapp.simulators import nclue
 from webapp.simulators import opensearch_ml
 from webapp.simulators.core import Clock
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.protocol import Simulator
 
-SIMULATORS: dict[str, ModuleType] = {
-    module.PROVIDER: module for module in (opensearch_ml, mixpeek, conductor, nclue)
-}
+_MODULES: tuple[Simulator, ...] = (opensearch_ml, mixpeek, conductor, nclue)
+#: Provider name -> its simulator (each module is one).
+SIMULATORS: dict[str, Simulator] = {simulator.PROVIDER: simulator for simulator in _MODULES}
 
 
 @dataclass
@@ -65,7 +68,7 @@ class SimulatorSuite:
         }
 
     def wsgi_app(self, fallback: Any = None) -> DispatcherMiddleware:
-        mounts = {f"/{name}": app for name, app in self.apps.items()}
+        mounts: dict[str, Any] = {f"/{name}": app for name, app in self.apps.items()}
         return DispatcherMiddleware(
             fallback or Response("Taskdeck upstream simulators", status=404), mounts
         )

@@ -10,7 +10,8 @@ Faithful points:
   (1970-01-01 for unset), ``workflowId`` (not ``workflowInstanceId``), ``input``/``output`` as
   JSON strings, ``executionTime`` only once ended. ``query`` takes the SQL-like subset
   ``field = 'v'``, ``field != 'v'``, ``field IN (a,b)``, ``field NOT IN (...)`` joined by
-  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``.
+  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``
+  (:mod:`webapp.simulators.conductor_search`).
 - ``GET /api/tasks/{taskId}/log`` answers 204 when there are no log entries (also for an
   unknown id, as Conductor's log index does); entries accumulate as the task runs.
 - "Not found" in the four shapes the versions use (``not_found_style``): 404 with an
@@ -25,13 +26,9 @@ from __future__ import annotations
 
 import base64
 import json
-import re
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import UTC
-from datetime import datetime
-from importlib import resources
 from typing import Any
 from typing import Literal
 
@@ -40,13 +37,18 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
+from webapp.simulators.conductor_search import Search
+from webapp.simulators.conductor_search import task_ids_in
 from webapp.simulators.core import Fault
+from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import before_upstream
 from webapp.simulators.core import demo_source_entry
-from webapp.simulators.core import fault_response
+from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
-from webapp.simulators.core import sim_state
+from webapp.simulators.core import read_seed
+from webapp.simulators.core import simulated
 
 PREFIX = "/api/tasks"
 TERMINAL = frozenset(
@@ -73,8 +75,7 @@ NotFoundStyle = Literal["404-body", "404-empty", "204", "400"]
 
 def seed_examples() -> dict[str, Any]:
     """The seed document's example answer (``seeds/conductor.json``)."""
-    text = resources.files("webapp.simulators").joinpath("seeds/conductor.json").read_text()
-    return json.loads(text)
+    return read_seed("conductor")
 
 
 def load_seed_tasks(state: SimulatorState) -> list[str]:
@@ -186,46 +187,6 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
     return doc
 
 
-def _iso(epoch_ms: Any) -> str:
-    """``TaskSummary``'s ``yyyy-MM-dd'T'HH:mm:ss.SSS'Z'`` in GMT; 0 becomes 1970-01-01."""
-    value = epoch_ms if isinstance(epoch_ms, int) and not isinstance(epoch_ms, bool) else 0
-    moment = datetime.fromtimestamp(value / 1000, tz=UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value % 1000:03d}Z"
-
-
-def _compact(value: Any) -> str | None:
-    """A map serialized as Jackson writes it (no spaces); ``None`` stays null."""
-    return None if value is None else json.dumps(value, separators=(",", ":"))
-
-
-def summary(doc: dict[str, Any]) -> dict[str, Any]:
-    """``new TaskSummary(task)``, in its field order; null fields are left out (NON_NULL)."""
-    out: dict[str, Any] = {
-        "workflowId": doc.get("workflowInstanceId"),
-        "workflowType": doc.get("workflowType"),
-        "correlationId": doc.get("correlationId"),
-        "scheduledTime": _iso(doc.get("scheduledTime")),
-        "startTime": _iso(doc.get("startTime")),
-        "updateTime": _iso(doc.get("updateTime")),
-        "endTime": _iso(doc.get("endTime")),
-        "status": doc.get("status"),
-        "reasonForIncompletion": doc.get("reasonForIncompletion"),
-        "executionTime": 0,
-        "queueWaitTime": doc.get("queueWaitTime", 0),
-        "taskDefName": doc.get("taskDefName"),
-        "taskType": doc.get("taskType"),
-        "input": _compact(doc.get("inputData")),
-        "output": _compact(doc.get("outputData")),
-        "taskId": doc.get("taskId"),
-        "workflowPriority": doc.get("workflowPriority", 0),
-        "domain": doc.get("domain"),
-    }
-    end, start = doc.get("endTime"), doc.get("startTime")
-    if isinstance(end, int) and end > 0 and isinstance(start, int):
-        out["executionTime"] = end - start
-    return {key: value for key, value in out.items() if value is not None}
-
-
 def logs(task: SimTask, now: float) -> list[dict[str, Any]]:
     """``TaskExecLog`` entries written so far: the pick-up, progress lines, the outcome."""
     if task.fixed_payload is not None:
@@ -253,9 +214,7 @@ def error_response(status: int, message: str, **extra: Any) -> Response:
     body: dict[str, Any] = {"status": status, "message": message, "instance": INSTANCE}
     body["retryable"] = False
     body.update(extra)
-    response = jsonify(body)
-    response.status_code = status
-    return response
+    return json_response(body, status)
 
 
 def not_found(style: NotFoundStyle, task_id: str | None) -> Response:
@@ -345,17 +304,16 @@ def create_app(
         raise ValueError(f"unknown not_found_style {not_found_style!r}")
     if auth == "token" and not token:
         raise ValueError("auth='token' needs a token")
-    app = new_simulator_app("conductor", state, "status")
+    app = new_simulator_app("conductor", state, render_fault_for(not_found_style))
     issuer = TokenIssuer(state, token_ttl_seconds)
-    render_fault = render_fault_for(not_found_style)
 
-    @app.before_request
+    @before_upstream(app)
     def check_access() -> Response | None:
-        if auth == "none" or request.path.startswith("/_control") or request.path == "/api/token":
+        if auth == "none" or request.path == "/api/token":
             return None
         refusal = _refusal(request.headers.get("X-Authorization"))
         if refusal is not None:
-            sim_state().count("refused")
+            state.count("refused")
         return refusal
 
     def _refusal(presented: str | None) -> Response | None:
@@ -374,8 +332,8 @@ def create_app(
 
         @app.post("/api/token")
         def generate_token() -> Response:
-            sim = sim_state()
-            sim.count("token")
+            # Counted, but no task fault applies: the token service is not the tasks API.
+            state.count("token")
             body = request.get_json(silent=True)
             if not isinstance(body, dict) or (body.get("keyId"), body.get("keySecret")) != (
                 key_id,
@@ -386,69 +344,48 @@ def create_app(
             return jsonify({"token": issuer.issue(body.get("expiration"))})
 
     @app.get(f"{PREFIX}/search")
+    @simulated("search", scope=search_scope)
     def search_tasks() -> Response:
         return _search(full=False)
 
     @app.get(f"{PREFIX}/search-v2")
+    @simulated("search", scope=search_scope)
     def search_tasks_v2() -> Response:
         return _search(full=True)
 
     def _search(*, full: bool) -> Response:
-        sim = sim_state()
-        sim.count("search")
-        try:
-            start = int(request.args.get("start", 0))
-            size = int(request.args.get("size", 100))
-            matcher = parse_query(request.args.get("query", ""))
-        except (ValueError, QueryError) as exc:
-            return error_response(400, str(exc))
-        faulty = fault_response(sim, _ids_in(request.args.get("query", "")), render_fault)
-        if faulty is not None:
-            return faulty
-        free_text = request.args.get("freeText", "*")
-        now = sim.clock.now()
-        hits: list[tuple[dict[str, Any], dict[str, Any]]] = []
-        for task in sim.visible_tasks():
-            doc = document(task, now)
-            row = summary(doc)
-            if matcher(row) and _free_text_matches(free_text, row):
-                hits.append((doc, row))
-        for spec in reversed(request.args.getlist("sort")):
-            field, _, order = spec.partition(":")
-            hits.sort(
-                key=lambda hit, f=field: (hit[1].get(f) is None, str(hit[1].get(f, ""))),
-                reverse=order.upper() == "DESC",
-            )
-        page = hits[max(0, start) : max(0, start) + max(0, size)]
-        results = [doc if full else row for doc, row in page]
-        return jsonify({"totalHits": len(hits), "results": results})
+        search = Search.parse(request.args)
+        now = state.clock.now()
+        docs = [document(task, now) for task in state.visible_tasks()]
+        return jsonify(search.answer(docs, full=full))
 
     @app.get(f"{PREFIX}/<path:task_id>/log")
+    @simulated("log")
     def get_task_log(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("log")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
-        task = _lookup(sim, task_id)
-        entries = logs(task, sim.clock.now()) if task is not None else []
+        task = _lookup(state, task_id)
+        entries = logs(task, state.clock.now()) if task is not None else []
         if not entries:
             return Response(status=204)
         return jsonify(entries)
 
     @app.get(f"{PREFIX}/<path:task_id>")
+    @simulated("get")
     def get_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("get")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
-        task = _lookup(sim, task_id)
+        task = _lookup(state, task_id)
         if task is None:
             return not_found(not_found_style, task_id)
-        return jsonify(document(task, sim.clock.now()))
+        return jsonify(document(task, state.clock.now()))
 
     return app
+
+
+def search_scope() -> list[str] | None:
+    """The ids a search names; a query Conductor cannot parse is a 400 before anything else."""
+    try:
+        Search.parse(request.args)
+    except ValueError as exc:
+        raise Refused(error_response(400, str(exc))) from None
+    return task_ids_in(request.args.get("query", ""))
 
 
 def _lookup(sim: SimulatorState, task_id: str) -> SimTask | None:
@@ -461,160 +398,6 @@ def _lookup(sim: SimulatorState, task_id: str) -> SimTask | None:
         if payload is not None and payload.get("taskId") == task_id:
             return candidate
     return None
-
-
-# -- the search query subset ----------------------------------------------------------------
-
-
-class QueryError(ValueError):
-    """A ``query`` the simulator (or Conductor's parser) cannot read."""
-
-
-_TOKEN = re.compile(
-    r"\s*(?:'(?P<single>[^']*)'|\"(?P<double>[^\"]*)\"|(?P<op>!=|=|\(|\)|,)"
-    r"|(?P<word>[^\s=!(),'\"]+))"
-)
-Matcher = Callable[[dict[str, Any]], bool]
-
-
-def _tokens(text: str) -> list[tuple[str, str]]:
-    """(kind, text) pairs: kind is ``value`` for quoted strings, ``op`` or ``word``."""
-    out: list[tuple[str, str]] = []
-    position = 0
-    text = text.rstrip()
-    while position < len(text):
-        match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
-            raise QueryError(f"Invalid query near position {position}")
-        position = match.end()
-        if match.group("single") is not None or match.group("double") is not None:
-            out.append(("value", match.group("single") or match.group("double") or ""))
-        elif match.group("op"):
-            out.append(("op", match.group("op")))
-        else:
-            out.append(("word", match.group("word")))
-    return out
-
-
-def parse_query(text: str) -> Matcher:
-    """A matcher over summaries for the SQL-like ``query`` (an empty query matches all)."""
-    tokens = _tokens(text or "")
-    if not tokens:
-        return lambda row: True
-    position = 0
-
-    def peek() -> tuple[str, str] | None:
-        return tokens[position] if position < len(tokens) else None
-
-    def take() -> tuple[str, str]:
-        nonlocal position
-        if position >= len(tokens):
-            raise QueryError("Invalid query: unexpected end")
-        position += 1
-        return tokens[position - 1]
-
-    def keyword(word: str) -> bool:
-        token = peek()
-        return token is not None and token[0] == "word" and token[1].upper() == word
-
-    def value() -> str:
-        kind, text = take()
-        if kind == "op":
-            raise QueryError(f"Invalid query: expected a value, got {text!r}")
-        return text
-
-    def values() -> list[str]:
-        if take() != ("op", "("):
-            raise QueryError("Invalid query: expected '(' after IN")
-        out = [value()]
-        while peek() == ("op", ","):
-            take()
-            out.append(value())
-        if take() != ("op", ")"):
-            raise QueryError("Invalid query: expected ')'")
-        return out
-
-    def atom() -> Matcher:
-        if peek() == ("op", "("):
-            take()
-            inner = disjunction()
-            if take() != ("op", ")"):
-                raise QueryError("Invalid query: expected ')'")
-            return inner
-        kind, field = take()
-        if kind != "word":
-            raise QueryError(f"Invalid query: expected a field name, got {field!r}")
-        if keyword("NOT"):
-            take()
-            if not keyword("IN"):
-                raise QueryError("Invalid query: expected IN after NOT")
-            take()
-            excluded = values()
-            return lambda row: _text(row.get(field)) not in excluded
-        if keyword("IN"):
-            take()
-            allowed = values()
-            return lambda row: _text(row.get(field)) in allowed
-        kind, op = take()
-        if (kind, op) == ("op", "="):
-            wanted = value()
-            return lambda row: _text(row.get(field)) == wanted
-        if (kind, op) == ("op", "!="):
-            unwanted = value()
-            return lambda row: _text(row.get(field)) != unwanted
-        raise QueryError(f"Unsupported operator {op!r} in the simulator's query subset")
-
-    def conjunction() -> Matcher:
-        parts = [atom()]
-        while keyword("AND"):
-            take()
-            parts.append(atom())
-        return lambda row: all(part(row) for part in parts)
-
-    def disjunction() -> Matcher:
-        parts = [conjunction()]
-        while keyword("OR"):
-            take()
-            parts.append(conjunction())
-        return lambda row: any(part(row) for part in parts)
-
-    matcher = disjunction()
-    if position != len(tokens):
-        raise QueryError(f"Invalid query: unexpected {tokens[position][1]!r}")
-    return matcher
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _ids_in(query: str) -> list[str] | None:
-    """The task ids a ``taskId = …`` / ``taskId IN (…)`` query names, so per-task faults hit
-    batched fetches too."""
-    match = re.search(r"\btaskId\s*(?:=\s*(.+?)(?:\s+AND\b|\s+OR\b|$)|IN\s*\(([^)]*)\))", query)
-    if match is None:
-        return None
-    raw = match.group(1) if match.group(1) is not None else match.group(2)
-    return [part.strip().strip("'\"") for part in raw.split(",") if part.strip()]
-
-
-def _free_text_matches(free_text: str, row: dict[str, Any]) -> bool:
-    """A small slice of ES query-string syntax: ``*``, words (anywhere) and ``field:value``."""
-    haystack = json.dumps(row).lower()
-    for token in free_text.split():
-        if token in ("*", "AND"):
-            continue
-        field, sep, wanted = token.partition(":")
-        if sep:
-            actual = _text(row.get(field))
-            wanted = wanted.strip("'\"")
-            if actual is None or (wanted != "*" and actual.lower() != wanted.lower()):
-                return False
-        elif token.lower() not in haystack:
-            return False
-    return True
 
 
 # -- what the demo, the CLI and the tests use ---------------------------------------------

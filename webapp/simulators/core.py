@@ -10,7 +10,10 @@ fault, whose delay the caller sets.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
+import json
+import random
 import threading
 import time
 from collections import Counter
@@ -18,7 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from enum import StrEnum
+from importlib import resources
 from typing import Any
+from typing import ParamSpec
 
 from flask import Blueprint
 from flask import Flask
@@ -140,8 +145,6 @@ class SimulatorState:
     """The tasks, faults, clock and call counts of one simulator. Thread-safe."""
 
     def __init__(self, clock: Clock | None = None, *, seed: int = 0) -> None:
-        import random
-
         self.clock = clock or Clock()
         self.tasks: dict[str, SimTask] = {}
         self.faults: list[FaultRule] = []
@@ -236,6 +239,22 @@ class SimulatorState:
 # -- the Flask side --------------------------------------------------------------------------
 
 ErrorRenderer = Callable[[Fault, str | None], Response]
+#: Where no upstream route lives: the endpoints that drive a simulator from outside.
+CONTROL_PREFIX = "/_control"
+
+
+def json_response(body: Any, status: int) -> Response:
+    """``body`` as JSON with ``status``: the shape of every upstream's error envelope."""
+    response = jsonify(body)
+    response.status_code = status
+    return response
+
+
+def read_seed(name: str) -> dict[str, Any]:
+    """The seed document's examples for one upstream (``seeds/<name>.json``)."""
+    text = resources.files("webapp.simulators").joinpath(f"seeds/{name}.json").read_text()
+    seeds: dict[str, Any] = json.loads(text)
+    return seeds
 
 
 def fault_response(
@@ -261,12 +280,89 @@ def fault_response(
     return response
 
 
-def control_blueprint(state: SimulatorState, status_key: str) -> Blueprint:
+class Refused(Exception):
+    """Raised by a route's scope: the upstream's own answer to a request it will not take."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+#: The task ids a request is about, from the route's arguments (``None``: any task).
+Scope = Callable[..., list[str] | None]
+#: A check before every upstream route: its refusal, or ``None`` to go on.
+Gate = Callable[[], Response | None]
+P = ParamSpec("P")
+
+
+def task_in_path(**view_args: Any) -> list[str] | None:
+    """The default scope: the ``task_id`` in the URL, if the route has one."""
+    task_id = view_args.get("task_id")
+    return None if task_id is None else [task_id]
+
+
+def any_task_after(check: Callable[[], object]) -> Scope:
+    """The scope of a request about no task in particular (a list page) that the upstream
+    validates first: ``check`` raises :class:`Refused` for a request it will not take."""
+
+    def scope(**view_args: Any) -> None:
+        check()
+        return None
+
+    return scope
+
+
+def simulated(
+    kind: str, scope: Scope = task_in_path
+) -> Callable[[Callable[P, Response]], Callable[P, Response]]:
+    """The prologue every upstream route shares, so the route itself states only its upstream.
+
+    The call is counted as ``kind`` (``/_control/stats``, the tests' call counts), then the
+    first matching fault rule answers instead of the route (:func:`fault_response`, with the
+    renderer given to :func:`new_simulator_app`). ``scope`` runs between the two: it names the
+    task ids the request is about, so a per-task fault hits a batched fetch too, and it may
+    raise :class:`Refused` for a request the upstream rejects before any fault could apply.
+    """
+
+    def decorate(view: Callable[P, Response]) -> Callable[P, Response]:
+        @functools.wraps(view)
+        def route(*args: P.args, **kwargs: P.kwargs) -> Response:
+            state = sim_state()
+            state.count(kind)
+            try:
+                task_ids = scope(**kwargs)
+            except Refused as refusal:
+                return refusal.response
+            faulty = fault_response(state, task_ids, current_app.config["SIMULATOR_FAULTS"])
+            return view(*args, **kwargs) if faulty is None else faulty
+
+        # Marks the route as having the prologue (the protocol tests find them by it).
+        route.counts_as = kind  # type: ignore[attr-defined]
+        return route
+
+    return decorate
+
+
+def before_upstream(app: Flask) -> Callable[[Gate], Gate]:
+    """Register ``gate`` to run before every request but the control API's (an upstream's
+    authentication, a gateway's throttle): it answers instead of the route, or ``None``."""
+
+    def register(gate: Gate) -> Gate:
+        def hook() -> Response | None:
+            return None if request.path.startswith(CONTROL_PREFIX) else gate()
+
+        app.before_request(hook)
+        return gate
+
+    return register
+
+
+def control_blueprint(state: SimulatorState) -> Blueprint:
     """``/_control``: drive a simulator running in another process (the demo, manual tests).
 
     Not part of any upstream API; it sits under a path no upstream uses.
     """
-    bp = Blueprint("control", __name__, url_prefix="/_control")
+    bp = Blueprint("control", __name__, url_prefix=CONTROL_PREFIX)
 
     @bp.post("/tasks")
     def add_task() -> Response:
@@ -324,12 +420,16 @@ def control_blueprint(state: SimulatorState, status_key: str) -> Blueprint:
     return bp
 
 
-def new_simulator_app(name: str, state: SimulatorState, status_key: str) -> Flask:
-    """A bare Flask app for one simulator, with the control endpoints mounted."""
+def new_simulator_app(name: str, state: SimulatorState, render_fault: ErrorRenderer) -> Flask:
+    """A bare Flask app for one simulator, with the control endpoints mounted.
+
+    ``render_fault`` writes a fault (401, 404, 429, 500) in this upstream's own error shape.
+    """
     app = Flask(f"taskdeck.simulators.{name}")
     app.config["SIMULATOR_STATE"] = state
+    app.config["SIMULATOR_FAULTS"] = render_fault
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.register_blueprint(control_blueprint(state, status_key))
+    app.register_blueprint(control_blueprint(state))
     return app
 
 
@@ -353,4 +453,5 @@ def demo_source_entry(
 
 def sim_state() -> SimulatorState:
     """The state of the simulator handling the current request."""
-    return current_app.config["SIMULATOR_STATE"]
+    state: SimulatorState = current_app.config["SIMULATOR_STATE"]
+    return state

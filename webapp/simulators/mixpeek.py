@@ -1,9 +1,8 @@
 """A Mixpeek tasks API on loopback (PROVIDERS.md section 2, seed 002).
 
 Faithful points: ``GET /v1/tasks/{task_id}`` answers a ``TaskResponse`` with no times;
-``POST /v1/tasks/list`` takes paging in the query string (``limit`` 1-1000, ``offset`` 0-10000,
-``cursor``, ``include_total``) and filters in the JSON body (``status``, ``task_type``,
-``filters``, ``sort``, ``search``), and bad parameters get FastAPI's 422 ``{detail: [...]}``;
+``POST /v1/tasks/list`` takes paging in the query string and filters in the JSON body, and bad
+parameters get FastAPI's 422 ``{detail: [...]}`` (:mod:`webapp.simulators.mixpeek_search`);
 ``DELETE /v1/tasks/{task_id}`` kills a task and succeeds whether or not the task exists.
 A missing or wrong bearer key gets the 401 envelope. Every authenticated answer carries
 ``X-RateLimit-*`` headers from a token bucket per key; an empty bucket answers 429
@@ -14,13 +13,10 @@ clock) is gone from Redis and answers 404 ``NotFoundError``. A failed task carri
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import re
 import threading
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from flask import Flask
@@ -31,52 +27,24 @@ from flask import request
 
 from webapp.simulators.core import Fault
 from webapp.simulators.core import Phase
+from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import any_task_after
+from webapp.simulators.core import before_upstream
 from webapp.simulators.core import demo_source_entry
-from webapp.simulators.core import fault_response
+from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
-from webapp.simulators.core import sim_state
+from webapp.simulators.core import read_seed
+from webapp.simulators.core import simulated
+from webapp.simulators.mixpeek_search import Invalid
+from webapp.simulators.mixpeek_search import ListRequest
 
 PREFIX = "/v1/tasks"
 #: The enum docstring's four terminal words, plus SKIPPED and ARCHIVED, which never move on.
 TERMINAL = frozenset(
     {"COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED", "SKIPPED", "ARCHIVED"}
 )
-#: TaskStatusEnum (openapi 0.81: the seed's list plus COMPLETED_WITH_ERRORS).
-STATUS_WORDS = (
-    "PENDING",
-    "IN_PROGRESS",
-    "PROCESSING",
-    "COMPLETED",
-    "COMPLETED_WITH_ERRORS",
-    "FAILED",
-    "CANCELED",
-    "UNKNOWN",
-    "SKIPPED",
-    "DRAFT",
-    "ACTIVE",
-    "ARCHIVED",
-    "SUSPENDED",
-)
-#: TaskType values beyond the seed's list (python-sdk ``TaskType.md``; ``plugin_custom`` from
-#: PROVIDERS.md 2.3), so a list filter on any of them is accepted.
-_MORE_TASK_TYPES = (
-    "api_namespaces_delete",
-    "api_namespaces_migrations_run",
-    "api_collections_documents_create",
-    "api_collections_extraction_artifacts",
-    "api_evaluations_run",
-    "api_evaluations_dataset_create",
-    "api_retrievers_publish",
-    "video_segment",
-    "audio_segment",
-    "plugin_custom",
-)
-LIMIT_RANGE = (1, 1000)
-OFFSET_RANGE = (0, 10_000)
-#: Page size when ``limit`` is not given (not documented; 10 is FastAPI-typical).
-DEFAULT_LIMIT = 10
 #: Redis keeps a task about a day (TaskModel docstring, ``processing/tasks.mdx``).
 DEFAULT_TTL_SECONDS = 86_400.0
 #: Pro tier: 600 requests per minute (``operations/rate-limits-quotas.mdx``).
@@ -86,11 +54,7 @@ DEFAULT_RATE_WINDOW = 60.0
 
 def seed_examples() -> dict[str, Any]:
     """The seed document's examples (``seeds/mixpeek.json``)."""
-    text = resources.files("webapp.simulators").joinpath("seeds/mixpeek.json").read_text()
-    return json.loads(text)
-
-
-TASK_TYPES: tuple[str, ...] = tuple(seed_examples()["task_types"]) + _MORE_TASK_TYPES
+    return read_seed("mixpeek")
 
 
 def load_seed_tasks(state: SimulatorState) -> list[str]:
@@ -146,15 +110,8 @@ def error_envelope(
 ) -> Response:
     """The documented ``ErrorResponse``: ``{success: false, status, error: {type, message,
     details}}``."""
-    response = jsonify(
-        {
-            "success": False,
-            "status": status,
-            "error": {"message": message, "type": error_type, "details": details},
-        }
-    )
-    response.status_code = status
-    return response
+    error = {"message": message, "type": error_type, "details": details}
+    return json_response({"success": False, "status": status, "error": error}, status)
 
 
 def not_found(task_id: str | None) -> Response:
@@ -165,9 +122,7 @@ def not_found(task_id: str | None) -> Response:
 
 def validation_error(problems: list[dict[str, Any]]) -> Response:
     """FastAPI's ``HTTPValidationError`` (the shape the openapi declares for 422)."""
-    response = jsonify({"detail": problems})
-    response.status_code = 422
-    return response
+    return json_response({"detail": problems}, 422)
 
 
 def too_many_requests(limit: int, window: float, retry_after: int) -> Response:
@@ -268,7 +223,7 @@ def create_app(
 
     ``rate_limit`` requests per ``rate_window`` seconds per key; tasks ``ttl_seconds`` old 404.
     """
-    app = new_simulator_app("mixpeek", state, "status")
+    app = new_simulator_app("mixpeek", state, render_fault)
     bucket = TokenBucket(rate_limit, rate_window)
 
     def expired(task: SimTask, now: float) -> bool:
@@ -280,10 +235,8 @@ def create_app(
             return None
         return task
 
-    @app.before_request
+    @before_upstream(app)
     def check_access() -> Response | None:
-        if request.path.startswith("/_control"):
-            return None
         header = request.headers.get("Authorization", "")
         scheme, _, presented = header.partition(" ")
         if api_key is not None:
@@ -316,76 +269,46 @@ def create_app(
         return error_envelope(405, "MethodNotAllowedError", "Method Not Allowed")
 
     @app.post(f"{PREFIX}/list")
+    @simulated("list", scope=any_task_after(list_request))
     def list_tasks() -> Response:
-        sim = sim_state()
-        sim.count("list")
-        paging, problems = _paging(request.args)
-        body, body_problems = _list_body()
-        problems += body_problems
-        if problems:
-            return validation_error(problems)
-        faulty = fault_response(sim, None, render_fault)
-        if faulty is not None:
-            return faulty
-        if paging["cursor"] is not None:
-            start = _decode_cursor(paging["cursor"])
-            if start is None:
-                return error_envelope(400, "BadRequestError", "Invalid pagination cursor")
-        else:
-            start = paging["offset"]
-        now = sim.clock.now()
-        rows = [
-            (task, document(task, now)) for task in sim.visible_tasks() if not expired(task, now)
-        ]
+        query = list_request()
+        start = query.start()
+        if start is None:
+            return error_envelope(400, "BadRequestError", "Invalid pagination cursor")
+        now = state.clock.now()
+        tasks = [task for task in state.visible_tasks() if not expired(task, now)]
         try:
-            rows = [row for row in rows if _matches(body, row[1])]
-        except _BadFilter as exc:
-            return validation_error([exc.problem])
-        rows = _sort(rows, body.get("sort"))
-        limit = paging["limit"]
-        page = rows[start : start + limit]
-        more = start + limit < len(rows)
-        pagination: dict[str, Any] = {
-            "total": None,
-            "page": start // limit + 1,
-            "page_size": limit,
-            "total_pages": None,
-            "next_page": None,
-            "previous_page": None,
-            "next_cursor": _encode_cursor(start + limit) if more else None,
-        }
-        if paging["include_total"]:
-            pagination["total"] = len(rows)
-            pagination["total_pages"] = math.ceil(len(rows) / limit)
-        return jsonify({"results": [doc for _, doc in page], "pagination": pagination})
+            return jsonify(query.page([(task, document(task, now)) for task in tasks], start))
+        except Invalid as exc:
+            return validation_error(exc.problems)
 
     @app.get(f"{PREFIX}/<path:task_id>")
+    @simulated("get")
     def get_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("get")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
         task = live_task(task_id)
         if task is None:
             return not_found(task_id)
-        return jsonify(document(task, sim.clock.now()))
+        return jsonify(document(task, state.clock.now()))
 
     @app.delete(f"{PREFIX}/<path:task_id>")
+    @simulated("delete")
     def kill_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("delete")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
         task = live_task(task_id)
         if task is not None:
-            with sim.lock:
-                _kill(task, sim.clock.now())
+            with state.lock:
+                _kill(task, state.clock.now())
         # Idempotent: the same answer for a missing or already finished task.
         return jsonify({"message": "Successfully deleted", "success": True})
 
     return app
+
+
+def list_request() -> ListRequest:
+    """The list request; one FastAPI would refuse is a 422 before anything else happens."""
+    try:
+        return ListRequest.parse(request.args, request.get_data())
+    except Invalid as exc:
+        raise Refused(validation_error(exc.problems)) from None
 
 
 def _kill(task: SimTask, now: float) -> None:
@@ -416,340 +339,6 @@ def _complete_429_details(response: Response, bucket: TokenBucket) -> None:
         details["retry_after"] = int(float(retry_after))
     body["error"]["details"] = details
     response.set_data(json.dumps(body))
-
-
-# -- request validation (FastAPI/pydantic v2 wording) --------------------------------------------
-
-
-def _paging(args: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    problems: list[dict[str, Any]] = []
-    limit = _int_param(args, "limit", LIMIT_RANGE, problems)
-    offset = _int_param(args, "offset", OFFSET_RANGE, problems)
-    include_total = False
-    raw_total = args.get("include_total")
-    if raw_total is not None:
-        lowered = raw_total.strip().lower()
-        if lowered in ("true", "1", "yes", "on", "t", "y"):
-            include_total = True
-        elif lowered not in ("false", "0", "no", "off", "f", "n"):
-            problems.append(
-                {
-                    "type": "bool_parsing",
-                    "loc": ["query", "include_total"],
-                    "msg": "Input should be a valid boolean, unable to interpret input",
-                    "input": raw_total,
-                }
-            )
-    paging = {
-        "limit": DEFAULT_LIMIT if limit is None else limit,
-        "offset": 0 if offset is None else offset,
-        "cursor": args.get("cursor"),
-        "include_total": include_total,
-    }
-    return paging, problems
-
-
-def _int_param(
-    args: Any, name: str, bounds: tuple[int, int], problems: list[dict[str, Any]]
-) -> int | None:
-    raw = args.get(name)
-    if raw is None:
-        return None
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        problems.append(
-            {
-                "type": "int_parsing",
-                "loc": ["query", name],
-                "msg": "Input should be a valid integer, unable to parse string as an integer",
-                "input": raw,
-            }
-        )
-        return None
-    low, high = bounds
-    if value < low:
-        problems.append(
-            {
-                "type": "greater_than_equal",
-                "loc": ["query", name],
-                "msg": f"Input should be greater than or equal to {low}",
-                "input": raw,
-                "ctx": {"ge": low},
-            }
-        )
-    elif value > high:
-        problems.append(
-            {
-                "type": "less_than_equal",
-                "loc": ["query", name],
-                "msg": f"Input should be less than or equal to {high}",
-                "input": raw,
-                "ctx": {"le": high},
-            }
-        )
-    return value
-
-
-def _list_body() -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The ``ListTasksRequest`` body (all fields optional; an empty body is ``{}``)."""
-    if not request.get_data():
-        return {}, []
-    try:
-        body = json.loads(request.get_data())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        return {}, [
-            {
-                "type": "json_invalid",
-                "loc": ["body", getattr(exc, "pos", 0)],
-                "msg": "JSON decode error",
-                "input": {},
-                "ctx": {"error": getattr(exc, "msg", str(exc))},
-            }
-        ]
-    if body is None:
-        return {}, []
-    if not isinstance(body, dict):
-        return {}, [
-            {
-                "type": "model_attributes_type",
-                "loc": ["body"],
-                "msg": "Input should be a valid dictionary or object to extract fields from",
-                "input": body,
-            }
-        ]
-    problems: list[dict[str, Any]] = []
-    status = body.get("status")
-    if status is not None and status not in STATUS_WORDS:
-        problems.append(_enum_problem("status", status, STATUS_WORDS))
-    task_type = body.get("task_type")
-    if task_type is not None:
-        # The enum values are lower case; the docs' list examples use the upper-case names.
-        # Which the server takes is unverified (PROVIDERS.md gaps), so both are accepted.
-        if not isinstance(task_type, str) or task_type.lower() not in TASK_TYPES:
-            problems.append(_enum_problem("task_type", task_type, TASK_TYPES))
-        else:
-            body["task_type"] = task_type.lower()
-    search = body.get("search")
-    if search is not None and not isinstance(search, str):
-        problems.append(
-            {
-                "type": "string_type",
-                "loc": ["body", "search"],
-                "msg": "Input should be a valid string",
-                "input": search,
-            }
-        )
-    sort = body.get("sort")
-    if sort is not None:
-        if not isinstance(sort, dict) or not isinstance(sort.get("field"), str):
-            problems.append(
-                {
-                    "type": "missing",
-                    "loc": ["body", "sort", "field"],
-                    "msg": "Field required",
-                    "input": sort,
-                }
-            )
-        elif sort.get("direction", "asc") not in ("asc", "desc"):
-            problems.append(_enum_problem("sort.direction", sort.get("direction"), ("asc", "desc")))
-    filters = body.get("filters")
-    if filters is not None and not isinstance(filters, dict):
-        problems.append(
-            {
-                "type": "model_attributes_type",
-                "loc": ["body", "filters"],
-                "msg": "Input should be a valid dictionary or object to extract fields from",
-                "input": filters,
-            }
-        )
-    return body, problems
-
-
-def _enum_problem(name: str, value: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
-    expected = ", ".join(f"'{word}'" for word in allowed[:-1]) + f" or '{allowed[-1]}'"
-    return {
-        "type": "enum",
-        "loc": ["body", *name.split(".")],
-        "msg": f"Input should be {expected}",
-        "input": value,
-        "ctx": {"expected": expected},
-    }
-
-
-# -- filtering and sorting -----------------------------------------------------------------------
-
-
-class _BadFilter(Exception):
-    def __init__(self, problem: dict[str, Any]) -> None:
-        super().__init__(problem["msg"])
-        self.problem = problem
-
-
-_OPERATORS = (
-    "eq", "ne", "gt", "lt", "gte", "lte", "in", "nin", "contains", "starts_with", "ends_with",
-    "regex", "exists", "is_null", "text",
-)  # fmt: skip
-
-
-_SEARCHED_FIELDS = ("task_id", "task_type", "description", "inputs", "outputs", "additional_data")
-
-
-def _matches(body: dict[str, Any], doc: dict[str, Any]) -> bool:
-    if body.get("status") is not None and doc.get("status") != body["status"]:
-        return False
-    if body.get("task_type") is not None and doc.get("task_type") != body["task_type"]:
-        return False
-    search = body.get("search")
-    if search:
-        # Which fields the search term looks at is undocumented; ids, type, description and
-        # the inputs/outputs/additional_data text is the useful guess.
-        haystack = " ".join(
-            value if isinstance(value, str) else json.dumps(value, default=str)
-            for value in (doc.get(key) for key in _SEARCHED_FIELDS)
-        ).lower()
-        if search.lower() not in haystack:
-            return False
-    filters = body.get("filters")
-    return not filters or _logical(filters, doc, bool(filters.get("case_sensitive", False)))
-
-
-def _logical(node: dict[str, Any], doc: dict[str, Any], case_sensitive: bool) -> bool:
-    """``LogicalOperator``: AND/OR/NOT lists of conditions or nested operators, or the
-    ``{"field": value}`` equality shorthand."""
-    results: list[bool] = []
-    for key, value in node.items():
-        if key == "case_sensitive":
-            continue
-        if key in ("AND", "OR", "NOT"):
-            if not isinstance(value, list):
-                raise _BadFilter(
-                    {
-                        "type": "list_type",
-                        "loc": ["body", "filters", key],
-                        "msg": "Input should be a valid list",
-                        "input": value,
-                    }
-                )
-            parts = [_condition(item, doc, case_sensitive) for item in value]
-            if key == "AND":
-                results.append(all(parts))
-            elif key == "OR":
-                results.append(any(parts))
-            else:
-                results.append(not any(parts))
-        else:
-            results.append(_compare("eq", _lookup(doc, key), value, case_sensitive))
-    return all(results)
-
-
-def _condition(item: Any, doc: dict[str, Any], case_sensitive: bool) -> bool:
-    if isinstance(item, dict) and "field" in item:
-        operator = item.get("operator", "eq")
-        if operator not in _OPERATORS:
-            raise _BadFilter(_enum_problem("filters.operator", operator, _OPERATORS))
-        return _compare(operator, _lookup(doc, item["field"]), item.get("value"), case_sensitive)
-    if isinstance(item, dict):
-        return _logical(item, doc, case_sensitive)
-    raise _BadFilter(
-        {
-            "type": "model_attributes_type",
-            "loc": ["body", "filters"],
-            "msg": "Input should be a valid dictionary or object to extract fields from",
-            "input": item,
-        }
-    )
-
-
-_MISSING = object()
-
-
-def _lookup(doc: dict[str, Any], path: str) -> Any:
-    value: Any = doc
-    for part in str(path).split("."):
-        if not isinstance(value, dict) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
-
-
-def _compare(operator: str, actual: Any, wanted: Any, case_sensitive: bool) -> bool:
-    expected = True if wanted is None else bool(wanted)
-    if operator == "exists":
-        return (actual is not _MISSING) == expected
-    if operator == "is_null":
-        return (actual is _MISSING or actual is None) == expected
-    if actual is _MISSING:
-        return operator in ("ne", "nin")
-
-    def fold(value: Any) -> Any:
-        return value.lower() if isinstance(value, str) and not case_sensitive else value
-
-    a, w = fold(actual), fold(wanted)
-    if operator == "eq":
-        return a == w or (isinstance(a, list) and w in [fold(x) for x in a])
-    if operator == "ne":
-        return a != w
-    if operator in ("in", "nin"):
-        found = isinstance(wanted, list) and a in [fold(x) for x in wanted]
-        return found if operator == "in" else not found
-    if operator in ("contains", "text"):
-        if isinstance(a, list):
-            return w in [fold(x) for x in a]
-        return isinstance(a, str) and isinstance(w, str) and w in a
-    if operator == "starts_with":
-        return isinstance(a, str) and isinstance(w, str) and a.startswith(w)
-    if operator == "ends_with":
-        return isinstance(a, str) and isinstance(w, str) and a.endswith(w)
-    if operator == "regex":
-        flags = 0 if case_sensitive else re.IGNORECASE
-        return isinstance(actual, str) and re.search(str(wanted), actual, flags) is not None
-    try:
-        if operator == "gt":
-            return a > w
-        if operator == "lt":
-            return a < w
-        if operator == "gte":
-            return a >= w
-        return a <= w
-    except TypeError:
-        return False
-
-
-def _sort(
-    rows: list[tuple[SimTask, dict[str, Any]]], sort: dict[str, Any] | None
-) -> list[tuple[SimTask, dict[str, Any]]]:
-    """Default ``created_at`` ascending (the SortOption default direction is ``asc``)."""
-    field = (sort or {}).get("field", "created_at")
-    reverse = (sort or {}).get("direction", "asc") == "desc"
-
-    def key(row: tuple[SimTask, dict[str, Any]]) -> tuple[int, str, float]:
-        task, doc = row
-        if field == "created_at":
-            # Not in the TaskResponse, but the server keeps it (the sort examples use it).
-            return (0, "", task.started_at)
-        value = _lookup(doc, field)
-        if value is _MISSING or value is None:
-            return (1, "", task.started_at)
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            return (0, f"{value:030.6f}", task.started_at)
-        return (0, json.dumps(value, default=str) if not isinstance(value, str) else value, 0.0)
-
-    return sorted(rows, key=key, reverse=reverse)
-
-
-def _encode_cursor(position: int) -> str:
-    raw = json.dumps({"o": position}).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> int | None:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        position = json.loads(raw)["o"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return position if isinstance(position, int) and position >= 0 else None
 
 
 # -- what the demo, the CLI and the tests use ---------------------------------------------------

@@ -32,12 +32,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import math
 import uuid
 from collections import deque
 from datetime import datetime
-from importlib import resources
 from typing import Any
 from urllib.parse import quote
 from urllib.parse import urlsplit
@@ -49,13 +47,18 @@ from flask import jsonify
 from flask import request
 from werkzeug.exceptions import NotFound
 
+from webapp.simulators.core import CONTROL_PREFIX
 from webapp.simulators.core import Fault
+from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import any_task_after
+from webapp.simulators.core import before_upstream
 from webapp.simulators.core import demo_source_entry
-from webapp.simulators.core import fault_response
+from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
-from webapp.simulators.core import sim_state
+from webapp.simulators.core import read_seed
+from webapp.simulators.core import simulated
 
 PREFIX = "/api/v1/tasks"
 SUCCEEDED = frozenset({"completed", "complete"})
@@ -66,8 +69,7 @@ DEFAULT_LIST_LIMIT = 20
 
 def seed_examples() -> dict[str, Any]:
     """The seed document's example answer (``seeds/nclue.json``)."""
-    text = resources.files("webapp.simulators").joinpath("seeds/nclue.json").read_text()
-    return json.loads(text)
+    return read_seed("nclue")
 
 
 def load_seed_tasks(state: SimulatorState) -> list[str]:
@@ -124,18 +126,14 @@ def gateway_error(status: int, code: str, message: str, details: str | None = No
     error: dict[str, Any] = {"errorCode": code, "message": message}
     if details:
         error["details"] = details
-    response = jsonify({"error": error})
-    response.status_code = status
-    return response
+    return json_response({"error": error}, status)
 
 
 def nclue_error(status: int, message: str, code: int | None = None) -> Response:
     """NCLUE's own error (shape unverified): ``{"code": 10100, "message": "ACCESS_DENIED"}``."""
     body: dict[str, Any] = {} if code is None else {"code": code}
     body["message"] = message
-    response = jsonify(body)
-    response.status_code = status
-    return response
+    return json_response(body, status)
 
 
 def authentication_failed(details: str | None = None) -> Response:
@@ -257,14 +255,12 @@ def create_app(
     ``rate_limit_per_second`` turns the gateway throttle on. ``timezone`` is the zone of the
     zone-less times the simulator writes.
     """
-    app = new_simulator_app(PROVIDER, state, "status")
+    app = new_simulator_app(PROVIDER, state, render_fault)
     zone = ZoneInfo(timezone)
     throttle = Throttle(rate_limit_per_second) if rate_limit_per_second else None
 
-    @app.before_request
+    @before_upstream(app)
     def gateway() -> Response | None:
-        if request.path.startswith("/_control"):
-            return None
         rejected = check_signature(state, access_key, secret_key, max_skew_seconds)
         if rejected is not None:
             return rejected
@@ -278,27 +274,17 @@ def create_app(
     @app.errorhandler(404)
     def no_such_resource(error: NotFound) -> Response | NotFound:
         # A path the gateway has no route for (not an unknown task: NCLUE answers those).
-        if request.path.startswith("/_control"):
+        if request.path.startswith(CONTROL_PREFIX):
             return error
         return gateway_error(404, "300", "Not Found Exception")
 
     @app.get(PREFIX)
+    @simulated("list", scope=any_task_after(list_window))
     def list_tasks() -> Response:
-        sim = sim_state()
-        sim.count("list")
-        try:
-            index = int(request.args.get("index", 0))
-            limit = int(request.args.get("limit", DEFAULT_LIST_LIMIT))
-        except ValueError:
-            return nclue_error(400, "index and limit must be integers")
-        if index < 0 or not 1 <= limit <= MAX_LIST_LIMIT:
-            return nclue_error(400, f"index must be >= 0 and limit between 1 and {MAX_LIST_LIMIT}")
-        faulty = fault_response(sim, None, render_fault)
-        if faulty is not None:
-            return faulty
-        now = sim.clock.now()
+        index, limit = list_window()
+        now = state.clock.now()
         # Newest first; among tasks created at the same instant, the one added last.
-        tasks = list(reversed(sim.visible_tasks()))
+        tasks = list(reversed(state.visible_tasks()))
         tasks.sort(key=lambda task: task.started_at, reverse=True)
         page = tasks[index : index + limit]
         return jsonify(
@@ -311,31 +297,37 @@ def create_app(
         )
 
     @app.get(f"{PREFIX}/<path:task_id>")
+    @simulated("get")
     def get_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("get")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
-        task = sim.get(task_id)
+        task = state.get(task_id)
         if task is None:
             return nclue_error(404, "TASK_NOT_FOUND")
-        return jsonify(document(task, sim.clock.now(), zone))
+        return jsonify(document(task, state.clock.now(), zone))
 
     @app.delete(f"{PREFIX}/<path:task_id>")
+    @simulated("delete")
     def delete_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("delete")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
-        task = sim.get(task_id)
+        task = state.get(task_id)
         if task is None:
             return nclue_error(404, "TASK_NOT_FOUND")
         task.gone = True
         return Response(status=204)
 
     return app
+
+
+def list_window() -> tuple[int, int]:
+    """``index`` and ``limit`` of a list request; NCLUE refuses bad ones before anything else."""
+    try:
+        index = int(request.args.get("index", 0))
+        limit = int(request.args.get("limit", DEFAULT_LIST_LIMIT))
+    except ValueError:
+        raise Refused(nclue_error(400, "index and limit must be integers")) from None
+    if index < 0 or not 1 <= limit <= MAX_LIST_LIMIT:
+        raise Refused(
+            nclue_error(400, f"index must be >= 0 and limit between 1 and {MAX_LIST_LIMIT}")
+        )
+    return index, limit
 
 
 # -- what the demo, the CLI and the tests use ---------------------------------------------

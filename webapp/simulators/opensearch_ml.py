@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from importlib import resources
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
@@ -22,12 +22,16 @@ from flask import request
 from webapp.simulators.core import Fault
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
+from webapp.simulators.core import before_upstream
 from webapp.simulators.core import demo_source_entry
-from webapp.simulators.core import fault_response
+from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
-from webapp.simulators.core import sim_state
+from webapp.simulators.core import read_seed
+from webapp.simulators.core import simulated
 
 PREFIX = "/_plugins/_ml/tasks"
+#: The query of a search that names none.
+MATCH_ALL: dict[str, Any] = {"match_all": {}}
 TERMINAL = frozenset(
     {"COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"}
 )
@@ -35,8 +39,7 @@ TERMINAL = frozenset(
 
 def seed_examples() -> dict[str, Any]:
     """The seed documents' example answers (``seeds/opensearch_ml.json``)."""
-    text = resources.files("webapp.simulators").joinpath("seeds/opensearch_ml.json").read_text()
-    return json.loads(text)
+    return read_seed("opensearch_ml")
 
 
 def load_seed_tasks(state: SimulatorState) -> list[str]:
@@ -95,9 +98,7 @@ def error_envelope(status: int, error_type: str, reason: str) -> Response:
         },
         "status": status,
     }
-    response = jsonify(body)
-    response.status_code = status
-    return response
+    return json_response(body, status)
 
 
 def unauthorized() -> Response:
@@ -132,12 +133,10 @@ def create_app(
     multi_tenant: bool = False,
 ) -> Flask:
     """The simulator app. With ``username`` set, basic auth is enforced."""
-    app = new_simulator_app("opensearch_ml", state, "state")
+    app = new_simulator_app("opensearch_ml", state, render_fault)
 
-    @app.before_request
+    @before_upstream(app)
     def check_access() -> Response | None:
-        if request.path.startswith("/_control"):
-            return None
         if username is not None and not _basic_auth_ok(username, password or ""):
             return unauthorized()
         if multi_tenant and not request.headers.get("x-tenant-id"):
@@ -147,21 +146,13 @@ def create_app(
         return None
 
     @app.route(f"{PREFIX}/_search", methods=["GET", "POST"])
+    @simulated("search", scope=lambda: _ids_in(_search_body().get("query", MATCH_ALL)))
     def search_tasks() -> Response:
-        sim = sim_state()
-        sim.count("search")
-        body = request.get_json(silent=True) if request.data else None
-        if body is None and request.args.get("source"):
-            body = json.loads(request.args["source"])
-        body = body or {}
-        query = body.get("query", {"match_all": {}})
-        candidate_ids = _ids_in(query)
-        faulty = fault_response(sim, candidate_ids, render_fault)
-        if faulty is not None:
-            return faulty
-        now = sim.clock.now()
+        body = _search_body()
+        query = body.get("query", MATCH_ALL)
+        now = state.clock.now()
         hits = []
-        for task in sim.visible_tasks():
+        for task in state.visible_tasks():
             doc = document(task, now)
             if _matches(query, task.task_id, doc):
                 hits.append((task, doc))
@@ -194,18 +185,22 @@ def create_app(
         )
 
     @app.get(f"{PREFIX}/<path:task_id>")
+    @simulated("get")
     def get_task(task_id: str) -> Response:
-        sim = sim_state()
-        sim.count("get")
-        faulty = fault_response(sim, [task_id], render_fault)
-        if faulty is not None:
-            return faulty
-        task = sim.get(task_id)
+        task = state.get(task_id)
         if task is None:
             return error_envelope(404, "status_exception", "Failed to find task")
-        return jsonify(document(task, sim.clock.now()))
+        return jsonify(document(task, state.clock.now()))
 
     return app
+
+
+def _search_body() -> dict[str, Any]:
+    """The search request's query DSL: the JSON body, else the ``source`` parameter."""
+    body = request.get_json(silent=True) if request.data else None
+    if body is None and request.args.get("source"):
+        body = json.loads(request.args["source"])
+    return body or {}
 
 
 def _basic_auth_ok(username: str, password: str) -> bool:
@@ -297,12 +292,13 @@ def _sort(
         else:
             ((name, spec),) = clause.items()
             order = spec.get("order", "asc") if isinstance(spec, dict) else spec
-        hits = sorted(
-            hits,
-            key=lambda h, n=name: (h[1].get(n) is None, h[1].get(n) or 0),
-            reverse=order == "desc",
-        )
+        hits = sorted(hits, key=_by_field(name), reverse=order == "desc")
     return hits
+
+
+def _by_field(name: str) -> Callable[[tuple[SimTask, dict[str, Any]]], tuple[bool, Any]]:
+    """A sort key on one ``_source`` field; documents without it go last."""
+    return lambda hit: (hit[1].get(name) is None, hit[1].get(name) or 0)
 
 
 # -- what the demo, the CLI and the tests use ---------------------------------------------
