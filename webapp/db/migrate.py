@@ -111,8 +111,8 @@ def state(connection: sa.Connection) -> SchemaState:
     return SchemaState(current, head(), has_tables)
 
 
-def upgrade(engine: sa.Engine) -> tuple[SchemaState, SchemaState]:
-    """Bring the database to the head revision; where it stood before and after.
+def upgrade(engine: sa.Engine, target: str = "head") -> tuple[SchemaState, SchemaState]:
+    """Bring the database to the ``target`` revision; where it stood before and after.
 
     A database made before migrations runs the first revision, which adopts its tables (see
     ``migrations/versions/0001_release_baseline.py``). Raises :class:`CommandError` when the
@@ -120,7 +120,7 @@ def upgrade(engine: sa.Engine) -> tuple[SchemaState, SchemaState]:
     """
     with _locked(engine) as connection:
         before = state(connection)
-        command.upgrade(alembic_config(connection), "head")
+        command.upgrade(alembic_config(connection), target)
         after = state(connection)
         if before != after and connection.dialect.name == "sqlite":
             # Migrations run with foreign keys off (SQLite rebuilds a table to alter it, and
