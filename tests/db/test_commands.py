@@ -220,3 +220,14 @@ def test_two_processes_upgrading_at_once_upgrade_once(
         f"database schema at {head} (head): nothing to upgrade",
         f"database schema upgraded from empty to {head}",
     ]
+
+
+def test_the_upgrade_leaves_sqlite_connections_as_the_app_sets_them(app):
+    """The upgrade turns foreign keys off and waits longer on its own connection; the pool
+    hands that connection out again afterwards, with the app's settings back."""
+    from webapp.db.models import db
+
+    with app.app_context():
+        assert db.engine.pool.checkedin() == 1  # the one the upgrade used
+        assert db.session.execute(sa.text("PRAGMA foreign_keys")).scalar() == 1
+        assert db.session.execute(sa.text("PRAGMA busy_timeout")).scalar() == 10000

@@ -123,8 +123,7 @@ def upgrade(engine: sa.Engine, target: str = "head") -> tuple[SchemaState, Schem
         command.upgrade(alembic_config(connection), target)
         after = state(connection)
         if before != after and connection.dialect.name == "sqlite":
-            # Migrations run with foreign keys off (SQLite rebuilds a table to alter it, and
-            # dropping the old copy must not cascade), so check what they left.
+            # Migrations run with foreign keys off (see _sqlite_immediate): check what they left.
             broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
             if broken:
                 raise CommandError(f"the upgrade broke {len(broken)} foreign keys: rolled back")
@@ -142,7 +141,7 @@ def new_revision(engine: sa.Engine, message: str) -> str:
             alembic_config(connection),
             message=message,
             autogenerate=True,
-            rev_id=f"{int(head()) + 1:04d}",
+            rev_id=f"{int(head()) + 1:04d}" if head().isdigit() else None,
         )
     assert script is not None and not isinstance(script, list)
     return str(script.path)
@@ -160,25 +159,43 @@ def _locked(engine: sa.Engine) -> Iterator[sa.Connection]:
                 )
                 yield connection
             return
-        driver = connection.connection.driver_connection
-        assert driver is not None
-        # This connection leaves the pool afterwards (invalidate), so its settings need no undo.
+        with _sqlite_immediate(connection):
+            yield connection
+
+
+@contextlib.contextmanager
+def _sqlite_immediate(connection: sa.Connection) -> Iterator[None]:
+    """``BEGIN IMMEDIATE`` on this connection, with foreign keys off, then its settings back."""
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    saved = {
+        pragma: connection.exec_driver_sql(f"PRAGMA {pragma}").scalar()
+        for pragma in ("foreign_keys", "busy_timeout")
+    }
+    isolation_level = driver.isolation_level
+    # Python's sqlite3 would begin a deferred transaction on its own: say BEGIN here.
+    driver.isolation_level = None
+    try:
+        # Migrations run with foreign keys off: SQLite alters a table by copying it, and
+        # dropping the old copy must not cascade. (The pragma is ignored inside a transaction.)
+        connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={UPGRADE_WAIT_MS}")
+        # IMMEDIATE takes the write lock now, before the revision is read: a second process
+        # waits here until the first one has committed, then finds nothing left to do.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
         try:
-            # Python's sqlite3 would begin a deferred transaction on its own: say BEGIN here.
-            driver.isolation_level = None
-            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            connection.exec_driver_sql(f"PRAGMA busy_timeout={UPGRADE_WAIT_MS}")
-            # IMMEDIATE takes the write lock now, before reading the revision: a second process
-            # waits here until the first one has committed, then finds nothing left to do.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                connection.rollback()
-                raise
-            connection.commit()
-        finally:
-            connection.invalidate()
+            yield
+        except BaseException:
+            connection.rollback()
+            raise
+        connection.commit()
+    finally:
+        if connection.in_transaction():  # BEGIN itself failed
+            connection.rollback()
+        for pragma, value in saved.items():
+            connection.exec_driver_sql(f"PRAGMA {pragma}={int(value or 0)}")
+        connection.commit()
+        driver.isolation_level = isolation_level
 
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:

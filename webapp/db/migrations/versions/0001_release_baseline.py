@@ -356,11 +356,12 @@ def _normalized(sql: str | None) -> str:
 
 
 def _upgrade_sqlite(bind: sa.Connection) -> None:
-    existing = dict(
-        bind.exec_driver_sql(
+    existing: dict[str, str | None] = {
+        name: sql
+        for name, sql in bind.exec_driver_sql(
             "SELECT name, sql FROM sqlite_master WHERE type IN ('table', 'trigger', 'index')"
-        ).all()
-    )
+        )
+    }
     for group, fill in ((FTS, FTS_FILL), (COUNTS, COUNTS_FILL), (LABELS, LABELS_FILL)):
         if any(_normalized(existing.get(name)) != sql for name, sql in group.items()):
             _drop(bind, group)
