@@ -198,6 +198,20 @@ def _sqlite_immediate(connection: sa.Connection) -> Iterator[None]:
         driver.isolation_level = isolation_level
 
 
+#: What the task list keeps beside the models (webapp.listing): migrations create these, the
+#: models do not declare them.
+_UNMODELLED = frozenset(
+    {
+        search.FTS_TABLE,
+        list_schema.COUNTS_TABLE,
+        list_schema.LABELS_TABLE,
+        search.PG_SEARCH_INDEX,
+        search.PG_LABELS_INDEX,
+        *list_schema.INDEXES,
+    }
+)
+
+
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Autogenerate's filter: leave alone what the task list keeps beside the models (tables
     filled by triggers, FTS5's own tables, indexes over expressions), which migrations create
@@ -233,15 +247,3 @@ def _without_order(index: sa.Index) -> list[str]:
         text = element.name if isinstance(element, sa.Column) else str(element)
         names.append(re.sub(r"\s+(ASC|DESC)$", "", text.strip(), flags=re.IGNORECASE))
     return names
-
-
-_UNMODELLED = frozenset(
-    {
-        search.FTS_TABLE,
-        list_schema.COUNTS_TABLE,
-        list_schema.LABELS_TABLE,
-        search.PG_SEARCH_INDEX,
-        search.PG_LABELS_INDEX,
-        *list_schema.INDEXES,
-    }
-)

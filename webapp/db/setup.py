@@ -62,7 +62,7 @@ def upgrade_database(app: Flask) -> tuple[migrate.SchemaState, migrate.SchemaSta
 
 def open_database(app: Flask) -> None:
     """Check the schema is at the head revision and load the sources added in the UI; once per
-    app, and cheap (one connection, one small query).
+    app, and cheap (one connection, two small queries).
 
     Raises :class:`ConfigError` with one line when the database needs ``taskdeck db upgrade``.
     """
