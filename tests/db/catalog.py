@@ -1,6 +1,7 @@
 """A database's schema as plain data, for comparing two databases (or one with a snapshot).
 
-SQLite: every ``sqlite_master`` row with its SQL, as stored. PostgreSQL: the
+SQLite: every ``sqlite_master`` row with its SQL (runs of whitespace as one space, which is
+all SQLAlchemy's formatting of a ``CREATE TABLE`` may change). PostgreSQL: the
 catalog's columns, constraints, indexes, sequences and triggers of the ``public`` schema. Both
 leave out Alembic's own ``alembic_version`` table.
 """
@@ -14,6 +15,10 @@ import sqlalchemy as sa
 VERSION_TABLE = "alembic_version"
 
 
+def _spaced(sql: str | None) -> str | None:
+    return None if sql is None else " ".join(sql.split())
+
+
 def describe(connection: sa.Connection) -> dict[str, Any]:
     if connection.dialect.name == "sqlite":
         return describe_sqlite(connection)
@@ -25,7 +30,7 @@ def describe_sqlite(connection: sa.Connection) -> dict[str, Any]:
         "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE tbl_name != ?",
         (VERSION_TABLE,),
     )
-    objects = sorted([kind, name, table, sql] for kind, name, table, sql in rows)
+    objects = sorted([kind, name, table, _spaced(sql)] for kind, name, table, sql in rows)
     return {"sqlite_master": objects}
 
 
