@@ -1,9 +1,17 @@
-"""Shared fixtures: a manual clock, the upstream simulators on loopback, sources, the app."""
+"""Shared fixtures: a manual clock, the upstream simulators on loopback, sources, the app, and a
+throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
+import glob
+import os
 import random
+import shutil
+import socket
 import sqlite3
+import subprocess
+import tempfile
+import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +30,7 @@ from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 from webapp.simulators.core import ManualClock
 from webapp.simulators.server import ServerThread
+from webapp.sources.registry import registry
 
 PROVIDER_NAMES = list(SIMULATORS)
 
@@ -92,8 +101,9 @@ def instance_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def app_factory(instance_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
-    """Build an app on a real SQLite file in a temporary instance folder."""
+def bare_app_factory(instance_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
+    """Build an app on a real SQLite file in a temporary instance folder, leaving the database
+    as it is (the factory does no database work)."""
     monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(instance_path))
 
     def factory(sources: list[SourceConfig] | None = None, **config: Any) -> Flask:
@@ -106,7 +116,17 @@ def app_factory(instance_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callabl
             "REFRESHER": False,
         }
         settings.update(config)
-        app = create_app(settings)
+        return create_app(settings)
+
+    return factory
+
+
+@pytest.fixture
+def app_factory(bare_app_factory: Callable[..., Flask]) -> Callable[..., Flask]:
+    """Build an app as ``bare_app_factory`` does, with its database upgraded to the schema."""
+
+    def factory(sources: list[SourceConfig] | None = None, **config: Any) -> Flask:
+        app = bare_app_factory(sources, **config)
         upgrade_database(app)
         return app
 
@@ -143,6 +163,105 @@ def ml_state(suite: SimulatorSuite):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def ml_app(app_factory: Callable[..., Flask], ml_source: SourceConfig) -> Flask:
     return app_factory([ml_source])
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+
+def _postgres_bin() -> Path:
+    candidates = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
+    )
+    for directory in reversed(candidates):
+        if (Path(directory) / "initdb").exists() and (Path(directory) / "pg_ctl").exists():
+            return Path(directory)
+    pytest.fail(
+        "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
+        "run ./scripts/setup.sh --test (it apt-installs postgresql)",
+        pytrace=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A PostgreSQL server of its own in a temporary directory, on a free loopback port.
+
+    As root the server runs as the ``postgres`` system user (it refuses to run as root).
+    Yields the URL of its ``postgres`` database; stopped and deleted at the end of the session.
+    """
+    bindir = _postgres_bin()
+    base = Path(tempfile.mkdtemp(prefix="taskdeck-pg-"))
+    as_root = os.geteuid() == 0
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        command = ["runuser", "-u", "postgres", "--", *args] if as_root else list(args)
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    if as_root:
+        shutil.chown(base, "postgres", "postgres")
+    data, log = base / "data", base / "server.log"
+    port = free_port()
+    initdb = run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
+                 "-E", "UTF8", "--no-sync")  # fmt: skip
+    if initdb.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"initdb failed: {initdb.stderr.strip()}", pytrace=False)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    started = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options,
+                  "start")  # fmt: skip
+    if started.returncode != 0:
+        detail = log.read_text() if log.exists() else started.stderr
+        shutil.rmtree(base, ignore_errors=True)
+        pytest.fail(f"PostgreSQL did not start: {detail.strip()[-2000:]}", pytrace=False)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, empty database on the session's server; dropped after the test."""
+    import psycopg
+
+    name = f"taskdeck_{uuid.uuid4().hex[:12]}"
+    admin = postgres_server.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield postgres_server.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, instance_path: Path) -> str:
+    """The same test on a SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{instance_path / 'taskdeck.sqlite'}"
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture
+def dispose_engines() -> Iterator[Callable[[Flask], Flask]]:
+    """Register apps whose database connections must be closed at the end of the test (an open
+    psycopg connection left to the garbage collector warns, and warnings are errors here)."""
+    apps: list[Flask] = []
+    yield lambda app: apps.append(app) or app  # type: ignore[func-returns-value]
+    from webapp.db.models import db
+
+    for app in apps:
+        registry(app).close()
+        with app.app_context():
+            db.engine.dispose()
 
 
 class RefreshDriver:

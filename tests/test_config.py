@@ -119,12 +119,18 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
         assert db.session.execute(sa.text("PRAGMA busy_timeout")).scalar() == 10000
 
 
-def test_an_older_database_schema_is_refused_clearly(instance_path, app_factory):
+def test_an_older_database_schema_is_refused_clearly(instance_path, bare_app_factory):
     import sqlite3
+
+    from webapp.db.setup import open_database
 
     database = instance_path / "taskdeck.sqlite"
     connection = sqlite3.connect(database)
     connection.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, source TEXT)")
     connection.close()
-    with pytest.raises(ConfigError, match="older Taskdeck and lacks tasks.provider"):
-        app_factory()
+    with pytest.raises(ConfigError) as refused:
+        open_database(bare_app_factory())
+    assert str(refused.value) == (
+        "the database was made before schema migrations: run `taskdeck db upgrade` "
+        f"(sqlite:///{database})"
+    )

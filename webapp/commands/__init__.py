@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from flask import Flask
 
+from webapp.commands.db import db_group
+from webapp.commands.db import init_db_command
 from webapp.commands.serving import refresh_command
 from webapp.commands.serving import run_command
 from webapp.commands.serving import worker_command
@@ -15,7 +17,6 @@ from webapp.commands.tasks import import_command
 from webapp.commands.tasks import sources_command
 from webapp.commands.tasks import track_command
 from webapp.commands.users import create_user_command
-from webapp.db.setup import init_db_command
 
 APP_COMMANDS = (
     run_command,
@@ -26,6 +27,7 @@ APP_COMMANDS = (
     sources_command,
     create_user_command,
     init_db_command,
+    db_group,
 )
 
 

@@ -1,22 +1,22 @@
-"""Database wiring: the engine settings per backend, table creation, and sources sync."""
+"""Database wiring: the engine settings per backend, the schema check and upgrade (through
+:mod:`webapp.db.migrate`), and the sources sync."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import click
 import sqlalchemy as sa
+from alembic.util import CommandError
 from flask import Flask
 from flask import Response
 from flask import current_app
-from flask.cli import with_appcontext
 
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db import migrate
 from webapp.db.models import Source
 from webapp.db.models import db
-from webapp.listing import schema as list_schema
 from webapp.sources.registry import registry
 
 #: Milliseconds a SQLite writer waits for another writer before giving up.
@@ -39,30 +39,61 @@ def init_app(app: Flask) -> None:
     app.before_request(_open_on_first_request)
 
 
-def upgrade_database(app: Flask) -> None:
-    """Bring the database to the current schema, keeping every row, then open it.
+def upgrade_database(app: Flask) -> tuple[migrate.SchemaState, migrate.SchemaState]:
+    """Bring the database to the current schema (``alembic upgrade head``), keeping every row,
+    then open it; where the schema stood before and after.
 
     Run by ``taskdeck init-db`` / ``db upgrade`` and at the start of ``run``, ``worker`` and
-    ``demo``; never by the factory.
+    ``demo``; never by the factory. Raises :class:`ConfigError` with one line when it cannot.
     """
     with app.app_context():
-        db.create_all()
-        check_schema()
-        list_schema.install(db.engine)
+        url = _shown_url()
+        try:
+            before, after = migrate.upgrade(db.engine)
+        except (CommandError, sa.exc.OperationalError) as exc:
+            raise ConfigError(f"cannot upgrade the database ({url}): {_one_line(exc)}") from exc
+    if before != after:
+        app.logger.info(
+            "database schema upgraded from %s to %s (%s)", before.label, after.label, url
+        )
     open_database(app)
+    return before, after
 
 
 def open_database(app: Flask) -> None:
-    """Check the schema is current and load the sources added in the UI; once per app.
+    """Check the schema is at the head revision and load the sources added in the UI; once per
+    app, and cheap (one connection, two small queries).
 
     Raises :class:`ConfigError` with one line when the database needs ``taskdeck db upgrade``.
     """
     if app.extensions.get(OPENED_KEY):
         return
     with app.app_context():
-        check_schema()
+        schema = schema_state()
+        if not schema.at_head:
+            raise ConfigError(f"{schema.refusal()} ({_shown_url()})")
     sync_sources(app)
     app.extensions[OPENED_KEY] = True
+
+
+def schema_state() -> migrate.SchemaState:
+    """Where the app's database stands against the migrations (in an app context)."""
+    try:
+        with db.engine.connect() as connection:
+            return migrate.state(connection)
+    except sa.exc.OperationalError as exc:
+        raise ConfigError(f"cannot open the database ({_shown_url()}): {_one_line(exc)}") from exc
+
+
+def _shown_url() -> str:
+    return db.engine.url.render_as_string(hide_password=True)
+
+
+def _one_line(exc: Exception) -> str:
+    """The driver's own words for a database error, else the exception's, on one line."""
+    original = getattr(exc, "orig", None) or exc
+    lines = str(original).strip().splitlines()
+    return lines[0] if lines else type(original).__name__
 
 
 def _open_on_first_request() -> Response | None:
@@ -76,28 +107,6 @@ def _open_on_first_request() -> Response | None:
         app.logger.error("%s", exc)
         return Response(f"Taskdeck cannot serve yet: {exc}\n", 503, mimetype="text/plain")
     return None
-
-
-def check_schema() -> None:
-    """Fail start-up clearly when the database was made by an older Taskdeck.
-
-    ``create_all`` adds missing tables but never columns, and there are no migrations yet, so a
-    missing column would otherwise surface later as an error on some page.
-    """
-    inspector = sa.inspect(db.engine)
-    missing = []
-    for table in db.metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        missing += [f"{table.name}.{c.name}" for c in table.columns if c.name not in present]
-    if missing:
-        raise ConfigError(
-            "the database was created by an older Taskdeck and lacks "
-            + ", ".join(missing)
-            + ": point TASKDECK_DATABASE_URL at a new database"
-            + f" ({db.engine.url.render_as_string(hide_password=True)})"
-        )
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -147,11 +156,3 @@ def save_database_source(source: SourceConfig) -> None:
     row.settings = source.model_dump(exclude={"credentials", "origin"}, exclude_none=True)
     db.session.commit()
     registry().put(source)
-
-
-@click.command("init-db")
-@with_appcontext
-def init_db_command() -> None:
-    """Create the database tables, or bring an older database up to date."""
-    upgrade_database(current_app._get_current_object())  # type: ignore[attr-defined]
-    click.echo(f"database ready: {db.engine.url.render_as_string(hide_password=True)}")
