@@ -13,6 +13,7 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
+from webapp.version import __version__
 
 
 def soup(response):
@@ -243,7 +244,12 @@ def test_pages_load_htmx_from_our_static_path_only(client):
 
 
 def test_healthz(client):
-    assert client.get("/healthz").get_json() == {"status": "ok", "database": "ok"}
+    answer = client.get("/healthz").get_json()
+    assert {"status": "ok", "database": "ok"}.items() <= answer.items()
+    assert answer["backend"] == "sqlite" and answer["database_url"].endswith("taskdeck.sqlite")
+    assert answer["schema"]["current"] is True
+    assert answer["schema"]["revision"] == answer["schema"]["head"]
+    assert answer["version"] == __version__
 
 
 def test_sources_page_lists_health(ml_app, client):

@@ -47,7 +47,7 @@ def upgrade_database(app: Flask) -> tuple[migrate.SchemaState, migrate.SchemaSta
     ``demo``; never by the factory. Raises :class:`ConfigError` with one line when it cannot.
     """
     with app.app_context():
-        url = _shown_url()
+        url = shown_url()
         try:
             before, after = migrate.upgrade(db.engine)
         except (CommandError, sa.exc.OperationalError) as exc:
@@ -71,7 +71,7 @@ def open_database(app: Flask) -> None:
     with app.app_context():
         schema = schema_state()
         if not schema.at_head:
-            raise ConfigError(f"{schema.refusal()} ({_shown_url()})")
+            raise ConfigError(f"{schema.refusal()} ({shown_url()})")
     sync_sources(app)
     app.extensions[OPENED_KEY] = True
 
@@ -82,10 +82,10 @@ def schema_state() -> migrate.SchemaState:
         with db.engine.connect() as connection:
             return migrate.state(connection)
     except sa.exc.OperationalError as exc:
-        raise ConfigError(f"cannot open the database ({_shown_url()}): {_one_line(exc)}") from exc
+        raise ConfigError(f"cannot open the database ({shown_url()}): {_one_line(exc)}") from exc
 
 
-def _shown_url() -> str:
+def shown_url() -> str:
     return db.engine.url.render_as_string(hide_password=True)
 
 
