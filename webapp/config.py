@@ -2,8 +2,10 @@
 
 A *source* is one configured upstream account or cluster (DESIGN.md, Configuration). The TOML
 file is validated with pydantic; any error stops start-up with one message that names the
-source and the field. Credentials never live in the file: it names the environment variables
-that hold them, and they are read here into ``SecretStr`` values.
+source and the field. Which fields a source may set beyond the common ones, and how its
+credential fields combine, is its provider's (``ProviderSpec``). Credentials never live in the
+file: it names the environment variables that hold them, and they are read here into
+``SecretStr`` values.
 """
 
 from __future__ import annotations
@@ -99,9 +101,11 @@ class SourceConfig(BaseModel):
             return data  # the provider field's own check says what is wrong
         common = {key: value for key, value in data.items() if key in cls.model_fields}
         own = {key: value for key, value in data.items() if key not in cls.model_fields}
-        declared = set(provider_options(spec).model_fields)
-        for key in own.keys() - declared:
-            if any(key in set(provider_options(other).model_fields) for other in provider_specs()):
+        declared = provider_options(spec).model_fields
+        for key in own:
+            if key not in declared and any(
+                key in provider_options(other).model_fields for other in provider_specs()
+            ):
                 raise ValueError(f"{key}: not used by provider {spec.name!r}")
         try:
             options = provider_options(spec).model_validate(own)

@@ -472,7 +472,9 @@ class ConductorProvider(Provider):
     def error_for(self, response: httpx.Response, *, about_task: bool) -> FetchError:
         """Classify an error answer. On a task GET, 204, 400 and 404 all mean "not found"."""
         code = response.status_code
-        secrets = self._secrets()
+        auth = self.client.auth
+        secrets = [secret.get_secret_value() for secret in self.source.credentials.values()]
+        secrets += auth.secrets() if isinstance(auth, ConductorAuthBase) else []
         message = error_message(response)
         message = scrub(message, secrets) if message else None
         if about_task and code in (204, 200, 400, 404):
@@ -491,10 +493,3 @@ class ConductorProvider(Provider):
                 status_code=code,
             )
         return self.status_error(response, message=message)
-
-    def _secrets(self) -> list[str]:
-        values = [secret.get_secret_value() for secret in self.source.credentials.values()]
-        auth = self.client.auth
-        if isinstance(auth, ConductorAuthBase):
-            values.extend(auth.secrets())
-        return values

@@ -21,6 +21,8 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.providers.base import parse_retry_after
 from webapp.providers.base import short_body
+from webapp.providers.payload import Payload
+from webapp.providers.payload import read_json_as
 from webapp.version import __version__
 
 if TYPE_CHECKING:
@@ -35,6 +37,24 @@ DEFAULT_TOKEN_REFRESH_SECONDS = 45 * 60
 #: The ``error`` words of an Orkes 401/403 body (conductor-python ``rest.py``).
 EXPIRED_TOKEN = "EXPIRED_TOKEN"
 INVALID_TOKEN = "INVALID_TOKEN"
+
+
+class TokenResponse(Payload):
+    """The answer of ``POST /api/token``."""
+
+    token: str
+
+
+class AuthFailure(Payload):
+    """An Orkes 401/403 body: ``error`` is ``EXPIRED_TOKEN``, ``INVALID_TOKEN``..."""
+
+    error: str
+
+
+class ErrorResponse(Payload):
+    """``ErrorResponse.java``: ``{status, code, message, instance, retryable}``."""
+
+    message: str | None = None
 
 
 class ConductorAuthBase(httpx.Auth):
@@ -155,13 +175,9 @@ class ConductorKeyAuth(ConductorAuthBase):
     def _read_token(self, response: httpx.Response) -> str:
         code = response.status_code
         if code == 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            token = body.get("token") if isinstance(body, dict) else None
-            if isinstance(token, str) and token:
-                return token
+            answer = read_json_as(TokenResponse, response)
+            if answer is not None and answer.token:
+                return answer.token
             raise FetchError(
                 FetchErrorKind.UNAUTHORIZED,
                 f"{self._label} token exchange answered without a token",
@@ -220,28 +236,16 @@ def token_failure(response: httpx.Response, label: str) -> FetchError | None:
 
 def token_error(response: httpx.Response) -> str | None:
     """The ``error`` word of an Orkes auth failure body (``EXPIRED_TOKEN``...), if any."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    value = body.get("error") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
+    body = read_json_as(AuthFailure, response)
+    return body.error if body is not None else None
 
 
 def error_message(response: httpx.Response) -> str | None:
-    """``ErrorResponse.message`` (``{status, code, message, instance, retryable}``), else the
-    body's first characters; ``None`` for an empty body."""
+    """``ErrorResponse.message``, else the body's first characters; ``None`` for an empty body."""
     if not response.content.strip():
         return None
-    try:
-        body = response.json()
-    except ValueError:
-        return short_body(response) or None
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    return short_body(response) or None
+    body = read_json_as(ErrorResponse, response)
+    return (body.message if body is not None else None) or short_body(response) or None
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:

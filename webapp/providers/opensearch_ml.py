@@ -32,6 +32,7 @@ from webapp.providers.payload import Payload
 from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
+from webapp.providers.payload import read_json_as
 from webapp.providers.payload import strict_int
 from webapp.providers.payload import validate_payload
 from webapp.providers.spec import Credentials
@@ -134,6 +135,17 @@ class SearchHits(Payload):
 
 class SearchResponse(Payload):
     hits: SearchHits
+
+
+class ErrorCause(Payload):
+    reason: Text = None
+    type: Text = None
+
+
+class ErrorResponse(Payload):
+    """``{"error": {"type", "reason", "root_cause"...}, "status"}``: a request that failed."""
+
+    error: ErrorCause
 
 
 class OpenSearchMLProvider(Provider):
@@ -265,15 +277,11 @@ class OpenSearchMLProvider(Provider):
         """Classify an error answer; OpenSearch's envelope gives the reason, a 401 is plain text."""
         reason: str | None = None
         if response.status_code != 401:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                reason = as_text(body["error"].get("reason"))
-                error_type = body["error"].get("type")
-                if reason and error_type:
-                    reason = f"{reason} ({error_type})"
+            body = read_json_as(ErrorResponse, response)
+            cause = body.error if body is not None else ErrorCause()
+            reason = (
+                f"{cause.reason} ({cause.type})" if cause.reason and cause.type else cause.reason
+            )
         elif not response.text.strip():
             reason = "Unauthorized"
         return self.status_error(response, message=reason)

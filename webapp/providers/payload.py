@@ -17,6 +17,7 @@ from typing import Annotated
 from typing import Any
 from typing import TypeVar
 
+import httpx
 from pydantic import BaseModel
 from pydantic import BeforeValidator
 from pydantic import ConfigDict
@@ -160,3 +161,12 @@ def validate_payload(
         raise FetchError(
             FetchErrorKind.BAD_PAYLOAD, problem, status_code=status_code, raw=payload
         ) from exc
+
+
+def read_json_as(model: type[M], response: httpx.Response) -> M | None:
+    """An answer's JSON body read as ``model`` (an error envelope, say); ``None`` when the body
+    is not JSON or not of that shape."""
+    try:
+        return model.model_validate_json(response.content)
+    except ValidationError:
+        return None
