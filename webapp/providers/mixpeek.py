@@ -38,13 +38,18 @@ from webapp.providers.base import short_body
 from webapp.providers.base import status_table
 from webapp.providers.http import BearerAuth
 from webapp.providers.payload import Count
+from webapp.providers.payload import Float
 from webapp.providers.payload import Id
 from webapp.providers.payload import Payload
+from webapp.providers.payload import Problems
 from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
-from webapp.providers.payload import as_text
+from webapp.providers.payload import join_problems
+from webapp.providers.payload import list_or_empty
+from webapp.providers.payload import list_or_text
 from webapp.providers.payload import object_or_empty
-from webapp.providers.payload import tolerant_float
+from webapp.providers.payload import object_or_text
+from webapp.providers.payload import read_json_as
 from webapp.providers.payload import validate_payload
 from webapp.providers.ratelimit import RateLimitState
 from webapp.providers.ratelimit import parse_rate_limit
@@ -156,6 +161,29 @@ class TaskList(Payload):
     pagination: Annotated[Pagination, BeforeValidator(object_or_empty)] = Field(
         default_factory=Pagination
     )
+
+
+class ErrorDetails(Payload):
+    validation_errors: Annotated[Problems, BeforeValidator(list_or_empty)] = Field(
+        default_factory=list
+    )
+    retry_after: Float = None
+
+
+class ErrorInfo(Payload):
+    message: Text = None
+    type: Text = None
+    details: Annotated[ErrorDetails, BeforeValidator(object_or_empty)] = Field(
+        default_factory=ErrorDetails
+    )
+
+
+class ErrorBody(Payload):
+    """An error answer: the ``{success, status, error}`` envelope, whose ``error`` is an object
+    or (flattened) text, or FastAPI's ``{detail}``, a list of problems or text."""
+
+    error: Annotated[ErrorInfo | str | None, BeforeValidator(object_or_text)] = None
+    detail: Annotated[Problems | str | None, BeforeValidator(list_or_text)] = None
 
 
 @dataclass
@@ -395,16 +423,14 @@ class MixpeekProvider(Provider):
 
         The API key is masked out of the message should an error ever echo it.
         """
-        try:
-            body: Any = response.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
+        body = read_json_as(ErrorBody, response)
         message = error_message(body) if body is not None else None
         error = self.status_error(response, message=self._mask(message or short_body(response)))
         if error.kind is FetchErrorKind.RATE_LIMITED and error.retry_after is None:
             # No Retry-After header: the envelope's details.retry_after says the same.
-            details = _envelope_details(body)
-            error.retry_after = tolerant_float(details.get("retry_after"))
+            envelope = body.error if body is not None else None
+            if isinstance(envelope, ErrorInfo):
+                error.retry_after = envelope.details.retry_after
         return error
 
     def _mask(self, text: str) -> str:
@@ -420,51 +446,18 @@ def task_error(task: TaskResponse) -> str | None:
     return None
 
 
-def error_message(body: Any) -> str | None:
+def error_message(body: ErrorBody) -> str | None:
     """A readable message from a Mixpeek error body (envelope or FastAPI), or ``None``."""
-    if not isinstance(body, dict):
-        return None
-    envelope = body.get("error")
-    if isinstance(envelope, dict):
-        message = as_text(envelope.get("message")) or "error"
-        error_type = as_text(envelope.get("type"))
-        text = f"{message} ({error_type})" if error_type else message
-        problems = _envelope_details(body).get("validation_errors")
-        if isinstance(problems, list) and problems:
-            text += ": " + _join_problems(problems, "location", "message")
-        return text
-    if isinstance(envelope, str) and envelope.strip():
+    envelope, detail = body.error, body.detail
+    if isinstance(envelope, ErrorInfo):
+        message = envelope.message or "error"
+        text = f"{message} ({envelope.type})" if envelope.type else message
+        problems = envelope.details.validation_errors
+        return f"{text}: {join_problems(problems)}" if problems else text
+    if envelope and envelope.strip():
         return envelope
-    detail = body.get("detail")
     if isinstance(detail, list) and detail:
-        return "Validation error: " + _join_problems(detail, "loc", "msg")
+        return "Validation error: " + join_problems(detail)
     if isinstance(detail, str) and detail.strip():
         return detail
     return None
-
-
-def _envelope_details(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        details = body["error"].get("details")
-        if isinstance(details, dict):
-            return details
-    return {}
-
-
-def _join_problems(problems: list[Any], location_key: str, message_key: str) -> str:
-    """``body.status: Input should be ...; query.limit: ...`` from validation error items."""
-    parts: list[str] = []
-    for problem in problems[:10]:
-        if not isinstance(problem, dict):
-            parts.append(as_text(problem) or "?")
-            continue
-        location = problem.get(location_key)
-        if isinstance(location, list):
-            where = ".".join(str(part) for part in location)
-        else:
-            where = as_text(location) or ""
-        message = as_text(problem.get(message_key)) or as_text(problem.get("type")) or "invalid"
-        parts.append(f"{where}: {message}" if where else message)
-    if len(problems) > 10:
-        parts.append(f"and {len(problems) - 10} more")
-    return "; ".join(parts)

@@ -18,9 +18,11 @@ from typing import Any
 from typing import TypeVar
 
 import httpx
+from pydantic import AliasChoices
 from pydantic import BaseModel
 from pydantic import BeforeValidator
 from pydantic import ConfigDict
+from pydantic import Field
 from pydantic import ValidationError
 from pydantic import ValidationInfo
 
@@ -73,6 +75,21 @@ def scalar(value: Any) -> bool | int | float | str | None:
 def object_or_empty(value: Any) -> Any:
     """A JSON object as it is; anything else reads as an empty one (for nested models)."""
     return value if isinstance(value, dict) else {}
+
+
+def list_or_empty(value: Any) -> Any:
+    """A JSON array as it is; anything else reads as an empty one."""
+    return value if isinstance(value, list) else []
+
+
+def object_or_text(value: Any) -> Any:
+    """A JSON object or a string as it is; anything else is ``None`` (``object | str`` fields)."""
+    return value if isinstance(value, dict | str) else None
+
+
+def list_or_text(value: Any) -> Any:
+    """A JSON array or a string as it is; anything else is ``None`` (``list | str`` fields)."""
+    return value if isinstance(value, list | str) else None
 
 
 def epoch_ms(value: Any, *, zero_is_unset: bool = False) -> datetime | None:
@@ -170,3 +187,43 @@ def read_json_as(model: type[M], response: httpx.Response) -> M | None:
         return model.model_validate_json(response.content)
     except ValidationError:
         return None
+
+
+# -- validation problems in error answers (FastAPI's ``{loc, msg, type}`` and its kin) ----------
+
+
+def dotted(value: Any) -> str:
+    """A problem's location: ``["body", "status"]`` as ``body.status``."""
+    if isinstance(value, list):
+        return ".".join(str(part) for part in value)
+    return as_text(value) or ""
+
+
+class Problem(Payload):
+    """One validation problem, ``{loc, msg, type}`` (FastAPI) or ``{location, message}`` (an
+    envelope of the same idea); in a :data:`Problems` list, a bare value is read as a message."""
+
+    where: Annotated[str, BeforeValidator(dotted)] = Field(
+        default="", validation_alias=AliasChoices("location", "loc")
+    )
+    message: Text = Field(default=None, validation_alias=AliasChoices("message", "msg"))
+    type: Text = None
+
+    def __str__(self) -> str:
+        message = self.message or self.type or "invalid"
+        return f"{self.where}: {message}" if self.where else message
+
+
+def _problem(value: Any) -> Any:
+    return value if isinstance(value, dict) else {"message": as_text(value) or "?"}
+
+
+Problems = list[Annotated[Problem, BeforeValidator(_problem)]]
+
+
+def join_problems(problems: list[Problem]) -> str:
+    """``body.status: Input should be ...; query.limit: ...`` from validation error items."""
+    parts = [str(problem) for problem in problems[:10]]
+    if len(problems) > 10:
+        parts.append(f"and {len(problems) - 10} more")
+    return "; ".join(parts)
