@@ -2,100 +2,125 @@
 
 A *source* is one configured upstream account or cluster (DESIGN.md, Configuration). The TOML
 file is validated with pydantic; any error stops start-up with one message that names the
-source and the field. Credentials never live in the file: it names the environment variables
-that hold them, and they are read here into ``SecretStr`` values.
+source and the field. Which fields a source may set beyond the common ones, and how its
+credential fields combine, is its provider's (``ProviderSpec``). Credentials never live in the
+file: it names the environment variables that hold them, and they are read here into
+``SecretStr`` values.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated
 from typing import Any
 from typing import Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 from zoneinfo import ZoneInfoNotFoundError
 
+from pydantic import AfterValidator
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import SecretStr
 from pydantic import ValidationError
+from pydantic import create_model
 from pydantic import field_validator
 from pydantic import model_validator
 
-ProviderName = Literal["opensearch-ml", "mixpeek", "conductor", "nclue"]
-
-#: Which ``*_env`` fields each provider may use, and which pairs must come together.
-CREDENTIAL_FIELDS: dict[str, tuple[str, ...]] = {
-    "opensearch-ml": ("username_env", "password_env"),
-    "mixpeek": ("api_key_env",),
-    "conductor": ("key_id_env", "key_secret_env", "token_env"),
-    "nclue": ("access_key_env", "secret_key_env"),
-}
-REQUIRED_CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "mixpeek": ("api_key_env",),
-    "nclue": ("access_key_env", "secret_key_env"),
-}
-PAIRED_CREDENTIALS: tuple[tuple[str, str], ...] = (
-    ("username_env", "password_env"),
-    ("key_id_env", "key_secret_env"),
-    ("access_key_env", "secret_key_env"),
-)
+from webapp.providers import find_provider_spec
+from webapp.providers import provider_names
+from webapp.providers import provider_spec
+from webapp.providers import provider_specs
+from webapp.providers.spec import ProviderSpec
 
 #: Source names that would collide with Taskdeck's own pages under ``/tasks/``.
 RESERVED_SOURCE_NAMES = frozenset({"import", "live", "charts", "track", "untrack", "export"})
-
-#: Defaults for the per-source request budget (issue 4): NCLUE asks for at most 1 request/s.
-DEFAULT_RATE_LIMIT: dict[str, float] = {"nclue": 1.0}
 
 
 class ConfigError(Exception):
     """A configuration problem, with one message naming the source and the field."""
 
 
-class SourceConfig(BaseModel):
-    """One ``[[sources]]`` entry, after validation and credential lookup."""
+def check_url(value: str | None) -> str | None:
+    """An http(s) URL with a host and no query or fragment, without its trailing slash."""
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.query or parts.fragment:
+        raise ValueError("must not have a query string or fragment")
+    return value.rstrip("/")
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class SourceConfig(BaseModel):
+    """One ``[[sources]]`` entry, after validation and credential lookup.
+
+    The fields below are every source's. The settings and ``*_env`` credential fields that the
+    source's provider declares in its spec are checked against it and kept as extra fields,
+    read with :meth:`setting`; a field no provider declares is refused.
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
 
     name: str = Field(pattern=r"^[a-z0-9]+(?:-[a-z0-9]+)*$", max_length=64)
-    provider: ProviderName
+    provider: str
     base_url: str
-    poll_interval: float = Field(default=5.0, gt=0, le=86400)
-    #: The upstream's web UI root, for "open upstream" links (Conductor's execution page).
-    ui_url: str | None = None
+    #: Seconds between polls of an active task (the provider's default when not set).
+    poll_interval: float = Field(gt=0, le=86400)
     verify_tls: bool = True
     ca_bundle: str | None = None
     timeout: float = Field(default=10.0, gt=0, le=300)
     #: At most this many requests to the source at once.
     max_concurrency: int = Field(default=4, ge=1, le=64)
-    #: Requests per second to the source (token bucket); ``None`` means no limit of our own.
+    #: Requests per second to the source (token bucket); ``None``: the provider's default.
     rate_limit: float | None = Field(default=None, gt=0)
-    #: Zone for upstream times sent without one (NCLUE).
+    #: Zone for upstream times sent without one.
     timezone: str = "UTC"
-
-    # opensearch-ml
-    username_env: str | None = None
-    password_env: str | None = None
-    tenant_id: str | None = None
-    # mixpeek
-    api_key_env: str | None = None
-    namespace: str | None = None
-    # conductor
-    key_id_env: str | None = None
-    key_secret_env: str | None = None
-    token_env: str | None = None
-    # nclue
-    access_key_env: str | None = None
-    secret_key_env: str | None = None
 
     #: Where this source was defined: the config file, the web UI (database) or the demo.
     origin: Literal["file", "database", "demo"] = "file"
     #: Secrets read from the named environment variables; never written anywhere.
     credentials: dict[str, SecretStr] = Field(default_factory=dict, exclude=True, repr=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _provider_fields(cls, data: Any) -> Any:
+        """Check the fields that the provider declares, and fill in its defaults."""
+        if not isinstance(data, dict):
+            return data
+        spec = (
+            find_provider_spec(data["provider"]) if isinstance(data.get("provider"), str) else None
+        )
+        if spec is None:
+            return data  # the provider field's own check says what is wrong
+        common = {key: value for key, value in data.items() if key in cls.model_fields}
+        own = {key: value for key, value in data.items() if key not in cls.model_fields}
+        declared = provider_options(spec).model_fields
+        for key in own:
+            if key not in declared and any(
+                key in provider_options(other).model_fields for other in provider_specs()
+            ):
+                raise ValueError(f"{key}: not used by provider {spec.name!r}")
+        try:
+            options = provider_options(spec).model_validate(own)
+        except ValidationError as exc:
+            raise ValueError(_first_error(exc)) from None
+        settings = options.model_dump(exclude_none=True)
+        _check_credentials(spec, set(settings))
+        return {"poll_interval": spec.default_poll_interval, **common, **settings}
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _check_provider(cls, value: Any) -> str:
+        if not isinstance(value, str) or find_provider_spec(value) is None:
+            raise ValueError(f"unknown provider; expected one of {', '.join(provider_names())}")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -104,17 +129,10 @@ class SourceConfig(BaseModel):
             raise ValueError(f"{value!r} names a page of Taskdeck's own (/tasks/{value})")
         return value
 
-    @field_validator("base_url", "ui_url")
+    @field_validator("base_url")
     @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.query or parts.fragment:
-            raise ValueError("must not have a query string or fragment")
-        return value.rstrip("/")
+    def _check_url(cls, value: str) -> str:
+        return check_url(value) or value
 
     @field_validator("timezone")
     @classmethod
@@ -125,21 +143,9 @@ class SourceConfig(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
-    @model_validator(mode="after")
-    def _check_credentials(self) -> SourceConfig:
-        allowed = set(CREDENTIAL_FIELDS[self.provider])
-        for field_name in {f for fields in CREDENTIAL_FIELDS.values() for f in fields} - allowed:
-            if getattr(self, field_name) is not None:
-                raise ValueError(f"{field_name}: not used by provider {self.provider!r}")
-        for first, second in PAIRED_CREDENTIALS:
-            if (getattr(self, first) is None) != (getattr(self, second) is None):
-                raise ValueError(f"{first} and {second} go together")
-        for field_name in REQUIRED_CREDENTIALS.get(self.provider, ()):
-            if getattr(self, field_name) is None:
-                raise ValueError(f"{field_name}: required for provider {self.provider!r}")
-        if self.provider == "conductor" and self.token_env and self.key_id_env:
-            raise ValueError("token_env: give either token_env or key_id_env/key_secret_env")
-        return self
+    @property
+    def spec(self) -> ProviderSpec:
+        return provider_spec(self.provider)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -147,11 +153,13 @@ class SourceConfig(BaseModel):
 
     @property
     def effective_rate_limit(self) -> float | None:
-        return (
-            self.rate_limit
-            if self.rate_limit is not None
-            else DEFAULT_RATE_LIMIT.get(self.provider)
-        )
+        return self.rate_limit if self.rate_limit is not None else self.spec.default_rate_limit
+
+    def setting(self, name: str) -> str | None:
+        """A setting of the provider's own (``tenant_id``...), or the variable a credential
+        field names (``api_key_env``...); ``None`` when the source does not set it."""
+        value = (self.model_extra or {}).get(name)
+        return None if value is None else str(value)
 
     def secret(self, env_field: str) -> str | None:
         """The secret read from the variable that ``env_field`` names, if any."""
@@ -161,6 +169,33 @@ class SourceConfig(BaseModel):
     def public_settings(self) -> dict[str, Any]:
         """Settings safe to show on /sources: names of variables, never their values."""
         return self.model_dump(exclude={"credentials"}, exclude_none=True)
+
+
+@functools.cache
+def provider_options(spec: ProviderSpec) -> type[BaseModel]:
+    """The model of the fields ``spec``'s provider adds to a source: its ``*_env`` credential
+    fields and its settings, every one optional text (URLs checked)."""
+    url = Annotated[str | None, AfterValidator(check_url)]
+    fields: dict[str, Any] = {name: (str | None, None) for name in spec.credentials.fields}
+    for setting in spec.settings:
+        fields[setting.name] = (url if setting.kind == "url" else str | None, None)
+    return create_model(
+        f"{spec.name} source settings", __config__=ConfigDict(extra="forbid"), **fields
+    )
+
+
+def _check_credentials(spec: ProviderSpec, given: set[str]) -> None:
+    rules = spec.credentials
+    for first, second in rules.pairs:
+        if (first in given) != (second in given):
+            raise ValueError(f"{first} and {second} go together")
+    for name in rules.required:
+        if name not in given:
+            raise ValueError(f"{name}: required for provider {spec.name!r}")
+    used = [group for group in rules.alternatives if given.intersection(group)]
+    if len(used) > 1:
+        either = " or ".join("/".join(group) for group in rules.alternatives)
+        raise ValueError(f"{used[0][0]}: give either {either}")
 
 
 class SourcesFile(BaseModel):
@@ -180,8 +215,8 @@ def build_source(
     except ValidationError as exc:
         raise ConfigError(f"source {label!r}: {_first_error(exc)}") from None
     credentials: dict[str, SecretStr] = {}
-    for field_name in CREDENTIAL_FIELDS[source.provider]:
-        variable = getattr(source, field_name)
+    for field_name in source.spec.credentials.fields:
+        variable = source.setting(field_name)
         if variable is None:
             continue
         value = environ.get(variable)
@@ -229,8 +264,6 @@ def _first_error(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field"
-    elif error["type"] == "literal_error" and location == "provider":
-        message = "unknown provider; expected one of opensearch-ml, mixpeek, conductor, nclue"
     elif error["type"] == "string_pattern_mismatch" and location == "name":
         message = "must be a slug: lower-case letters, digits and single dashes"
     if location:

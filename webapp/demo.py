@@ -24,6 +24,7 @@ from webapp.db.models import db
 from webapp.db.setup import upgrade_database
 from webapp.factory import ROOT
 from webapp.factory import create_app
+from webapp.providers import provider_spec
 from webapp.refresher.engine import start_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
@@ -31,23 +32,26 @@ from webapp.simulators import SimulatorSuite
 log = logging.getLogger(__name__)
 
 UPSTREAM_PREFIX = "/_upstream"
-#: Demo source name for each provider.
-DEMO_SOURCE_NAMES = {
-    "opensearch-ml": "ml-demo",
-    "mixpeek": "mixpeek-demo",
-    "conductor": "conductor-demo",
-    "nclue": "nclue-demo",
-}
 #: How the demo's tasks end, most of them well.
 OUTCOME_WEIGHTS = {"succeeded": 6, "failed": 2, "partial": 1, "cancelled": 1}
 MAX_SPAWNED = 300
+
+
+def demo_source_name(provider: str) -> str:
+    """The demo's source for ``provider`` (``ml-demo`` for ``opensearch-ml``)."""
+    return f"{provider_spec(provider).short_name}-demo"
+
+
+def demo_source_names() -> dict[str, str]:
+    """Provider name -> its demo source's name, for every simulated provider."""
+    return {provider: demo_source_name(provider) for provider in SIMULATORS}
 
 
 def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
     sources = []
     for provider, module in SIMULATORS.items():
         entry, environ = module.demo_source(
-            DEMO_SOURCE_NAMES[provider], SimulatorSuite.base_url(root, provider)
+            demo_source_name(provider), SimulatorSuite.base_url(root, provider)
         )
         entry["poll_interval"] = poll_interval
         sources.append(build_source(entry, environ, origin="demo"))
@@ -105,7 +109,7 @@ class TaskSpawner:
             provider = self.rng.choice(list(SIMULATORS))
             task_id = add_random_task(self.suite, provider, self.rng)
             with self.app.app_context():
-                store.track(DEMO_SOURCE_NAMES[provider], task_id)
+                store.track(demo_source_name(provider), task_id)
                 db.session.commit()
             self.spawned += 1
 
@@ -131,7 +135,7 @@ def build_demo(
     with app.app_context():
         for provider, ids in {p: seeded[p] + populated[p] for p in SIMULATORS}.items():
             for task_id in ids:
-                store.track(DEMO_SOURCE_NAMES[provider], task_id)
+                store.track(demo_source_name(provider), task_id)
         db.session.commit()
     wsgi = DispatcherMiddleware(app, {UPSTREAM_PREFIX: suite.wsgi_app()})
     return app, suite, wsgi

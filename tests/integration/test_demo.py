@@ -7,8 +7,8 @@ from typing import Any
 import httpx
 from bs4 import BeautifulSoup
 
-from webapp.demo import DEMO_SOURCE_NAMES
 from webapp.demo import build_demo
+from webapp.demo import demo_source_names
 from webapp.refresher.engine import Refresher
 from webapp.simulators.server import ServerThread
 
@@ -38,7 +38,7 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
         by_source: dict[str, list[dict[str, Any]]] = {}
         for task in data["tasks"]:
             by_source.setdefault(task["source"], []).append(task)
-        assert set(by_source) == set(DEMO_SOURCE_NAMES.values())
+        assert set(by_source) == set(demo_source_names().values())
         for source, tasks in by_source.items():
             assert all(t["last_fetched_at"] and not t["fetch_error"] for t in tasks), source
             assert any(not t["terminal"] for t in tasks), f"{source} has live tasks"

@@ -31,11 +31,11 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
 from webapp.providers.nclue import NclueProvider
-from webapp.providers.nclue import NcpSignatureV2
-from webapp.providers.nclue import RateLimiter
-from webapp.providers.nclue import RateLimitWaitTooLong
-from webapp.providers.nclue import limiter_for
-from webapp.providers.nclue import sign
+from webapp.providers.nclue_gateway import NcpSignatureV2
+from webapp.providers.nclue_gateway import sign
+from webapp.providers.ratelimit import TokenBucket as RateLimiter
+from webapp.providers.ratelimit import WaitTooLong as RateLimitWaitTooLong
+from webapp.providers.ratelimit import limiter_for
 from webapp.simulators import SimulatorSuite
 from webapp.simulators import nclue as sim
 from webapp.simulators.core import ManualClock

@@ -22,17 +22,8 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
+from webapp.providers import find_provider_spec
 from webapp.sources.registry import registry
-
-#: Link keys that name the upstream group a task belongs to, most specific first.
-RELATED_LINK_KEYS = (
-    "workflowInstanceId",
-    "model_id",
-    "batch_id",
-    "cluster_id",
-    "job_id",
-    "train_feature_id",
-)
 
 #: Upper bound on stored raw payloads, so one hostile upstream answer cannot bloat the cache.
 MAX_RAW_BYTES = 256 * 1024
@@ -128,15 +119,14 @@ def apply_fetch(task: Task, result: NormalizedTask | FetchError, now: datetime) 
     task.created_at = result.created_at
     task.updated_at = result.updated_at
     if result.terminal:
-        # Upstreams without a finish time (Mixpeek, NCLUE failures) get the time we saw it.
+        # Upstreams without a finish time (no times at all, or none on failures) get the time
+        # we saw it.
         task.finished_at = result.finished_at or task.finished_at or now
     else:
         task.finished_at = None
     task.error = result.error
     task.links = result.links
-    task.related_key = next(
-        (result.links[k][:512] for k in RELATED_LINK_KEYS if result.links.get(k)), None
-    )
+    task.related_key = related_key(task.provider, result.links)
     task.details = jsonable(result.details)
     task.raw = capped_raw(result.raw)
     task.sort_at = result.created_at or task.tracked_at
@@ -198,6 +188,14 @@ def jsonable(value: Any) -> Any:
     import json
 
     return json.loads(json.dumps(value, default=str))
+
+
+def related_key(provider: str, links: dict[str, str]) -> str | None:
+    """The id of the upstream group a task belongs to (its workflow, model, batch...): the
+    first of its provider's related-link keys that the task has."""
+    spec = find_provider_spec(provider)
+    keys = spec.related_link_keys if spec is not None else ()
+    return next((links[key][:512] for key in keys if links.get(key)), None)
 
 
 def related_tasks(task: Task, limit: int = 20) -> list[Task]:

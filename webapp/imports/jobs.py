@@ -28,6 +28,7 @@ from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.domain import NormalizedTask
 from webapp.imports.importer import import_tasks
+from webapp.providers import provider_class
 from webapp.providers.base import Provider
 from webapp.sources.registry import registry
 
@@ -67,10 +68,8 @@ class Preview:
 
 def searchable_sources() -> list[Any]:
     """The configured sources whose upstream has a task search."""
-    from webapp.providers import PROVIDERS
-
     known = registry()
-    return [s for s in known if PROVIDERS[s.provider].can_search]
+    return [s for s in known if provider_class(s.provider).can_search]
 
 
 def _provider(source_name: str) -> Provider:

@@ -17,9 +17,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
+from urllib.parse import quote
 
 import httpx
 
@@ -30,9 +32,11 @@ from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.metrics import observe_upstream
+from webapp.providers.http import build_client
 from webapp.providers.ratelimit import TokenBucket
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
+from webapp.providers.spec import ProviderSpec
 
 if TYPE_CHECKING:
     from webapp.config import SourceConfig
@@ -90,23 +94,31 @@ def map_status(
 class Provider:
     """Base class of every provider module.
 
-    Subclasses set ``name``, ``label`` and ``api_prefix`` and implement :meth:`fetch`; those that
-    can search override :meth:`search_page` and set ``can_search``. :meth:`fetch_many` defaults
-    to one fetch per id; providers whose upstream returns many tasks in one call override it.
+    Subclasses set ``spec`` (their :class:`ProviderSpec`) and ``api_prefix`` and implement
+    :meth:`fetch`; those that can search override :meth:`search_page` and set ``can_search``.
+    :meth:`fetch_many` defaults to one fetch per id; providers whose upstream returns many tasks
+    in one call override it.
     """
 
+    spec: ClassVar[ProviderSpec]
+    #: ``spec.name``, ``spec.label`` and ``spec.times_note``, for messages and callers.
     name: ClassVar[str]
     label: ClassVar[str]
+    times_note: ClassVar[str | None] = None
     #: The API path the provider appends to the source's base URL (DESIGN.md, Configuration).
     api_prefix: ClassVar[str]
     can_search: ClassVar[bool] = False
     #: Largest page :meth:`search_page` asks for.
     max_page_size: ClassVar[int] = 100
-    #: How the upstream speaks of a task's time: shown on the detail page.
-    times_note: ClassVar[str | None] = None
     #: Most ids the refresher hands :meth:`fetch_many` at once; 1 where it would only loop
     #: over :meth:`fetch` (the refresher then fetches those ids in parallel instead).
     batch_size: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        spec = cls.__dict__.get("spec")
+        if isinstance(spec, ProviderSpec):
+            cls.name, cls.label, cls.times_note = spec.name, spec.label, spec.times_note
 
     def __init__(
         self, source: SourceConfig, client: httpx.Client, *, limiter: TokenBucket | None = None
@@ -121,8 +133,6 @@ class Provider:
         cls, source: SourceConfig, *, transport: httpx.BaseTransport | None = None
     ) -> Provider:
         """The provider for ``source`` with its own configured client."""
-        from webapp.providers.http import build_client
-
         client = build_client(
             source,
             auth=cls.client_auth(source),
@@ -154,10 +164,6 @@ class Provider:
         raise FetchError(
             FetchErrorKind.BAD_PAYLOAD, f"{self.label} has no task search", status_code=None
         )
-
-    def ui_url(self, task: NormalizedTask) -> str | None:
-        """The upstream's own web page for the task, where it has one."""
-        return None
 
     def add_extras(self, results: dict[str, NormalizedTask | FetchError]) -> None:
         """Add what a separate call fetches (Conductor's task logs) to fetched tasks' details.
@@ -275,15 +281,13 @@ class Provider:
             ) from exc
 
 
-# -- small parsing helpers shared by the providers ---------------------------------------
+# -- helpers for requests and answers, shared by the providers ---------------------------
 
 _SAFE_SEGMENT_CHARS = "-._~"
 
 
 def quote_segment(value: str) -> str:
     """Percent-encode one path segment: ``/``, ``?``, ``%`` and spaces included."""
-    from urllib.parse import quote
-
     return quote(value, safe=_SAFE_SEGMENT_CHARS)
 
 
@@ -300,8 +304,6 @@ def parse_retry_after(value: str | None) -> float | None:
     try:
         seconds = float(value)
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -312,59 +314,3 @@ def parse_retry_after(value: str | None) -> float | None:
     if math.isnan(seconds) or math.isinf(seconds):
         return None
     return max(0.0, seconds)
-
-
-def epoch_ms(value: Any, *, zero_is_unset: bool = False) -> datetime | None:
-    """A UTC datetime from epoch milliseconds; ``None`` for missing or unreadable values."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if zero_is_unset and value == 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
-
-
-def parse_iso(
-    value: Any, *, default_tz: Any = UTC, epoch_is_unset: bool = False
-) -> datetime | None:
-    """A UTC datetime from an ISO 8601 string; a string without a zone is read in ``default_tz``."""
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=default_tz)
-    parsed = parsed.astimezone(UTC)
-    if epoch_is_unset and parsed == datetime(1970, 1, 1, tzinfo=UTC):
-        return None
-    return parsed
-
-
-def as_text(value: Any) -> str | None:
-    """A string for display from a field that should be a string but may not be."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return json.dumps(value, sort_keys=True, default=str)
-
-
-def tolerant_float(value: Any) -> float | None:
-    """A number from a number or a numeric string (NCLUE sends AUROC as a string)."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value.strip())
-        except ValueError:
-            return None
-    return None

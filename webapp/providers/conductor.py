@@ -10,9 +10,8 @@ Traps handled here:
 - "Not found" is 404 with an ErrorResponse, 404 empty, 204 empty, or (Orkes) 400.
 - The Orkes answer's ``taskId`` may differ from the id asked for (seed 003): a task is keyed by
   the id it was fetched under.
-- Auth: none (open source), a fixed token, or keyId/keySecret exchanged at ``POST /api/token``;
-  the token goes in ``X-Authorization`` with no ``Bearer``, is refreshed before it ages and, on a
-  401/403 whose JSON says ``EXPIRED_TOKEN``, refreshed and the request retried exactly once.
+- Auth (conductor_auth.py): none (open source), a fixed token, or keyId/keySecret exchanged at
+  ``POST /api/token``.
 """
 
 from __future__ import annotations
@@ -21,38 +20,88 @@ import json
 import logging
 import re
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import AsyncGenerator
-from collections.abc import Callable
-from collections.abc import Generator
-from collections.abc import Iterable
 from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Annotated
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
-from pydantic import ConfigDict
-from pydantic import ValidationError
+from pydantic import BeforeValidator
+from pydantic import JsonValue
+from pydantic import RootModel
 
-from webapp.config import SourceConfig
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import as_text
-from webapp.providers.base import epoch_ms
 from webapp.providers.base import map_status
-from webapp.providers.base import parse_iso
-from webapp.providers.base import parse_retry_after
 from webapp.providers.base import quote_segment
-from webapp.providers.base import short_body
 from webapp.providers.base import status_table
-from webapp.version import __version__
+from webapp.providers.conductor_auth import DEFAULT_TOKEN_REFRESH_SECONDS
+from webapp.providers.conductor_auth import ConductorAuthBase
+from webapp.providers.conductor_auth import auth_for
+from webapp.providers.conductor_auth import error_message
+from webapp.providers.conductor_auth import scrub
+from webapp.providers.conductor_auth import token_failure
+from webapp.providers.payload import Count
+from webapp.providers.payload import Id
+from webapp.providers.payload import Payload
+from webapp.providers.payload import Scalar
+from webapp.providers.payload import Text
+from webapp.providers.payload import as_text
+from webapp.providers.payload import epoch_ms
+from webapp.providers.payload import parse_iso
+from webapp.providers.payload import validate_payload
+from webapp.providers.spec import Credentials
+from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import SourceSetting
+from webapp.providers.spec import TaskUrl
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/tasks"
+
+SPEC = ProviderSpec(
+    name="conductor",
+    label="Conductor",
+    simulator="webapp.simulators.conductor",
+    credentials=Credentials(
+        fields=("key_id_env", "key_secret_env", "token_env"),
+        pairs=(("key_id_env", "key_secret_env"),),
+        alternatives=(("token_env",), ("key_id_env", "key_secret_env")),
+    ),
+    settings=(
+        SourceSetting(
+            "ui_url",
+            "UI URL",
+            "where /execution/{workflowId} pages are (base URL if unset).",
+            "url",
+        ),
+    ),
+    key_fields=(
+        "workflowType",
+        "referenceTaskName",
+        "taskDefName",
+        "workerId",
+        "retryCount",
+        "inputData",
+        "outputData",
+    ),
+    related_link_keys=("workflowInstanceId",),
+    task_urls=(
+        TaskUrl(API_PREFIX + "/{task_id}"),
+        TaskUrl("/execution/{workflow_id}/{task_id}", root="ui_url"),
+    ),
+    search_help="its SQL-like query (`status = 'FAILED'`) or words.",
+    times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
+    active_note="The execution log is read once the task has finished.",
+)
 
 STATUSES = status_table(
     {
@@ -67,263 +116,6 @@ STATUSES = status_table(
         "SKIPPED": TaskState.SKIPPED,
     }
 )
-
-#: The header Orkes reads the token from; the value is the bare token, no ``Bearer``.
-TOKEN_HEADER = "X-Authorization"
-TOKEN_PATH = "/api/token"
-#: Refresh a token once it is this old. Orkes does not document the lifetime; both SDKs
-#: refresh after 45 minutes (python ``auth_token_ttl_min``, Java ``tokenRefreshInSeconds``).
-DEFAULT_TOKEN_REFRESH_SECONDS = 45 * 60
-#: The ``error`` words of an Orkes 401/403 body (conductor-python ``rest.py``).
-EXPIRED_TOKEN = "EXPIRED_TOKEN"
-INVALID_TOKEN = "INVALID_TOKEN"
-
-
-class ConductorTask(BaseModel):
-    """``Task.java`` as served by GET ``/api/tasks/{taskId}``.
-
-    Only ``status`` must be a string; everything else is read tolerantly in ``normalize`` so a
-    field of an unexpected type is shown as it came rather than rejecting the task.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    status: str
-    taskId: Any = None
-    taskType: Any = None
-    taskDefName: Any = None
-    referenceTaskName: Any = None
-    workflowInstanceId: Any = None
-    workflowType: Any = None
-    correlationId: Any = None
-    scheduledTime: Any = None
-    startTime: Any = None
-    endTime: Any = None
-    updateTime: Any = None
-    reasonForIncompletion: Any = None
-    retryCount: Any = None
-    pollCount: Any = None
-    seq: Any = None
-    workerId: Any = None
-    domain: Any = None
-    inputData: Any = None
-    outputData: Any = None
-    queueWaitTime: Any = None
-
-
-class ConductorTaskSummary(BaseModel):
-    """``TaskSummary.java``, one search result: ISO-string times, JSON-string input/output."""
-
-    model_config = ConfigDict(extra="allow")
-
-    status: str
-    taskId: Any = None
-    taskType: Any = None
-    taskDefName: Any = None
-    # Not in the class, but in the docs example (docs/documentation/api/task.md).
-    referenceTaskName: Any = None
-    workflowId: Any = None
-    workflowType: Any = None
-    correlationId: Any = None
-    scheduledTime: Any = None
-    startTime: Any = None
-    endTime: Any = None
-    updateTime: Any = None
-    reasonForIncompletion: Any = None
-    executionTime: Any = None
-    queueWaitTime: Any = None
-    domain: Any = None
-    input: Any = None
-    output: Any = None
-
-
-# -- auth --------------------------------------------------------------------------------------
-
-
-class ConductorAuthBase(httpx.Auth):
-    """What both token modes share: the secrets to keep out of error messages."""
-
-    requires_response_body = True
-
-    def secrets(self) -> list[str]:
-        """Every credential this auth holds, so error messages can be scrubbed of them."""
-        return []
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        # The token cache uses a threading lock; Taskdeck's clients are synchronous.
-        raise RuntimeError("Conductor auth supports synchronous httpx clients only")
-        yield request  # pragma: no cover - makes this an async generator
-
-
-class ConductorTokenAuth(ConductorAuthBase):
-    """A ready token (``token_env``): sent as is, never refreshed, never retried."""
-
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def secrets(self) -> list[str]:
-        return [self._token]
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers[TOKEN_HEADER] = self._token
-        yield request
-
-
-class ConductorKeyAuth(ConductorAuthBase):
-    """Orkes keyId/keySecret exchanged at ``POST /api/token`` for a token.
-
-    One instance serves every thread sharing the source's client, so the cached token is read
-    and renewed under a lock: when it ages, one thread renews it and the others wait for it.
-    The token is renewed proactively after ``refresh_after`` seconds and once more, with exactly
-    one retry of the request, when a 401/403 body says ``EXPIRED_TOKEN``. A second expiry, an
-    ``INVALID_TOKEN`` or a rejected exchange is returned or raised as it is: never a loop.
-    """
-
-    def __init__(
-        self,
-        key_id: str,
-        key_secret: str,
-        token_url: str,
-        *,
-        refresh_after: float = DEFAULT_TOKEN_REFRESH_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        label: str = "Conductor",
-    ) -> None:
-        self._key_id = key_id
-        self._key_secret = key_secret
-        self.token_url = token_url
-        self.refresh_after = refresh_after
-        self._clock = clock
-        self._label = label
-        self._lock = threading.Lock()
-        self._token: str | None = None
-        self._obtained_at = 0.0
-
-    def secrets(self) -> list[str]:
-        return [s for s in (self._key_id, self._key_secret, self._token) if s]
-
-    def sync_auth_flow(
-        self, request: httpx.Request
-    ) -> Generator[httpx.Request, httpx.Response, None]:
-        # As httpx's default, but closing the inner flow for sure, so that a transport error
-        # during the exchange releases the token lock at once (not at garbage collection).
-        flow = self.auth_flow(request)
-        try:
-            request = next(flow)
-            while True:
-                response = yield request
-                response.read()
-                try:
-                    request = flow.send(response)
-                except StopIteration:
-                    return
-        finally:
-            flow.close()
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        if request.url.path.endswith(TOKEN_PATH):
-            # Never send a token to the endpoint that issues them.
-            request.headers.pop(TOKEN_HEADER, None)
-            yield request
-            return
-        token = yield from self._valid_token(stale=None)
-        request.headers[TOKEN_HEADER] = token
-        response = yield request
-        if response.status_code in (401, 403) and token_error(response) == EXPIRED_TOKEN:
-            token = yield from self._valid_token(stale=token)
-            request.headers[TOKEN_HEADER] = token
-            yield request
-
-    def _valid_token(self, *, stale: str | None) -> Generator[httpx.Request, httpx.Response, str]:
-        """The cached token, or a new one when there is none, it aged, or it is ``stale``."""
-        with self._lock:
-            token = self._token
-            fresh = self._clock() - self._obtained_at < self.refresh_after
-            # Another thread may have renewed a token the server called expired: reuse it.
-            if token is not None and fresh and token != stale:
-                return token
-            self._token = None
-            response = yield httpx.Request(
-                "POST",
-                self.token_url,
-                json={"keyId": self._key_id, "keySecret": self._key_secret},
-                headers={"Accept": "application/json", "User-Agent": f"taskdeck/{__version__}"},
-            )
-            token = self._read_token(response)
-            self._token, self._obtained_at = token, self._clock()
-            return token
-
-    def _read_token(self, response: httpx.Response) -> str:
-        code = response.status_code
-        if code == 200:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            token = body.get("token") if isinstance(body, dict) else None
-            if isinstance(token, str) and token:
-                return token
-            raise FetchError(
-                FetchErrorKind.UNAUTHORIZED,
-                f"{self._label} token exchange answered without a token",
-                status_code=code,
-            )
-        detail = scrub(error_message(response) or "", self.secrets())
-        suffix = f": {detail}" if detail else ""
-        if code == 429:
-            kind = FetchErrorKind.RATE_LIMITED
-            message = f"{self._label} token exchange was rate limited{suffix}"
-        elif code >= 500:
-            # The keys may be fine: a broken server is not a credential problem.
-            kind = FetchErrorKind.UPSTREAM_ERROR
-            message = f"{self._label} token exchange failed{suffix}"
-        elif code == 404:
-            kind = FetchErrorKind.UNAUTHORIZED
-            message = (
-                f"{self._label} has no {TOKEN_PATH} (open-source Conductor needs no key id or "
-                "secret: remove key_id_env/key_secret_env)"
-            )
-        else:
-            kind = FetchErrorKind.UNAUTHORIZED
-            message = f"{self._label} rejected the key id and secret{suffix}"
-        retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        raise FetchError(kind, message, status_code=code, retry_after=retry_after)
-
-
-def token_error(response: httpx.Response) -> str | None:
-    """The ``error`` word of an Orkes auth failure body (``EXPIRED_TOKEN``...), if any."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None
-    value = body.get("error") if isinstance(body, dict) else None
-    return value if isinstance(value, str) else None
-
-
-def error_message(response: httpx.Response) -> str | None:
-    """``ErrorResponse.message`` (``{status, code, message, instance, retryable}``), else the
-    body's first characters; ``None`` for an empty body."""
-    if not response.content.strip():
-        return None
-    try:
-        body = response.json()
-    except ValueError:
-        return short_body(response) or None
-    if isinstance(body, dict):
-        message = body.get("message")
-        if isinstance(message, str) and message:
-            return message
-    return short_body(response) or None
-
-
-def scrub(text: str, secrets: Iterable[str]) -> str:
-    """``text`` with every credential replaced, in case an upstream echoes one back."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, "***")
-    return text
 
 
 # -- reading Conductor values --------------------------------------------------------------
@@ -351,6 +143,70 @@ def decode_json_string(value: Any) -> Any:
         return value
 
 
+def log_line(value: Any) -> Any:
+    """A log entry as it came; a bare value (not an object) is read as the line itself."""
+    return value if isinstance(value, dict) else {"log": as_text(value)}
+
+
+ConductorTime = Annotated[datetime | None, BeforeValidator(conductor_time)]
+JsonString = Annotated[JsonValue, BeforeValidator(decode_json_string)]
+
+
+class TaskFields(Payload):
+    """What a ``Task`` and a ``TaskSummary`` share. Only ``status`` must be a string."""
+
+    status: str
+    taskId: Id = None
+    taskType: Text = None
+    taskDefName: Text = None
+    # Not in TaskSummary.java, but in the docs' summary example (docs/documentation/api/task.md).
+    referenceTaskName: Text = None
+    workflowType: Text = None
+    correlationId: Text = None
+    scheduledTime: ConductorTime = None
+    startTime: ConductorTime = None
+    endTime: ConductorTime = None
+    updateTime: ConductorTime = None
+    reasonForIncompletion: Text = None
+    queueWaitTime: Scalar = None
+    domain: Text = None
+
+
+class ConductorTask(TaskFields):
+    """``Task.java`` as served by GET ``/api/tasks/{taskId}``: epoch-millisecond times."""
+
+    workflowInstanceId: Id = None
+    retryCount: Scalar = None
+    pollCount: Scalar = None
+    seq: Scalar = None
+    workerId: Text = None
+    inputData: JsonValue = None
+    outputData: JsonValue = None
+
+
+class ConductorTaskSummary(TaskFields):
+    """``TaskSummary.java``, one search result: ISO-string times, JSON-string input/output."""
+
+    workflowId: Id = None
+    executionTime: Scalar = None
+    input: JsonString = None
+    output: JsonString = None
+
+
+class ConductorSearchResult(Payload):
+    """``SearchResult<TaskSummary>``: each result is read (and keyed by its id) one by one."""
+
+    results: list[Any]
+    totalHits: Count = None
+
+
+LogEntry = Annotated[dict[str, JsonValue], BeforeValidator(log_line)]
+
+
+class ConductorTaskLog(RootModel[list[LogEntry]]):
+    """``List<TaskExecLog>``: ``{log, taskId, createdTime}`` entries, oldest first."""
+
+
 #: ``--query`` is sent as Conductor's SQL-like ``query`` when it starts with a comparison on a
 #: field (``status = 'FAILED'``, ``taskType IN (HTTP,SIMPLE)``, ``startTime > 1700000000000``,
 #: ``workflowId IS NOT NULL``...); anything else is ``freeText`` (ES query-string syntax such
@@ -365,14 +221,12 @@ _QUOTABLE_ID = re.compile(r"^[^',()\\]+$")
 
 
 class ConductorProvider(Provider):
-    name = "conductor"
-    label = "Conductor"
-    api_prefix = "/api/tasks"
+    spec = SPEC
+    api_prefix = API_PREFIX
     can_search = True
     max_page_size = 100
     #: One ``taskId IN (...)`` search answers this many tasks.
     batch_size = 100
-    times_note = "Conductor reports epoch milliseconds; 0 means the time is not set yet."
     #: Tasks whose execution log this provider keeps (most recently used), per process.
     max_cached_logs = 10_000
 
@@ -390,19 +244,7 @@ class ConductorProvider(Provider):
 
     @classmethod
     def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
-        key_id = source.secret("key_id_env")
-        if key_id is not None:
-            return ConductorKeyAuth(
-                key_id,
-                source.secret("key_secret_env") or "",
-                source.base_url.rstrip("/") + TOKEN_PATH,
-                refresh_after=cls.token_refresh_seconds,
-                label=cls.label,
-            )
-        token = source.secret("token_env")
-        if token is not None:
-            return ConductorTokenAuth(token)
-        return None  # open-source Conductor: no auth by default
+        return auth_for(source, refresh_after=cls.token_refresh_seconds, label=cls.label)
 
     # -- fetching ----------------------------------------------------------------------------
     def fetch(self, task_id: str) -> NormalizedTask:
@@ -476,17 +318,14 @@ class ConductorProvider(Provider):
         )
         if response.status_code != 200:
             raise self.error_for(response, about_task=False)
-        payload = self.json_body(response)
-        results = payload.get("results") if isinstance(payload, dict) else None
-        if not isinstance(results, list):
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD,
-                "search answer is not a Conductor SearchResult",
-                raw=payload,
-            )
-        tasks = [self.normalize_summary(item) for item in results]
-        total = payload.get("totalHits")
-        return SearchPage(tasks, total if isinstance(total, int) else None)
+        answer = validate_payload(
+            ConductorSearchResult,
+            self.json_body(response),
+            "search answer is not a Conductor SearchResult",
+        )
+        return SearchPage(
+            [self.normalize_summary(item) for item in answer.results], answer.totalHits
+        )
 
     def fetch_logs(self, task_id: str) -> list[dict[str, Any]]:
         """The task's execution log, oldest first: ``{log, taskId, createdTime, created_at}``.
@@ -501,17 +340,12 @@ class ConductorProvider(Provider):
             return []
         if response.status_code != 200:
             raise self.error_for(response, about_task=False)
-        payload = self.json_body(response)
-        if not isinstance(payload, list):
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "task log answer is not a list", raw=payload
-            )
-        entries: list[dict[str, Any]] = []
-        for item in payload:
-            entry = dict(item) if isinstance(item, dict) else {"log": as_text(item)}
-            entry["created_at"] = conductor_time(entry.get("createdTime"))
-            entries.append(entry)
-        return entries
+        logs = validate_payload(
+            ConductorTaskLog, self.json_body(response), "task log answer is not a list"
+        )
+        return [
+            {**entry, "created_at": conductor_time(entry.get("createdTime"))} for entry in logs.root
+        ]
 
     def add_extras(self, results: dict[str, NormalizedTask | FetchError]) -> None:
         """Each fetched task's execution log, for the detail page."""
@@ -552,27 +386,16 @@ class ConductorProvider(Provider):
             task.details["logs"] = entries
         return task
 
-    def ui_url(self, task: NormalizedTask) -> str | None:
+    def execution_url(self, workflow_id: str, task_id: str) -> str:
         """``{ui_url or base_url}/execution/{workflowInstanceId}/{taskId}`` (the OSS UI route
         ``/execution/:id/:taskId?``; Orkes serves the same path)."""
-        workflow_id = task.links.get("workflowInstanceId")
-        if not workflow_id:
-            return None
-        # The upstream's own taskId locates the task in the workflow; the tracked id may differ.
-        own_id = task.raw.get("taskId") if isinstance(task.raw, dict) else None
-        task_id = own_id if isinstance(own_id, str) and own_id else task.task_id
-        root = (self.source.ui_url or self.source.base_url).rstrip("/")
+        root = (self.source.setting("ui_url") or self.source.base_url).rstrip("/")
         return f"{root}/execution/{quote_segment(workflow_id)}/{quote_segment(task_id)}"
 
     # -- reading answers ---------------------------------------------------------------------
     def normalize(self, task_id: str, payload: Any) -> NormalizedTask:
         """A ``Task`` fetched as ``task_id`` (its own ``taskId`` may differ, seed 003)."""
-        try:
-            task = ConductorTask.model_validate(payload)
-        except ValidationError as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "task has no string 'status'", raw=payload
-            ) from exc
+        task = validate_payload(ConductorTask, payload, "task has no string 'status'")
         details = {
             "workflowType": task.workflowType,
             "taskDefName": task.taskDefName,
@@ -591,13 +414,10 @@ class ConductorProvider(Provider):
 
     def normalize_summary(self, item: Any) -> NormalizedTask:
         """A search result, keyed by its ``taskId``."""
-        try:
-            summary = ConductorTaskSummary.model_validate(item)
-        except ValidationError as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "search result has no string 'status'", raw=item
-            ) from exc
-        if not isinstance(summary.taskId, str) or not summary.taskId:
+        summary = validate_payload(
+            ConductorTaskSummary, item, "search result has no string 'status'"
+        )
+        if summary.taskId is None:
             raise FetchError(FetchErrorKind.BAD_PAYLOAD, "search result has no 'taskId'", raw=item)
         details = {
             "workflowType": summary.workflowType,
@@ -605,8 +425,8 @@ class ConductorProvider(Provider):
             "referenceTaskName": summary.referenceTaskName,
             "domain": summary.domain,
             "correlationId": summary.correlationId,
-            "inputData": decode_json_string(summary.input),
-            "outputData": decode_json_string(summary.output),
+            "inputData": summary.input,
+            "outputData": summary.output,
             "queueWaitTime": summary.queueWaitTime,
             "executionTime": summary.executionTime,
         }
@@ -615,48 +435,46 @@ class ConductorProvider(Provider):
     def _build(
         self,
         task_id: str,
-        task: ConductorTask | ConductorTaskSummary,
+        task: TaskFields,
         payload: Any,
-        workflow_id: Any,
+        workflow_id: str | None,
         details: dict[str, Any],
     ) -> NormalizedTask:
         mapping = map_status(STATUSES, task.status, source=self.source.name, provider=self.name)
-        scheduled = conductor_time(task.scheduledTime)
-        started = conductor_time(task.startTime)
-        ended = conductor_time(task.endTime)
+        ended = task.endTime
         # updateTime stays 0 on some tasks (the seed's WAIT task): fall back to the latest time
         # the task does report.
-        updated = conductor_time(task.updateTime) or max(
-            (t for t in (ended, started, scheduled) if t is not None), default=None
+        updated = task.updateTime or max(
+            (t for t in (ended, task.startTime, task.scheduledTime) if t is not None), default=None
         )
         links: dict[str, str] = {"api": self.api_url(task_id)}
-        if isinstance(workflow_id, str) and workflow_id:
+        if workflow_id:
             links["workflowInstanceId"] = workflow_id
-        name = task.referenceTaskName or task.taskDefName
-        result = NormalizedTask(
+            # The upstream's own taskId locates the task in the workflow; the tracked id may
+            # differ.
+            links["ui"] = self.execution_url(workflow_id, task.taskId or task_id)
+        return NormalizedTask(
             task_id=task_id,
             state=mapping.state,
             upstream_status=task.status,
             terminal=mapping.terminal,
             raw=payload,
-            task_type=as_text(task.taskType),
-            name=as_text(name),
-            created_at=scheduled,
+            task_type=task.taskType,
+            name=task.referenceTaskName or task.taskDefName,
+            created_at=task.scheduledTime,
             updated_at=updated,
             finished_at=(ended or updated) if mapping.terminal else None,
-            error=as_text(task.reasonForIncompletion) or None,
+            error=task.reasonForIncompletion or None,
             links=links,
             details={k: v for k, v in details.items() if v not in (None, "", [], {})},
         )
-        ui = self.ui_url(result)
-        if ui:
-            result.links["ui"] = ui
-        return result
 
     def error_for(self, response: httpx.Response, *, about_task: bool) -> FetchError:
         """Classify an error answer. On a task GET, 204, 400 and 404 all mean "not found"."""
         code = response.status_code
-        secrets = self._secrets()
+        auth = self.client.auth
+        secrets = [secret.get_secret_value() for secret in self.source.credentials.values()]
+        secrets += auth.secrets() if isinstance(auth, ConductorAuthBase) else []
         message = error_message(response)
         message = scrub(message, secrets) if message else None
         if about_task and code in (204, 200, 400, 404):
@@ -665,14 +483,9 @@ class ConductorProvider(Provider):
                 message or f"{self.label} has no task with this id (HTTP {code})",
                 status_code=code,
             )
-        word = token_error(response) if code in (401, 403) else None
-        if word in (EXPIRED_TOKEN, INVALID_TOKEN):
-            why = "expired" if word == EXPIRED_TOKEN else "was rejected"
-            return FetchError(
-                FetchErrorKind.UNAUTHORIZED,
-                f"the {self.label} token {why} ({word})",
-                status_code=code,
-            )
+        expired = token_failure(response, self.label)
+        if expired is not None:
+            return expired
         if code == 400:
             return FetchError(
                 FetchErrorKind.UPSTREAM_ERROR,
@@ -680,10 +493,3 @@ class ConductorProvider(Provider):
                 status_code=code,
             )
         return self.status_error(response, message=message)
-
-    def _secrets(self) -> list[str]:
-        values = [secret.get_secret_value() for secret in self.source.credentials.values()]
-        auth = self.client.auth
-        if isinstance(auth, ConductorAuthBase):
-            values.extend(auth.secrets())
-        return values

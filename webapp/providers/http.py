@@ -5,11 +5,15 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+from collections.abc import Generator
+from typing import TYPE_CHECKING
 
 import httpx
 
-from webapp.config import SourceConfig
 from webapp.version import __version__
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
 
 log = logging.getLogger("webapp.upstream")
 
@@ -65,3 +69,18 @@ def _log_response(response: httpx.Response) -> None:
         response.status_code,
         elapsed_ms,
     )
+
+
+class BearerAuth(httpx.Auth):
+    """``Authorization: Bearer <key>`` added per request, so the key is not a default header
+    of the client (which could end up in a log or a repr)."""
+
+    def __init__(self, api_key: str) -> None:
+        self._api_key = api_key
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._api_key}"
+        yield request
+
+    def __repr__(self) -> str:
+        return "BearerAuth(<hidden>)"

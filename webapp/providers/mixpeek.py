@@ -16,30 +16,68 @@ import json
 import re
 import shlex
 import threading
-from collections.abc import Generator
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC
-from datetime import datetime
+from typing import TYPE_CHECKING
+from typing import Annotated
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
-from pydantic import ConfigDict
-from pydantic import ValidationError
+from pydantic import BeforeValidator
+from pydantic import Field
+from pydantic import JsonValue
 
-from webapp.config import SourceConfig
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import as_text
 from webapp.providers.base import map_status
 from webapp.providers.base import short_body
 from webapp.providers.base import status_table
-from webapp.providers.base import tolerant_float
+from webapp.providers.http import BearerAuth
+from webapp.providers.payload import Count
+from webapp.providers.payload import Float
+from webapp.providers.payload import Id
+from webapp.providers.payload import Payload
+from webapp.providers.payload import Problems
+from webapp.providers.payload import Scalar
+from webapp.providers.payload import Text
+from webapp.providers.payload import join_problems
+from webapp.providers.payload import list_or_empty
+from webapp.providers.payload import list_or_text
+from webapp.providers.payload import object_or_empty
+from webapp.providers.payload import object_or_text
+from webapp.providers.payload import read_json_as
+from webapp.providers.payload import validate_payload
+from webapp.providers.ratelimit import RateLimitState
+from webapp.providers.ratelimit import parse_rate_limit
+from webapp.providers.spec import Credentials
+from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import SourceSetting
+from webapp.providers.spec import TaskUrl
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
+
+API_PREFIX = "/v1/tasks"
+
+SPEC = ProviderSpec(
+    name="mixpeek",
+    label="Mixpeek",
+    simulator="webapp.simulators.mixpeek",
+    credentials=Credentials(fields=("api_key_env",), required=("api_key_env",)),
+    settings=(SourceSetting("namespace", "Namespace", "sent as X-Namespace."),),
+    key_fields=("description", "inputs", "outputs", "batch_id", "bucket_id", "cluster_id"),
+    related_link_keys=("batch_id", "cluster_id", "job_id"),
+    task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
+    search_help="`status:FAILED task_type:…` and words.",
+    times_note=(
+        "Mixpeek reports no task times; times shown are when Taskdeck first saw the task "
+        "and saw it change."
+    ),
+)
 
 STATUSES = status_table(
     {
@@ -70,7 +108,23 @@ _FILTER_KEYS = ("status", "task_type", "search")
 _FILTER_TOKEN = re.compile(r"^([A-Za-z_]+):(.*)$", re.DOTALL)
 
 
-class TaskResponse(BaseModel):
+class AdditionalData(Payload):
+    """``additional_data``: the parent resources, and a failure text some tasks put here."""
+
+    batch_id: Id = None
+    bucket_id: Id = None
+    cluster_id: Id = None
+    job_id: Id = None
+    error: Text = None
+    from_mongodb: Scalar = None
+
+    def parent_links(self) -> dict[str, str]:
+        """The parents that are named, as link keys (``batch_id``...) to ids."""
+        named = self.model_dump(include=set(PARENT_KEYS))
+        return {key: value for key, value in named.items() if value}
+
+
+class TaskResponse(Payload):
     """openapi ``TaskResponse``.
 
     The schema requires ``task_id``, ``task_type`` and ``status``, but only ``status`` is needed
@@ -78,82 +132,58 @@ class TaskResponse(BaseModel):
     shown as it came rather than rejecting the answer (PROVIDERS.md: parse defensively).
     """
 
-    model_config = ConfigDict(extra="allow")
-
     status: str
-    task_id: Any = None
-    task_type: Any = None
+    task_id: Id = None
+    task_type: Text = None
     #: Items are strings or objects (``anyOf string|object``); kept as they came.
-    inputs: Any = None
-    outputs: Any = None
-    additional_data: Any = None
-    description: Any = None
+    inputs: JsonValue = None
+    outputs: JsonValue = None
+    #: Shown as it came; :attr:`parents` reads the same object's known keys.
+    additional_data: JsonValue = None
+    parents: Annotated[AdditionalData, BeforeValidator(object_or_empty)] = Field(
+        default_factory=AdditionalData, validation_alias="additional_data"
+    )
+    description: Text = None
     #: The API's flattened failure text; the docs call the same thing ``error_message``.
-    error: Any = None
-    error_message: Any = None
+    error: Text = None
+    error_message: Text = None
 
 
-@dataclass(frozen=True)
-class RateLimitState:
-    """What the last answer's ``X-RateLimit-*`` headers said (per API key, token bucket).
-
-    ``limit`` requests per ``window`` seconds; ``remaining`` left now; the bucket is full again
-    at ``reset_at`` (``X-RateLimit-Reset`` is Unix seconds). ``observed_at`` is when we read it.
-    """
-
-    limit: int | None
-    remaining: int | None
-    reset_at: datetime | None
-    window: float | None
-    observed_at: datetime
-
-    @property
-    def exhausted(self) -> bool:
-        return self.remaining is not None and self.remaining <= 0
-
-    def seconds_until_reset(self, now: datetime | None = None) -> float | None:
-        """How long until ``reset_at`` (0 once it has passed); ``None`` when not reported."""
-        if self.reset_at is None:
-            return None
-        now = now or datetime.now(UTC)
-        return max(0.0, (self.reset_at - now).total_seconds())
+class Pagination(Payload):
+    total: Count = None
+    next_cursor: Id = None
 
 
-def parse_rate_limit(headers: httpx.Headers, now: datetime | None = None) -> RateLimitState | None:
-    """The ``X-RateLimit-*`` headers of one answer; ``None`` when it carries none."""
-    limit = _header_int(headers.get("X-RateLimit-Limit"))
-    remaining = _header_int(headers.get("X-RateLimit-Remaining"))
-    reset = tolerant_float(headers.get("X-RateLimit-Reset"))
-    window = tolerant_float(headers.get("X-RateLimit-Window"))
-    if limit is None and remaining is None and reset is None:
-        return None
-    reset_at: datetime | None = None
-    if reset is not None:
-        try:
-            reset_at = datetime.fromtimestamp(reset, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            reset_at = None
-    return RateLimitState(limit, remaining, reset_at, window, now or datetime.now(UTC))
+class TaskList(Payload):
+    """``ListTasksResponse``: each result is read (and keyed by its id) one by one."""
+
+    results: list[Any]
+    pagination: Annotated[Pagination, BeforeValidator(object_or_empty)] = Field(
+        default_factory=Pagination
+    )
 
 
-def _header_int(value: str | None) -> int | None:
-    number = tolerant_float(value)
-    return int(number) if number is not None and number.is_integer() else None
+class ErrorDetails(Payload):
+    validation_errors: Annotated[Problems, BeforeValidator(list_or_empty)] = Field(
+        default_factory=list
+    )
+    retry_after: Float = None
 
 
-class BearerAuth(httpx.Auth):
-    """``Authorization: Bearer <key>`` added per request, so the key is not a default header
-    of the client (which could end up in a log or a repr)."""
+class ErrorInfo(Payload):
+    message: Text = None
+    type: Text = None
+    details: Annotated[ErrorDetails, BeforeValidator(object_or_empty)] = Field(
+        default_factory=ErrorDetails
+    )
 
-    def __init__(self, api_key: str) -> None:
-        self._api_key = api_key
 
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers["Authorization"] = f"Bearer {self._api_key}"
-        yield request
+class ErrorBody(Payload):
+    """An error answer: the ``{success, status, error}`` envelope, whose ``error`` is an object
+    or (flattened) text, or FastAPI's ``{detail}``, a list of problems or text."""
 
-    def __repr__(self) -> str:
-        return "BearerAuth(<hidden>)"
+    error: Annotated[ErrorInfo | str | None, BeforeValidator(object_or_text)] = None
+    detail: Annotated[Problems | str | None, BeforeValidator(list_or_text)] = None
 
 
 @dataclass
@@ -164,15 +194,10 @@ class MixpeekPage(SearchPage):
 
 
 class MixpeekProvider(Provider):
-    name = "mixpeek"
-    label = "Mixpeek"
-    api_prefix = "/v1/tasks"
+    spec = SPEC
+    api_prefix = API_PREFIX
     can_search = True
     max_page_size = 100
-    times_note = (
-        "Mixpeek reports no task times; times shown are when Taskdeck first saw the task "
-        "and saw it change."
-    )
 
     def __init__(self, source: SourceConfig, client: httpx.Client) -> None:
         super().__init__(source, client)
@@ -188,7 +213,8 @@ class MixpeekProvider(Provider):
     def client_headers(cls, source: SourceConfig) -> dict[str, str]:
         # The task operations do not declare X-Namespace (PROVIDERS.md 2.4): send it only when
         # the source names a namespace, never an empty one.
-        return {"X-Namespace": source.namespace} if source.namespace else {}
+        namespace = source.setting("namespace")
+        return {"X-Namespace": namespace} if namespace else {}
 
     # -- rate limit headers --------------------------------------------------------------------
     @property
@@ -281,10 +307,11 @@ class MixpeekProvider(Provider):
         text = query.strip()
         if text.startswith("{"):
             try:
-                parsed = json.loads(text)
+                # Text starting with "{" that parses is always an object.
+                parsed: dict[str, Any] = json.loads(text)
             except json.JSONDecodeError as exc:
                 raise ValueError(f"--query is not valid JSON: {exc.msg}") from None
-            return parsed  # text starting with "{" that parses is always an object
+            return parsed
         try:
             tokens = shlex.split(text)
         except ValueError:
@@ -336,16 +363,14 @@ class MixpeekProvider(Provider):
         response = self.request("POST", f"{self.api_prefix}/list", params=params, json=body)
         if response.status_code != 200:
             raise self.error_for(response)
-        payload = self.json_body(response)
-        if not isinstance(payload, dict) or not isinstance(payload.get("results"), list):
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD,
-                "list answer has no 'results' array",
-                status_code=response.status_code,
-                raw=payload,
-            )
+        answer = validate_payload(
+            TaskList,
+            self.json_body(response),
+            "list answer has no 'results' array",
+            status_code=response.status_code,
+        )
         tasks: list[NormalizedTask] = []
-        for item in payload["results"]:
+        for item in answer.results:
             task_id = item.get("task_id") if isinstance(item, dict) else None
             if not isinstance(task_id, str) or not task_id:
                 raise FetchError(
@@ -355,41 +380,25 @@ class MixpeekProvider(Provider):
                     raw=item,
                 )
             tasks.append(self.normalize(task_id, item))
-        pagination = payload.get("pagination")
-        pagination = pagination if isinstance(pagination, dict) else {}
-        total = pagination.get("total")
-        next_cursor = pagination.get("next_cursor")
-        return MixpeekPage(
-            tasks,
-            total if isinstance(total, int) and not isinstance(total, bool) else None,
-            next_cursor if isinstance(next_cursor, str) and next_cursor else None,
-        )
+        return MixpeekPage(tasks, answer.pagination.total, answer.pagination.next_cursor)
 
     # -- reading answers ---------------------------------------------------------------------
     def normalize(self, task_id: str, payload: Any) -> NormalizedTask:
-        try:
-            task = TaskResponse.model_validate(payload)
-        except ValidationError as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "task has no string 'status'", raw=payload
-            ) from exc
+        task = validate_payload(TaskResponse, payload, "task has no string 'status'")
         mapping = map_status(STATUSES, task.status, source=self.source.name, provider=self.name)
-        extra = task.additional_data if isinstance(task.additional_data, dict) else {}
-        links: dict[str, str] = {"api": self.api_url(task_id)}
-        for key in PARENT_KEYS:
-            if isinstance(extra.get(key), str) and extra[key]:
-                links[key] = extra[key]
+        parents = task.parents
+        links = {"api": self.api_url(task_id), **parents.parent_links()}
         details: dict[str, Any] = {
             "description": task.description,
             "inputs": task.inputs,
             "outputs": task.outputs,
             "additional_data": task.additional_data,
-            "batch_id": extra.get("batch_id"),
-            "bucket_id": extra.get("bucket_id"),
-            "cluster_id": extra.get("cluster_id"),
-            "from_mongodb": extra.get("from_mongodb"),
+            "batch_id": parents.batch_id,
+            "bucket_id": parents.bucket_id,
+            "cluster_id": parents.cluster_id,
+            "from_mongodb": parents.from_mongodb,
         }
-        if isinstance(task.task_id, str) and task.task_id != task_id:
+        if task.task_id is not None and task.task_id != task_id:
             # Key by the id asked for, but show what the upstream called it.
             details["upstream_task_id"] = task.task_id
         return NormalizedTask(
@@ -398,7 +407,7 @@ class MixpeekProvider(Provider):
             upstream_status=task.status,
             terminal=mapping.terminal,
             raw=payload,
-            task_type=as_text(task.task_type),
+            task_type=task.task_type,
             name=None,
             # TaskResponse has no times (PROVIDERS.md 2.2): the store records what it observes.
             created_at=None,
@@ -414,16 +423,14 @@ class MixpeekProvider(Provider):
 
         The API key is masked out of the message should an error ever echo it.
         """
-        try:
-            body: Any = response.json()
-        except (ValueError, UnicodeDecodeError):
-            body = None
+        body = read_json_as(ErrorBody, response)
         message = error_message(body) if body is not None else None
         error = self.status_error(response, message=self._mask(message or short_body(response)))
         if error.kind is FetchErrorKind.RATE_LIMITED and error.retry_after is None:
             # No Retry-After header: the envelope's details.retry_after says the same.
-            details = _envelope_details(body)
-            error.retry_after = tolerant_float(details.get("retry_after"))
+            envelope = body.error if body is not None else None
+            if isinstance(envelope, ErrorInfo):
+                error.retry_after = envelope.details.retry_after
         return error
 
     def _mask(self, text: str) -> str:
@@ -433,59 +440,24 @@ class MixpeekProvider(Provider):
 
 def task_error(task: TaskResponse) -> str | None:
     """The failure text: ``error``, then ``error_message``, then ``additional_data.error``."""
-    extra = task.additional_data if isinstance(task.additional_data, dict) else {}
-    for value in (task.error, task.error_message, extra.get("error")):
-        text = as_text(value)
+    for text in (task.error, task.error_message, task.parents.error):
         if text and text.strip():
             return text
     return None
 
 
-def error_message(body: Any) -> str | None:
+def error_message(body: ErrorBody) -> str | None:
     """A readable message from a Mixpeek error body (envelope or FastAPI), or ``None``."""
-    if not isinstance(body, dict):
-        return None
-    envelope = body.get("error")
-    if isinstance(envelope, dict):
-        message = as_text(envelope.get("message")) or "error"
-        error_type = as_text(envelope.get("type"))
-        text = f"{message} ({error_type})" if error_type else message
-        problems = _envelope_details(body).get("validation_errors")
-        if isinstance(problems, list) and problems:
-            text += ": " + _join_problems(problems, "location", "message")
-        return text
-    if isinstance(envelope, str) and envelope.strip():
+    envelope, detail = body.error, body.detail
+    if isinstance(envelope, ErrorInfo):
+        message = envelope.message or "error"
+        text = f"{message} ({envelope.type})" if envelope.type else message
+        problems = envelope.details.validation_errors
+        return f"{text}: {join_problems(problems)}" if problems else text
+    if envelope and envelope.strip():
         return envelope
-    detail = body.get("detail")
     if isinstance(detail, list) and detail:
-        return "Validation error: " + _join_problems(detail, "loc", "msg")
+        return "Validation error: " + join_problems(detail)
     if isinstance(detail, str) and detail.strip():
         return detail
     return None
-
-
-def _envelope_details(body: Any) -> dict[str, Any]:
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        details = body["error"].get("details")
-        if isinstance(details, dict):
-            return details
-    return {}
-
-
-def _join_problems(problems: list[Any], location_key: str, message_key: str) -> str:
-    """``body.status: Input should be ...; query.limit: ...`` from validation error items."""
-    parts: list[str] = []
-    for problem in problems[:10]:
-        if not isinstance(problem, dict):
-            parts.append(as_text(problem) or "?")
-            continue
-        location = problem.get(location_key)
-        if isinstance(location, list):
-            where = ".".join(str(part) for part in location)
-        else:
-            where = as_text(location) or ""
-        message = as_text(problem.get(message_key)) or as_text(problem.get("type")) or "invalid"
-        parts.append(f"{where}: {message}" if where else message)
-    if len(problems) > 10:
-        parts.append(f"and {len(problems) - 10} more")
-    return "; ".join(parts)

@@ -3,12 +3,12 @@
 GET ``/api/v1/tasks/{task_id}`` and GET ``/api/v1/tasks?index=&limit=`` (at most 100 a page)
 behind the NCP API Gateway. Traps handled here (PROVIDERS.md 16-19):
 
-* Every request is signed with API Gateway signature v2 (:class:`NcpSignatureV2`): the string
-  to sign holds the request URI *as sent*, base-URL prefix and percent-encoding included, and a
-  millisecond timestamp the gateway accepts only within 5 minutes of its own clock. A rejected
-  timestamp is reported as clock skew, not as a bad key.
+* Every request is signed with API Gateway signature v2 (nclue_gateway.py): the string to sign
+  holds the request URI *as sent*, base-URL prefix and percent-encoding included, and a
+  millisecond timestamp the gateway accepts only within 5 minutes of its own clock.
 * Errors come from two layers: the gateway's ``{"error": {"errorCode": "200", ...}}`` envelope
-  and NCLUE's own (code, message) errors, whose JSON shape is unverified and read tolerantly.
+  (nclue_gateway.py) and NCLUE's own (code, message) errors, whose JSON shape is unverified and
+  read tolerantly.
 * NCLUE asks for at most 1 request/s: every request waits for the source's budget (the
   shared token bucket of webapp/ratelimit.py, taken in :meth:`Provider.request`; NCLUE's rate
   defaults to 1/s), and :meth:`NclueProvider.fetch_many` pages the list (100 tasks a call)
@@ -21,47 +21,80 @@ NCLUE has no server-side search: ``--query`` filters the listed tasks on the cli
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import logging
 import math
 import shlex
-import time
 from collections.abc import Callable
-from collections.abc import Generator
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC
-from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
-from pydantic import ConfigDict
+from pydantic import AliasChoices
 from pydantic import Field
-from pydantic import ValidationError
 
-from webapp.config import SourceConfig
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import as_text
 from webapp.providers.base import map_status
-from webapp.providers.base import parse_iso
-from webapp.providers.base import parse_retry_after
 from webapp.providers.base import short_body
 from webapp.providers.base import status_table
-from webapp.providers.base import tolerant_float
 from webapp.providers.http import build_client
-from webapp.providers.ratelimit import TokenBucket as RateLimiter
-from webapp.providers.ratelimit import WaitTooLong as RateLimitWaitTooLong  # noqa: F401 - the old name
-from webapp.providers.ratelimit import limiter_for as limiter_for
+from webapp.providers.nclue_gateway import SIGNATURE_HEADER
+from webapp.providers.nclue_gateway import NcpSignatureV2
+from webapp.providers.nclue_gateway import gateway_error
+from webapp.providers.nclue_gateway import wall_clock_ms
+from webapp.providers.payload import Count
+from webapp.providers.payload import Float
+from webapp.providers.payload import Id
+from webapp.providers.payload import IsoTime
+from webapp.providers.payload import Payload
+from webapp.providers.payload import Scalar
+from webapp.providers.payload import Text
+from webapp.providers.payload import as_text
+from webapp.providers.payload import validate_payload
+from webapp.providers.ratelimit import TokenBucket
+from webapp.providers.spec import Credentials
+from webapp.providers.spec import DetailField
+from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import TaskUrl
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1/tasks"
+
+SPEC = ProviderSpec(
+    name="nclue",
+    label="NAVER Cloud NCLUE",
+    simulator="webapp.simulators.nclue",
+    credentials=Credentials(
+        fields=("access_key_env", "secret_key_env"),
+        pairs=(("access_key_env", "secret_key_env"),),
+        required=("access_key_env", "secret_key_env"),
+    ),
+    # NCLUE asks for at most 1 request/s.
+    default_rate_limit=1.0,
+    key_fields=("auroc", "line_count", "disk_usage", "train_feature_name", "test_feature_name"),
+    field_formats=(
+        DetailField("auroc", "AUROC", "metric"),
+        DetailField("auroc_raw", "AUROC (as sent)"),
+        DetailField("disk_usage", kind="bytes"),
+    ),
+    related_link_keys=("train_feature_id",),
+    task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
+    search_help="`status:failed` or a name, filtered here.",
+    times_note=(
+        "NCLUE sends times without a zone; they are read in the source's time zone "
+        "(UTC unless the source sets timezone)."
+    ),
+    zoneless_times=True,
+)
 
 STATUSES = status_table(
     {
@@ -75,121 +108,38 @@ STATUSES = status_table(
     }
 )
 
-TIMESTAMP_HEADER = "x-ncp-apigw-timestamp"
-ACCESS_KEY_HEADER = "x-ncp-iam-access-key"
-SIGNATURE_HEADER = "x-ncp-apigw-signature-v2"
-#: The gateway rejects a timestamp more than 5 minutes away from its own clock.
-MAX_CLOCK_SKEW_SECONDS = 300.0
 
-
-# -- signature v2 ---------------------------------------------------------------------------
-
-
-def sign(method: str, uri: str, timestamp_ms: int | str, access_key: str, secret_key: str) -> str:
-    """The ``x-ncp-apigw-signature-v2`` value for one request.
-
-    ``uri`` is the request URI from the host onward, exactly as sent: the full path (any
-    base-URL prefix included) plus ``?`` and the raw query string when there is one.
-    """
-    message = f"{method.upper()} {uri}\n{timestamp_ms}\n{access_key}"
-    digest = hmac.new(secret_key.encode("utf-8"), message.encode("utf-8"), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
-def wall_clock_ms() -> int:
-    """Milliseconds since the Unix epoch, by this machine's clock."""
-    return time.time_ns() // 1_000_000
-
-
-class NcpSignatureV2(httpx.Auth):
-    """Signs every request as the NCP API Gateway expects (PROVIDERS.md 4.4, trap 16).
-
-    ``now_ms`` is the time source (injectable for tests and for a shared simulated clock).
-    The URI signed is ``request.url.raw_path``: the bytes that go on the wire, so a path
-    prefix, the query's order and its percent-encoding all match what the gateway recomputes.
-    """
-
-    def __init__(
-        self,
-        access_key: str,
-        secret_key: str,
-        *,
-        now_ms: Callable[[], int] = wall_clock_ms,
-    ) -> None:
-        self._access_key = access_key
-        self._secret_key = secret_key
-        self._now_ms = now_ms
-
-    def __repr__(self) -> str:
-        return "NcpSignatureV2(access_key=..., secret_key=...)"
-
-    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        timestamp = str(int(self._now_ms()))
-        uri = request.url.raw_path.decode("ascii")
-        request.headers[TIMESTAMP_HEADER] = timestamp
-        request.headers[ACCESS_KEY_HEADER] = self._access_key
-        request.headers[SIGNATURE_HEADER] = sign(
-            request.method, uri, timestamp, self._access_key, self._secret_key
-        )
-        yield request
-
-
-# -- client-side rate limit -----------------------------------------------------------------
-
-
-# -- payloads -------------------------------------------------------------------------------
-
-
-class NclueTask(BaseModel):
-    """One task as gettask / gettasklist return it. Only ``status`` must be a string; the rest
-    is read tolerantly in :meth:`NclueProvider.normalize`."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
+class NclueTask(Payload):
+    """One task as gettask / gettasklist return it. Only ``status`` must be a string; times
+    carry no zone (read in the zone given as validation context)."""
 
     status: str
-    task_id: Any = None
-    task_name: Any = None
-    created_at: Any = None
-    completed_at: Any = None
-    train_feature_id: Any = None
-    train_feature_name: Any = None
-    train_bucket: Any = None
-    train_file_path: Any = None
-    test_feature_id: Any = None
-    test_feature_name: Any = None
-    test_bucket: Any = None
-    test_file_path: Any = None
-    auroc: Any = Field(default=None, alias="AUROC")
-    line_count: Any = None
-    disk_usage: Any = None
-    fail_message: Any = None
+    task_id: Id = None
+    task_name: Text = None
+    created_at: IsoTime = None
+    completed_at: IsoTime = None
+    train_feature_id: Id = None
+    train_feature_name: Text = None
+    train_bucket: Text = None
+    train_file_path: Text = None
+    test_feature_id: Id = None
+    test_feature_name: Text = None
+    test_bucket: Text = None
+    test_file_path: Text = None
+    #: A number or a numeric string; :attr:`auroc_sent` keeps one that is neither.
+    auroc: Float = Field(default=None, validation_alias=AliasChoices("AUROC", "auroc"))
+    auroc_sent: Text = Field(default=None, validation_alias=AliasChoices("AUROC", "auroc"))
+    line_count: Scalar = None
+    disk_usage: Scalar = None
+    fail_message: Text = None
 
 
-@dataclass
-class ListPage:
-    """One answer of the list endpoint: raw task objects and the upstream's total."""
+class NclueTaskList(Payload):
+    """The list answer: each task is read (and keyed by its id) one by one."""
 
-    index: int
-    items: list[Any]
-    total: int | None
+    tasks: list[Any]
+    total: Count = None
 
-
-#: API Gateway error codes (PROVIDERS.md 4.5; 403/230 from the gateway overview page).
-GATEWAY_ERRORS: dict[str, tuple[FetchErrorKind, str]] = {
-    "100": (FetchErrorKind.UPSTREAM_ERROR, "Bad Request Exception"),
-    "200": (FetchErrorKind.UNAUTHORIZED, "Authentication Failed"),
-    # 401 too, but the key and signature were good: the account lacks permission.
-    "210": (FetchErrorKind.FORBIDDEN, "Permission Denied"),
-    "230": (FetchErrorKind.FORBIDDEN, "Forbidden"),
-    "300": (FetchErrorKind.NOT_FOUND, "Not Found Exception"),
-    "400": (FetchErrorKind.RATE_LIMITED, "Quota Exceeded"),
-    "410": (FetchErrorKind.RATE_LIMITED, "Throttle Limited"),
-    "420": (FetchErrorKind.RATE_LIMITED, "Rate Limited"),
-    "430": (FetchErrorKind.UPSTREAM_ERROR, "Request Entity Too Large"),
-    "500": (FetchErrorKind.UPSTREAM_ERROR, "Endpoint Error"),
-    "510": (FetchErrorKind.TIMEOUT, "Endpoint Timeout"),
-    "900": (FetchErrorKind.UPSTREAM_ERROR, "Unexpected Error"),
-}
 
 QUERY_KEYS = ("status", "state", "name", "id")
 
@@ -241,24 +191,19 @@ def _term_check(key: str, value: str) -> Callable[[NormalizedTask], bool]:
 
 
 class NclueProvider(Provider):
-    name = "nclue"
-    label = "NAVER Cloud NCLUE"
-    api_prefix = "/api/v1/tasks"
+    spec = SPEC
+    api_prefix = API_PREFIX
     can_search = True
     max_page_size = 100
     #: :meth:`fetch_many` weighs list pages against GETs itself, so any number of ids is safe.
     batch_size = 100
-    times_note = (
-        "NCLUE sends times without a zone; they are read in the source's time zone "
-        "(UTC unless the source sets timezone)."
-    )
 
     def __init__(
         self,
         source: SourceConfig,
         client: httpx.Client,
         *,
-        limiter: RateLimiter | None = None,
+        limiter: TokenBucket | None = None,
     ) -> None:
         super().__init__(source, client, limiter=limiter)
         #: The list's total as last seen: lets :meth:`fetch_many` price a list scan up front.
@@ -271,7 +216,7 @@ class NclueProvider(Provider):
         *,
         transport: httpx.BaseTransport | None = None,
         now_ms: Callable[[], int] | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: TokenBucket | None = None,
     ) -> NclueProvider:
         """As :meth:`Provider.create`, plus an injectable signing clock and limiter."""
         client = build_client(
@@ -308,7 +253,7 @@ class NclueProvider(Provider):
             raise self.error_for(response)
         return self.normalize(task_id, self.json_body(response))
 
-    def list_page(self, index: int, limit: int) -> ListPage:
+    def list_page(self, index: int, limit: int) -> NclueTaskList:
         """GET ``/api/v1/tasks?index=&limit=`` (``limit`` clamped to 1..100)."""
         limit = max(1, min(self.max_page_size, limit))
         response = self.request(
@@ -316,30 +261,24 @@ class NclueProvider(Provider):
         )
         if response.status_code != 200:
             raise self.error_for(response)
-        payload = self.json_body(response)
-        tasks = payload.get("tasks") if isinstance(payload, dict) else None
-        if not isinstance(tasks, list):
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD,
-                "task list answer has no 'tasks' array",
-                status_code=response.status_code,
-                raw=payload,
-            )
-        total = payload.get("total")
-        if isinstance(total, bool) or not isinstance(total, int):
-            total = None
-        if total is not None:
-            self.known_total = total
-        return ListPage(index=index, items=tasks, total=total)
+        answer = validate_payload(
+            NclueTaskList,
+            self.json_body(response),
+            "task list answer has no 'tasks' array",
+            status_code=response.status_code,
+        )
+        if answer.total is not None:
+            self.known_total = answer.total
+        return answer
 
     def scan(self) -> Iterator[tuple[str, NormalizedTask | FetchError]]:
         """Every listed task, newest first, one list call per 100 tasks."""
         index = 0
         while True:
             page = self.list_page(index, self.max_page_size)
-            yield from self._normalize_items(page.items)
-            index += len(page.items)
-            if len(page.items) < self.max_page_size or (
+            yield from self._normalize_items(page.tasks)
+            index += len(page.tasks)
+            if len(page.tasks) < self.max_page_size or (
                 page.total is not None and index >= page.total
             ):
                 return
@@ -352,7 +291,7 @@ class NclueProvider(Provider):
         """
         if not query or not query.strip():
             page = self.list_page(offset, limit)
-            items = self._normalize_items(page.items)
+            items = self._normalize_items(page.tasks)
             tasks = [task for _, task in items if not isinstance(task, FetchError)]
             return SearchPage(tasks, page.total)
         matches = list(self._filtered(query))
@@ -399,11 +338,11 @@ class NclueProvider(Provider):
                 first_total = page.total
             elif page.total != first_total:
                 stable = False
-            for task_id, task in self._normalize_items(page.items, only=missing):
+            for task_id, task in self._normalize_items(page.tasks, only=missing):
                 results[task_id] = task
                 missing.discard(task_id)
-            index += len(page.items)
-            if len(page.items) < self.max_page_size or (
+            index += len(page.tasks)
+            if len(page.tasks) < self.max_page_size or (
                 page.total is not None and index >= page.total
             ):
                 complete = True
@@ -454,20 +393,14 @@ class NclueProvider(Provider):
 
     # -- reading answers -------------------------------------------------------------------------
     def normalize(self, task_id: str, payload: Any) -> NormalizedTask:
-        try:
-            task = NclueTask.model_validate(payload)
-        except ValidationError as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD, "task object has no string 'status'", raw=payload
-            ) from exc
+        task = validate_payload(
+            NclueTask, payload, "task object has no string 'status'", zone=self.source.zone
+        )
         mapping = map_status(STATUSES, task.status, source=self.source.name, provider=self.name)
-        zone = self.source.zone
-        finished = parse_iso(task.completed_at, default_tz=zone)
-        auroc = tolerant_float(task.auroc)
         details: dict[str, Any] = {
-            "auroc": auroc,
+            "auroc": task.auroc,
             # An AUROC that is not a number is shown as it came (the raw payload keeps it too).
-            "auroc_raw": as_text(task.auroc) if auroc is None else None,
+            "auroc_raw": task.auroc_sent if task.auroc is None else None,
             "line_count": task.line_count,
             "disk_usage": task.disk_usage,
             "train_feature_id": task.train_feature_id,
@@ -480,10 +413,10 @@ class NclueProvider(Provider):
             "test_file_path": task.test_file_path,
         }
         links: dict[str, str] = {"api": self.api_url(task_id)}
-        for key in ("train_feature_id", "test_feature_id"):
-            value = getattr(task, key)
-            if isinstance(value, str) and value:
-                links[key] = value
+        if task.train_feature_id:
+            links["train_feature_id"] = task.train_feature_id
+        if task.test_feature_id:
+            links["test_feature_id"] = task.test_feature_id
         return NormalizedTask(
             task_id=task_id,
             state=mapping.state,
@@ -492,11 +425,11 @@ class NclueProvider(Provider):
             raw=payload,
             # NCLUE builds one kind of thing: a task model.
             task_type="task-model",
-            name=as_text(task.task_name),
-            created_at=parse_iso(task.created_at, default_tz=zone),
-            updated_at=finished,
-            finished_at=finished,
-            error=as_text(task.fail_message),
+            name=task.task_name,
+            created_at=task.created_at,
+            updated_at=task.completed_at,
+            finished_at=task.completed_at,
+            error=task.fail_message,
             links=links,
             details={k: v for k, v in details.items() if v not in (None, "", [], {})},
         )
@@ -507,44 +440,19 @@ class NclueProvider(Provider):
             body = response.json()
         except ValueError:
             body = None
-        gateway = body.get("error") if isinstance(body, dict) else None
-        if isinstance(gateway, dict) and "errorCode" in gateway:
-            error = self._gateway_error(response, gateway)
-        else:
+        gateway = gateway_error(response, body)
+        if gateway is None:
             error = self._nclue_error(response, body)
+        else:
+            kind, text = gateway
+            error = self.status_error(response, message=text)
+            # A documented gateway code says more than the HTTP status.
+            error.kind = kind or error.kind
         return FetchError(
             error.kind,
             self._scrub(error.message, response.request),
             status_code=error.status_code,
             retry_after=error.retry_after,
-        )
-
-    def _gateway_error(self, response: httpx.Response, envelope: dict[str, Any]) -> FetchError:
-        code = str(envelope.get("errorCode")).strip()
-        known = GATEWAY_ERRORS.get(code)
-        message = as_text(envelope.get("message")) or (known[1] if known else "")
-        text = f"API Gateway {code} {message}".strip()
-        details = as_text(envelope.get("details"))
-        if details:
-            text += f": {details}"
-        if code == "200":
-            skew = self._clock_skew(response)
-            hint = " ".join(filter(None, (message, details))).lower()
-            if skew is not None and abs(skew) > MAX_CLOCK_SKEW_SECONDS - 5:
-                direction = "behind" if skew > 0 else "ahead of"
-                text += (
-                    f" (clock skew: this machine's clock is about {abs(skew):.0f} s {direction} "
-                    "the gateway's, which accepts at most 5 minutes; fix the clock, e.g. NTP)"
-                )
-            elif "timestamp" in hint or "expired" in hint:
-                text += " (the gateway rejected the request timestamp: check this machine's clock)"
-        if known is None:
-            return self.status_error(response, message=text)
-        return FetchError(
-            known[0],
-            text,
-            status_code=response.status_code,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
         )
 
     def _nclue_error(self, response: httpx.Response, body: Any) -> FetchError:
@@ -569,22 +477,6 @@ class NclueProvider(Provider):
         else:
             text = " ".join(filter(None, ("NCLUE", code, message)))
         return self.status_error(response, message=text)
-
-    @staticmethod
-    def _clock_skew(response: httpx.Response) -> float | None:
-        """Gateway time (``Date``) minus the time we signed, in seconds; ``None`` if unknown."""
-        signed = response.request.headers.get(TIMESTAMP_HEADER)
-        date = response.headers.get("Date")
-        if not signed or not date:
-            return None
-        try:
-            gateway = parsedate_to_datetime(date)
-            signed_s = int(signed) / 1000
-        except (TypeError, ValueError):
-            return None
-        if gateway.tzinfo is None:
-            gateway = gateway.replace(tzinfo=UTC)
-        return gateway.timestamp() - signed_s
 
     def _scrub(self, text: str, request: httpx.Request) -> str:
         """Never let the secret or the signature reach a message, even if an upstream echoes it."""

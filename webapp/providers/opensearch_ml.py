@@ -10,24 +10,62 @@ milliseconds, the security plugin's 401 is not JSON, and multi-tenant clusters n
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
+from typing import Annotated
 from typing import Any
 
 import httpx
-from pydantic import BaseModel
-from pydantic import ConfigDict
-from pydantic import ValidationError
+from pydantic import BeforeValidator
+from pydantic import Field
+from pydantic import JsonValue
 
-from webapp.config import SourceConfig
 from webapp.domain import FetchError
-from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.providers.base import Provider
-from webapp.providers.base import as_text
-from webapp.providers.base import epoch_ms
 from webapp.providers.base import map_status
 from webapp.providers.base import status_table
+from webapp.providers.payload import EpochMs
+from webapp.providers.payload import Id
+from webapp.providers.payload import Payload
+from webapp.providers.payload import Scalar
+from webapp.providers.payload import Text
+from webapp.providers.payload import as_text
+from webapp.providers.payload import read_json_as
+from webapp.providers.payload import strict_int
+from webapp.providers.payload import validate_payload
+from webapp.providers.spec import Credentials
+from webapp.providers.spec import DetailField
+from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import SourceSetting
+from webapp.providers.spec import TaskUrl
+
+if TYPE_CHECKING:
+    from webapp.config import SourceConfig
+
+API_PREFIX = "/_plugins/_ml/tasks"
+
+SPEC = ProviderSpec(
+    name="opensearch-ml",
+    label="OpenSearch ML Commons",
+    short_name="ml",
+    simulator="webapp.simulators.opensearch_ml",
+    credentials=Credentials(
+        fields=("username_env", "password_env"), pairs=(("username_env", "password_env"),)
+    ),
+    settings=(
+        SourceSetting("tenant_id", "Tenant id", "multi-tenant clusters (sent as x-tenant-id)."),
+    ),
+    key_fields=("function_name", "worker_nodes", "progress", "input_type", "output_index"),
+    field_formats=(DetailField("progress", kind="metric"),),
+    related_link_keys=("model_id",),
+    task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
+    search_help=(
+        'query DSL as JSON (`{"term": {"function_name": "KMEANS"}}`) '
+        "or query-string syntax (`state:FAILED`)."
+    ),
+)
 
 STATUSES = status_table(
     {
@@ -46,47 +84,6 @@ STATUSES = status_table(
 )
 
 
-class MLTask(BaseModel):
-    """``MLTask.toXContent``: every field but ``is_async`` is written only when set.
-
-    Only ``state`` must be a string; the rest are read tolerantly in :func:`normalize` so that a
-    field of an unexpected type is shown as it came rather than rejecting the task.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    state: str
-    task_id: Any = None
-    model_id: Any = None
-    task_type: Any = None
-    function_name: Any = None
-    input_type: Any = None
-    progress: Any = None
-    output_index: Any = None
-    worker_node: Any = None
-    create_time: Any = None
-    last_update_time: Any = None
-    error: Any = None
-    user: Any = None
-    is_async: Any = None
-    remote_job: Any = None
-    response: Any = None
-    tenant_id: Any = None
-
-
-class SearchHit(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    id: str
-    source: dict[str, Any]
-
-    @classmethod
-    def from_raw(cls, hit: Any) -> SearchHit:
-        if not isinstance(hit, dict):
-            raise ValueError("hit is not an object")
-        return cls(id=hit.get("_id"), source=hit.get("_source"))
-
-
 def worker_nodes(value: Any) -> list[str]:
     """``worker_node`` as a list: arrays (2.5+) as they are, strings (older) split on commas."""
     if isinstance(value, list):
@@ -96,10 +93,64 @@ def worker_nodes(value: Any) -> list[str]:
     return []
 
 
+def user_name(value: Any) -> str | None:
+    """``user`` is an object (name, roles...) from the security plugin: its name is shown."""
+    return as_text(value.get("name")) if isinstance(value, dict) else as_text(value)
+
+
+def total_hits(value: Any) -> int | None:
+    """``hits.total``: ``{"value": n, "relation": ...}`` (7.x+) or a bare number."""
+    return strict_int(value.get("value") if isinstance(value, dict) else value)
+
+
+class MLTask(Payload):
+    """``MLTask.toXContent``: every field but ``is_async`` is written only when set."""
+
+    state: str
+    model_id: Id = None
+    task_type: Text = None
+    function_name: Text = None
+    input_type: Text = None
+    progress: Scalar = None
+    output_index: Text = None
+    worker_node: Annotated[list[str], BeforeValidator(worker_nodes)] = Field(default_factory=list)
+    create_time: EpochMs = None
+    last_update_time: EpochMs = None
+    error: Text = None
+    user: Annotated[str | None, BeforeValidator(user_name)] = None
+    is_async: Scalar = None
+    remote_job: JsonValue = None
+    tenant_id: Text = None
+
+
+class SearchHit(Payload):
+    id: str = Field(alias="_id")
+    source: dict[str, Any] = Field(alias="_source")
+
+
+class SearchHits(Payload):
+    hits: list[SearchHit]
+    total: Annotated[int | None, BeforeValidator(total_hits)] = None
+
+
+class SearchResponse(Payload):
+    hits: SearchHits
+
+
+class ErrorCause(Payload):
+    reason: Text = None
+    type: Text = None
+
+
+class ErrorResponse(Payload):
+    """``{"error": {"type", "reason", "root_cause"...}, "status"}``: a request that failed."""
+
+    error: ErrorCause
+
+
 class OpenSearchMLProvider(Provider):
-    name = "opensearch-ml"
-    label = "OpenSearch ML Commons"
-    api_prefix = "/_plugins/_ml/tasks"
+    spec = SPEC
+    api_prefix = API_PREFIX
     can_search = True
     max_page_size = 100
     #: One ``ids`` search answers this many tasks (well inside ``index.max_result_window``).
@@ -114,7 +165,8 @@ class OpenSearchMLProvider(Provider):
 
     @classmethod
     def client_headers(cls, source: SourceConfig) -> dict[str, str]:
-        return {"x-tenant-id": source.tenant_id} if source.tenant_id else {}
+        tenant = source.setting("tenant_id")
+        return {"x-tenant-id": tenant} if tenant else {}
 
     # -- fetching ----------------------------------------------------------------------------
     def fetch(self, task_id: str) -> NormalizedTask:
@@ -164,7 +216,8 @@ class OpenSearchMLProvider(Provider):
                 raise ValueError(f"--query is not valid JSON: {exc.msg}") from None
             if not isinstance(parsed, dict):
                 raise ValueError("--query must be a JSON object (a query DSL clause)")
-            return parsed.get("query", parsed)
+            clause: dict[str, Any] = parsed.get("query", parsed)
+            return clause
         return {"query_string": {"query": text}}
 
     def _search(self, query: dict[str, Any], offset: int, limit: int) -> SearchPage:
@@ -178,45 +231,30 @@ class OpenSearchMLProvider(Provider):
         response = self.request("POST", f"{self.api_prefix}/_search", json=body)
         if response.status_code != 200:
             raise self.error_for(response)
-        payload = self.json_body(response)
-        try:
-            hits_block = payload["hits"]
-            hits = [SearchHit.from_raw(hit) for hit in hits_block["hits"]]
-            total = hits_block.get("total")
-            total_value = total.get("value") if isinstance(total, dict) else total
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD,
-                "search answer is not an OpenSearch search response",
-                raw=payload,
-            ) from exc
-        tasks = [self.normalize(hit.id, hit.source) for hit in hits]
-        return SearchPage(tasks, total_value if isinstance(total_value, int) else None)
+        search = validate_payload(
+            SearchResponse,
+            self.json_body(response),
+            "search answer is not an OpenSearch search response",
+        )
+        tasks = [self.normalize(hit.id, hit.source) for hit in search.hits.hits]
+        return SearchPage(tasks, search.hits.total)
 
     # -- reading answers ---------------------------------------------------------------------
     def normalize(self, task_id: str, payload: Any) -> NormalizedTask:
-        try:
-            task = MLTask.model_validate(payload)
-        except ValidationError as exc:
-            raise FetchError(
-                FetchErrorKind.BAD_PAYLOAD,
-                "task document has no string 'state'",
-                raw=payload,
-            ) from exc
+        task = validate_payload(MLTask, payload, "task document has no string 'state'")
         mapping = map_status(STATUSES, task.state, source=self.source.name, provider=self.name)
-        updated = epoch_ms(task.last_update_time)
         links: dict[str, str] = {"api": self.api_url(task_id)}
-        if isinstance(task.model_id, str):
+        if task.model_id:
             links["model_id"] = task.model_id
         details: dict[str, Any] = {
             "function_name": task.function_name,
             "input_type": task.input_type,
-            "worker_nodes": worker_nodes(task.worker_node),
+            "worker_nodes": task.worker_node,
             "progress": task.progress,
             "output_index": task.output_index,
             "is_async": task.is_async,
             "tenant_id": task.tenant_id,
-            "user": task.user.get("name") if isinstance(task.user, dict) else task.user,
+            "user": task.user,
             "remote_job": task.remote_job,
         }
         return NormalizedTask(
@@ -225,12 +263,12 @@ class OpenSearchMLProvider(Provider):
             upstream_status=task.state,
             terminal=mapping.terminal,
             raw=payload,
-            task_type=as_text(task.task_type),
+            task_type=task.task_type,
             name=None,
-            created_at=epoch_ms(task.create_time),
-            updated_at=updated,
-            finished_at=updated if mapping.terminal else None,
-            error=as_text(task.error),
+            created_at=task.create_time,
+            updated_at=task.last_update_time,
+            finished_at=task.last_update_time if mapping.terminal else None,
+            error=task.error,
             links=links,
             details={k: v for k, v in details.items() if v not in (None, [], {})},
         )
@@ -239,15 +277,11 @@ class OpenSearchMLProvider(Provider):
         """Classify an error answer; OpenSearch's envelope gives the reason, a 401 is plain text."""
         reason: str | None = None
         if response.status_code != 401:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            if isinstance(body, dict) and isinstance(body.get("error"), dict):
-                reason = as_text(body["error"].get("reason"))
-                error_type = body["error"].get("type")
-                if reason and error_type:
-                    reason = f"{reason} ({error_type})"
+            body = read_json_as(ErrorResponse, response)
+            cause = body.error if body is not None else ErrorCause()
+            reason = (
+                f"{cause.reason} ({cause.type})" if cause.reason and cause.type else cause.reason
+            )
         elif not response.text.strip():
             reason = "Unauthorized"
         return self.status_error(response, message=reason)

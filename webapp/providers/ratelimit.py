@@ -10,6 +10,10 @@ source's concurrency to the rate, so its threads do not sit queued behind the bu
 
 The budget is per process: several ``taskdeck worker`` processes each spend the full rate. An
 upstream that still says 429 pauses the source for every worker (``Source.blocked_until``).
+
+An upstream may also say how much of its own budget is left (``X-RateLimit-*`` headers, read
+into :class:`RateLimitState`); a provider that reads them offers the latest reading as its
+``rate_limit_state``, and the refresher holds off while it is exhausted.
 """
 
 from __future__ import annotations
@@ -18,7 +22,14 @@ import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
 from typing import TYPE_CHECKING
+
+import httpx
+
+from webapp.providers.payload import tolerant_float
 
 if TYPE_CHECKING:
     from webapp.config import SourceConfig
@@ -97,3 +108,54 @@ def limiter_for(source: SourceConfig) -> TokenBucket:
         if bucket is None or bucket.rate != rate:
             bucket = _BUCKETS[key] = TokenBucket(rate)
         return bucket
+
+
+# -- what an upstream says of its own budget ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RateLimitState:
+    """What the last answer's ``X-RateLimit-*`` headers said (per API key, token bucket).
+
+    ``limit`` requests per ``window`` seconds; ``remaining`` left now; the bucket is full again
+    at ``reset_at`` (``X-RateLimit-Reset`` is Unix seconds). ``observed_at`` is when we read it.
+    """
+
+    limit: int | None
+    remaining: int | None
+    reset_at: datetime | None
+    window: float | None
+    observed_at: datetime
+
+    @property
+    def exhausted(self) -> bool:
+        return self.remaining is not None and self.remaining <= 0
+
+    def seconds_until_reset(self, now: datetime | None = None) -> float | None:
+        """How long until ``reset_at`` (0 once it has passed); ``None`` when not reported."""
+        if self.reset_at is None:
+            return None
+        now = now or datetime.now(UTC)
+        return max(0.0, (self.reset_at - now).total_seconds())
+
+
+def parse_rate_limit(headers: httpx.Headers, now: datetime | None = None) -> RateLimitState | None:
+    """The ``X-RateLimit-*`` headers of one answer; ``None`` when it carries none."""
+    limit = _header_int(headers.get("X-RateLimit-Limit"))
+    remaining = _header_int(headers.get("X-RateLimit-Remaining"))
+    reset = tolerant_float(headers.get("X-RateLimit-Reset"))
+    window = tolerant_float(headers.get("X-RateLimit-Window"))
+    if limit is None and remaining is None and reset is None:
+        return None
+    reset_at: datetime | None = None
+    if reset is not None:
+        try:
+            reset_at = datetime.fromtimestamp(reset, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            reset_at = None
+    return RateLimitState(limit, remaining, reset_at, window, now or datetime.now(UTC))
+
+
+def _header_int(value: str | None) -> int | None:
+    number = tolerant_float(value)
+    return int(number) if number is not None and number.is_integer() else None

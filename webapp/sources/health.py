@@ -9,7 +9,6 @@ import sqlalchemy as sa
 from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import db
-from webapp.providers import PROVIDERS
 from webapp.sources.registry import registry
 
 
@@ -30,7 +29,7 @@ def source_overview() -> list[dict[str, Any]]:
         overview.append(
             {
                 "config": source,
-                "label": PROVIDERS[source.provider].label,
+                "label": source.spec.label,
                 "health": row,
                 "status": health_word(row),
                 "counts": counts.get(source.name, {"active": 0, "finished": 0}),

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import re
-from urllib.parse import unquote
 from urllib.parse import urlsplit
 
-from webapp.providers import PROVIDERS
 from webapp.sources.registry import SourceRegistry
 
 _SEPARATORS = re.compile(r"[\s,]+")
@@ -18,8 +16,8 @@ def parse_task_references(
     """``(references, problems)``: each reference is ``(source, task_id)``.
 
     One id or URL per line (commas and spaces separate too, except inside a URL). A URL is
-    matched against each source's base URL and API path, or its UI's execution page, so the
-    source is detected; a bare id belongs to ``default_source``.
+    matched against each source's task URLs (:func:`source_from_url`), so the source is
+    detected; a bare id belongs to ``default_source``.
     """
     references: list[tuple[str, str]] = []
     problems: list[str] = []
@@ -36,35 +34,28 @@ def parse_task_references(
             problems.append(f"{item}: choose the source this task belongs to")
         else:
             references.append((default_source, item))
-    seen: set[tuple[str, str]] = set()
-    unique = [r for r in references if not (r in seen or seen.add(r))]
-    return unique, problems
+    return list(dict.fromkeys(references)), problems
 
 
 def source_from_url(url: str, registry: SourceRegistry) -> tuple[str, str] | None:
-    """The ``(source, task_id)`` an upstream task URL points at, if a source matches it."""
+    """The ``(source, task_id)`` an upstream task URL points at, if a source matches it.
+
+    Each source's provider says where its task URLs live (its spec's ``task_urls``): under the
+    source's base URL (the API) or another of its settings (a web UI).
+    """
     parts = urlsplit(url)
-    raw_path = parts.path
     for source in registry:
-        base = urlsplit(source.base_url)
-        candidates = [(base, PROVIDERS[source.provider].api_prefix + "/")]
-        if source.ui_url:
-            candidates.append((urlsplit(source.ui_url), "/execution/"))
-        for root, prefix in candidates:
+        for shape in source.spec.task_urls:
+            root_url = source.base_url if shape.root == "base_url" else source.setting(shape.root)
+            if not root_url:
+                continue
+            root = urlsplit(root_url)
             if (parts.scheme, parts.netloc) != (root.scheme, root.netloc):
                 continue
-            expected = root.path.rstrip("/") + prefix
-            if not raw_path.startswith(expected):
+            expected = root.path.rstrip("/") + shape.prefix
+            if not parts.path.startswith(expected):
                 continue
-            rest = raw_path[len(expected) :].strip("/")
-            if not rest:
-                continue
-            segments = rest.split("/")
-            if prefix == "/execution/":
-                # /execution/{workflowId}/{taskId}: the task is the last segment.
-                if len(segments) < 2:
-                    continue
-                return source.name, unquote(segments[-1])
-            if len(segments) == 1:
-                return source.name, unquote(segments[0])
+            task_id = shape.task_id(parts.path[len(expected) :])
+            if task_id is not None:
+                return source.name, task_id
     return None

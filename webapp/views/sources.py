@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint
-from flask import Response
 from flask import abort
 from flask import current_app
 from flask import flash
@@ -14,32 +14,80 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from werkzeug.wrappers import Response
 
-from webapp.config import CREDENTIAL_FIELDS
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
 from webapp.db.setup import save_database_source
-from webapp.providers import PROVIDERS
+from webapp.providers import provider_specs
 from webapp.sources.health import source_overview
 from webapp.sources.registry import registry
 
 bp = Blueprint("sources", __name__)
 
-#: The settings the add/edit form offers: (field, label, input type, hint).
-FORM_FIELDS: list[tuple[str, str, str, str]] = [
-    ("base_url", "Base URL", "url", "The server's root, plus a proxy's path prefix if any."),
-    ("poll_interval", "Poll interval (s)", "number", "Seconds between polls of an active task."),
-    ("timeout", "Timeout (s)", "number", ""),
-    ("max_concurrency", "Concurrent requests", "number", ""),
-    ("rate_limit", "Rate limit (requests/s)", "number", "Empty: none of our own (NCLUE: 1)."),
-    ("ui_url", "UI URL", "url", "Conductor: where /execution/{workflowId} pages are."),
-    ("timezone", "Time zone", "text", "For upstream times sent without one (NCLUE)."),
-    ("tenant_id", "Tenant id", "text", "OpenSearch ML Commons multi-tenancy."),
-    ("namespace", "Namespace", "text", "Mixpeek X-Namespace."),
-    ("ca_bundle", "CA bundle path", "text", ""),
-]
-ENV_FIELDS = sorted({f for fields in CREDENTIAL_FIELDS.values() for f in fields})
+
+@dataclass(frozen=True)
+class FormField:
+    """One setting the add/edit form offers."""
+
+    name: str
+    label: str
+    #: ``text``, ``url`` or ``number``.
+    kind: str
+    hint: str = ""
+
+
+def form_fields() -> list[FormField]:
+    """Every source's settings, then the ones each provider adds (from its spec)."""
+    specs = provider_specs()
+    polls = " or ".join(sorted({f"{s.default_poll_interval:g}" for s in specs}))
+    rates = ", ".join(f"{s.label}: {s.default_rate_limit:g}" for s in specs if s.default_rate_limit)
+    zoneless = ", ".join(s.label for s in specs if s.zoneless_times)
+    own: dict[str, FormField] = {}
+    for spec in specs:
+        for setting in spec.settings:
+            hint = f"{spec.label}: {setting.hint}"
+            known = own.get(setting.name)
+            own[setting.name] = FormField(
+                setting.name, setting.label, setting.kind, f"{known.hint} {hint}" if known else hint
+            )
+    return [
+        FormField(
+            "base_url", "Base URL", "url", "The server's root, plus a proxy's path prefix if any."
+        ),
+        FormField(
+            "poll_interval",
+            "Poll interval (s)",
+            "number",
+            f"Seconds between polls of an active task (empty: {polls}).",
+        ),
+        FormField("timeout", "Timeout (s)", "number"),
+        FormField("max_concurrency", "Concurrent requests", "number"),
+        FormField(
+            "rate_limit",
+            "Rate limit (requests/s)",
+            "number",
+            "Empty: none of our own" + (f" ({rates})." if rates else "."),
+        ),
+        FormField(
+            "timezone",
+            "Time zone",
+            "text",
+            "For upstream times sent without one" + (f" ({zoneless})." if zoneless else "."),
+        ),
+        *own.values(),
+        FormField("ca_bundle", "CA bundle path", "text"),
+    ]
+
+
+def credential_fields() -> list[tuple[str, list[str]]]:
+    """Every ``*_env`` field some provider reads, with the names of the providers reading it."""
+    readers: dict[str, list[str]] = {}
+    for spec in provider_specs():
+        for field in spec.credentials.fields:
+            readers.setdefault(field, []).append(spec.name)
+    return sorted(readers.items())
 
 
 @bp.get("/sources")
@@ -55,7 +103,7 @@ def index() -> str:
 @bp.get("/sources/new")
 def new() -> str:
     """The form to add a source (stored in the database)."""
-    return render_template("sources/form.html", **form_context({"poll_interval": 5}, None))
+    return render_template("sources/form.html", **form_context({}, None))
 
 
 @bp.get("/sources/<name>/edit")
@@ -115,7 +163,8 @@ def editable_source_or_404(name: str) -> SourceConfig:
 def form_values(form: Any) -> dict[str, Any]:
     """The submitted settings, without empty fields (so defaults apply)."""
     values: dict[str, Any] = {}
-    for field in ["name", "provider", *[f for f, *_ in FORM_FIELDS], *ENV_FIELDS]:
+    settings = [field.name for field in form_fields()]
+    for field in ["name", "provider", *settings, *(name for name, _ in credential_fields())]:
         value = form.get(field, "").strip()
         if value:
             values[field] = value
@@ -127,8 +176,7 @@ def form_context(values: dict[str, Any], existing: SourceConfig | None) -> dict[
     return {
         "values": values,
         "existing": existing,
-        "providers": PROVIDERS,
-        "form_fields": FORM_FIELDS,
-        "env_fields": ENV_FIELDS,
-        "credential_fields": CREDENTIAL_FIELDS,
+        "providers": provider_specs(),
+        "form_fields": form_fields(),
+        "credential_fields": credential_fields(),
     }

@@ -100,6 +100,15 @@ def field_label(name: str) -> str:
     return text[:1].upper() + text[1:]
 
 
+def code_spans(text: str) -> Markup:
+    """``text`` escaped, with its `backticked` parts as ``<code>`` (a spec's search help)."""
+    parts = text.split("`")
+    return Markup("").join(
+        Markup("<code>{}</code>").format(part) if index % 2 else escape(part)
+        for index, part in enumerate(parts)
+    )
+
+
 def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
@@ -108,6 +117,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(ago)
     app.add_template_filter(duration)
     app.add_template_filter(pretty_json)
+    app.add_template_filter(code_spans)
     app.add_template_filter(field_label)
     app.add_template_filter(human_bytes)
     app.add_template_filter(humanize_seconds)

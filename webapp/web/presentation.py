@@ -5,28 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-#: Detail keys worth showing first, per provider, in this order (the rest follow).
-KEY_FIELDS: dict[str, tuple[str, ...]] = {
-    "opensearch-ml": ("function_name", "worker_nodes", "progress", "input_type", "output_index"),
-    "mixpeek": ("description", "inputs", "outputs", "batch_id", "bucket_id", "cluster_id"),
-    "conductor": (
-        "workflowType",
-        "referenceTaskName",
-        "taskDefName",
-        "workerId",
-        "retryCount",
-        "inputData",
-        "outputData",
-    ),
-    "nclue": ("auroc", "line_count", "disk_usage", "train_feature_name", "test_feature_name"),
-}
-#: Labels that the generic camelCase/snake_case split would get wrong.
-FIELD_LABELS = {"auroc": "AUROC", "auroc_raw": "AUROC (as sent)", "api": "API", "ui": "UI"}
-#: Detail keys that are metrics (numbers shown with their precision).
-METRIC_KEYS = frozenset({"auroc", "progress"})
-BYTE_KEYS = frozenset({"disk_usage"})
-#: Detail keys the page shows in sections of their own.
-SECTION_KEYS = frozenset({"logs"})
+from webapp.providers import find_provider_spec
+from webapp.providers.spec import ProviderSpec
+
+#: Labels that the generic camelCase/snake_case split would get wrong (a provider's spec adds
+#: its own for its detail keys).
+FIELD_LABELS = {"api": "API", "ui": "UI"}
 #: Raw payloads larger than this are shown cut, with the whole one downloadable.
 RAW_DISPLAY_LIMIT = 100_000
 
@@ -37,25 +21,32 @@ class Field:
     value: Any
     #: ``metric``, ``bytes``, ``list``, ``json`` or ``text``: how the template renders it.
     kind: str
+    #: The provider's label for the key, where it has one (else the template derives one).
+    label: str | None = None
 
 
-def _kind(key: str, value: Any) -> str:
-    if key in METRIC_KEYS and isinstance(value, int | float):
-        return "metric"
-    if key in BYTE_KEYS and isinstance(value, int):
-        return "bytes"
+def _field(spec: ProviderSpec | None, key: str, value: Any) -> Field:
+    shown = spec.field_format(key) if spec is not None else None
+    wanted = shown.kind if shown is not None else None
+    label = shown.label if shown is not None else None
+    if wanted == "metric" and isinstance(value, int | float) and not isinstance(value, bool):
+        return Field(key, value, "metric", label)
+    if wanted == "bytes" and isinstance(value, int) and not isinstance(value, bool):
+        return Field(key, value, "bytes", label)
     if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
-        return "list"
+        return Field(key, value, "list", label)
     if isinstance(value, dict | list):
-        return "json"
-    return "text"
+        return Field(key, value, "json", label)
+    return Field(key, value, "text", label)
 
 
 def split_details(provider: str, details: dict[str, Any]) -> tuple[list[Field], list[Field]]:
-    """``(key fields, other fields)`` for the detail page."""
-    keys = KEY_FIELDS.get(provider, ())
-    first = [Field(k, details[k], _kind(k, details[k])) for k in keys if k in details]
-    rest = [Field(k, v, _kind(k, v)) for k, v in sorted(details.items()) if k not in keys]
+    """``(key fields, other fields)`` for the detail page, as the provider's spec orders and
+    labels them."""
+    spec = find_provider_spec(provider)
+    keys = spec.key_fields if spec is not None else ()
+    first = [_field(spec, k, details[k]) for k in keys if k in details]
+    rest = [_field(spec, k, v) for k, v in sorted(details.items()) if k not in keys]
     return first, rest
 
 

@@ -26,7 +26,7 @@ from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
-from webapp.providers import PROVIDERS
+from webapp.providers import find_provider_spec
 from webapp.sources.registry import registry
 from webapp.views.tasks import bp
 from webapp.web.htmx import STOP_POLLING
@@ -61,14 +61,15 @@ def status(source: str, task_id: str) -> Response:
 def detail_context(task: Task) -> dict[str, Any]:
     """Everything the detail page and its fragments render (blocks need the whole context)."""
     known = registry()
-    provider_class = PROVIDERS.get(task.provider)
+    spec = find_provider_spec(task.provider)
     key_fields, other_fields = split_details(task.provider, task.details or {})
     return {
         "task": task,
         "source": known.get(task.source),
         "source_health": db.session.get(Source, task.source),
-        "provider_label": provider_class.label if provider_class else task.provider,
-        "times_note": provider_class.times_note if provider_class else None,
+        "provider_label": spec.label if spec else task.provider,
+        "times_note": spec.times_note if spec else None,
+        "active_note": spec.active_note if spec else None,
         "key_fields": key_fields,
         "other_fields": other_fields,
         "related": store.related_tasks(task),

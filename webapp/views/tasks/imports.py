@@ -21,6 +21,7 @@ from jinja2_fragments.flask import render_block
 from webapp.db.models import ImportJob
 from webapp.db.models import db
 from webapp.imports import jobs as import_jobs
+from webapp.providers import provider_specs
 from webapp.views.tasks import bp
 from webapp.web.htmx import STOP_POLLING
 from webapp.web.htmx import is_partial
@@ -50,6 +51,7 @@ def _context(**extra: Any) -> dict[str, Any]:
         "max_import": import_jobs.MAX_IMPORT,
         "preview_timeout": import_jobs.PREVIEW_TIMEOUT,
         "is_stalled": import_jobs.is_stalled,
+        "search_help": [(s.label, s.search_help) for s in provider_specs() if s.search_help],
         **extra,
     }
 

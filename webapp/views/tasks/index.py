@@ -25,7 +25,7 @@ from webapp.db.models import db
 from webapp.listing import charts as chart_data
 from webapp.listing import queries
 from webapp.listing import saved_views
-from webapp.providers import PROVIDERS
+from webapp.providers import provider_names
 from webapp.sources.references import parse_task_references
 from webapp.sources.registry import registry
 from webapp.views.tasks import bp
@@ -66,7 +66,7 @@ def list_context(query: queries.TaskQuery) -> dict[str, Any]:
         **summary_context(query),
         "page": page,
         "choices": queries.filter_choices(),
-        "providers": sorted(PROVIDERS),
+        "providers": sorted(provider_names()),
         "state_groups": list(queries.STATE_GROUPS),
         "sorts": queries.SORTS,
         "views": views,

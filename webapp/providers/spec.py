@@ -1,0 +1,132 @@
+"""What Taskdeck knows about one upstream, declared once, next to the upstream's client.
+
+Config validation, the sources form, the detail page, tracking by URL, related tasks and the
+demo read a provider's :class:`ProviderSpec` through the registry (``webapp.providers``) and
+never name an upstream themselves. Adding an upstream is one provider module (its spec and
+client), one simulator module, and a line in each registry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from dataclasses import field
+from typing import Literal
+from urllib.parse import unquote
+
+
+@dataclass(frozen=True)
+class SourceSetting:
+    """A source setting that only this upstream reads (beyond the common ones of every source).
+
+    Its value is text; a ``url`` one must be an http(s) URL and is kept without a trailing slash.
+    """
+
+    name: str
+    label: str
+    #: One line for the sources form.
+    hint: str
+    kind: Literal["text", "url"] = "text"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The ``*_env`` fields a source of this upstream may set, and how they combine.
+
+    Each names the environment variable that holds one secret; the secret itself is never in
+    the sources file or the database.
+    """
+
+    fields: tuple[str, ...] = ()
+    #: Fields that go together (a key id and its secret).
+    pairs: tuple[tuple[str, str], ...] = ()
+    #: Fields every source of this upstream must give.
+    required: tuple[str, ...] = ()
+    #: Ways to authenticate of which a source gives at most one, each a group of fields
+    #: (Conductor: a ready token, or a key id and secret to exchange).
+    alternatives: tuple[tuple[str, ...], ...] = ()
+
+
+@dataclass(frozen=True)
+class TaskUrl:
+    """A URL shape of one task, so a pasted upstream URL finds its source and task id.
+
+    ``pattern`` is the path under the URL of the source setting ``root`` (``base_url``, or a
+    setting such as ``ui_url``): literal segments, ``{task_id}`` for the id and ``{anything}``
+    for one other segment.
+    """
+
+    pattern: str
+    root: str = "base_url"
+
+    @property
+    def prefix(self) -> str:
+        """The literal start of the pattern (``/api/tasks/``), up to its first placeholder."""
+        return self.pattern.split("{", 1)[0]
+
+    def task_id(self, rest: str) -> str | None:
+        """The task id in ``rest``, the raw (percent-encoded) path after :attr:`prefix`."""
+        wanted = self.pattern[len(self.prefix) :].strip("/").split("/")
+        segments = rest.strip("/").split("/")
+        if len(segments) != len(wanted) or not all(segments):
+            return None
+        found: str | None = None
+        for expected, segment in zip(wanted, segments, strict=True):
+            if expected == "{task_id}":
+                found = unquote(segment)
+            elif not expected.startswith("{") and segment != expected:
+                return None
+        return found
+
+
+@dataclass(frozen=True)
+class DetailField:
+    """A detail key that the task page labels or formats in a way of its own."""
+
+    key: str
+    #: The label, where splitting the key's words would get it wrong (``AUROC``).
+    label: str | None = None
+    #: ``metric`` (a number shown with its precision) or ``bytes`` (a size); ``None``: by value.
+    kind: Literal["metric", "bytes"] | None = None
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """Everything outside its client that Taskdeck knows about one upstream."""
+
+    #: The name sources use (``provider = "..."``); also the simulator's mount point.
+    name: str
+    label: str
+    #: The module of the upstream's simulator (``webapp.simulators``).
+    simulator: str
+    #: A short form of ``name`` for generated names (the demo's source is ``{short_name}-demo``).
+    short_name: str = ""
+    credentials: Credentials = field(default_factory=Credentials)
+    settings: tuple[SourceSetting, ...] = ()
+    #: Requests per second a source of this upstream makes unless it sets ``rate_limit``.
+    default_rate_limit: float | None = None
+    #: Seconds between polls of an active task unless the source sets ``poll_interval``.
+    default_poll_interval: float = 5.0
+    #: Detail keys shown first on the task page, in this order (the rest follow, sorted).
+    key_fields: tuple[str, ...] = ()
+    field_formats: tuple[DetailField, ...] = ()
+    #: Link keys naming the upstream group a task belongs to, most specific first: tasks that
+    #: share the first one present are "related".
+    related_link_keys: tuple[str, ...] = ()
+    task_urls: tuple[TaskUrl, ...] = ()
+    #: How ``--query`` and the import page's search read, with `code` in backticks.
+    search_help: str | None = None
+    #: How the upstream speaks of a task's times, shown on the task page.
+    times_note: str | None = None
+    #: The upstream sends times without a zone: the source's ``timezone`` says which they are.
+    zoneless_times: bool = False
+    #: Shown on the page of a task that is still active (what is only read once it finishes).
+    active_note: str | None = None
+    #: The upstream actions (cancel, retry...) Taskdeck can take on a task.
+    actions: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.short_name:
+            object.__setattr__(self, "short_name", self.name)
+
+    def field_format(self, key: str) -> DetailField | None:
+        return next((f for f in self.field_formats if f.key == key), None)
