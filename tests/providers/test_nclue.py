@@ -662,14 +662,14 @@ def test_simulated_task_lifecycle_and_payload(connect, nclue_state, clock, rng) 
     assert provider.fetch(task.task_id).upstream_status == "in_progress"
     clock.advance(10)
     done = provider.fetch(task.task_id)
-    assert done.upstream_status in ("completed", "complete") and done.terminal
+    assert done.upstream_status == "completed" and done.terminal
     assert isinstance(done.raw["AUROC"], str)
     assert done.details["auroc"] == float(done.raw["AUROC"])
     assert done.finished_at == datetime.fromtimestamp(int(task.started_at + 15), UTC)
     assert done.raw["fail_message"] is None
 
 
-def test_demo_tasks_are_deterministic_and_say_complete_sometimes() -> None:
+def test_demo_tasks_are_deterministic_and_say_completed_as_get_and_list_do() -> None:
     def words(seed: int) -> list[str]:
         state = SimulatorState(ManualClock())
         rng = random.Random(seed)
@@ -679,7 +679,7 @@ def test_demo_tasks_are_deterministic_and_say_complete_sometimes() -> None:
     first = words(3)
     assert first == words(3)
     finals = {entry[36:] for entry in first}
-    assert finals == {"completed", "complete"}
+    assert finals == {"completed"}
 
 
 def test_wrong_secret_is_unauthorized(make_source, nclue_state, rng) -> None:
@@ -809,3 +809,12 @@ def test_simulator_time_zone_meets_source_time_zone(custom_simulator, clock, rng
     assert "+" not in fetched.raw["created_at"] and not fetched.raw["created_at"].endswith("Z")
     seoul.close()
     naive.close()
+
+
+def test_the_create_docs_word_complete_is_still_read_as_succeeded(connect, nclue_state) -> None:
+    # The simulator never serves ``complete`` by itself; an upstream that does is still read.
+    nclue_state.add_fixed("legacy-word", {**SEED, "task_id": "legacy-word", "status": "complete"},
+                          "status")  # fmt: skip
+    task = connect().fetch("legacy-word")
+    assert task.upstream_status == "complete"
+    assert task.state is TaskState.SUCCEEDED and task.terminal

@@ -333,10 +333,11 @@ def list_window() -> tuple[int, int]:
 # -- what the demo, the CLI and the tests use ---------------------------------------------
 
 PROVIDER = "nclue"
-#: Keyword arguments of :func:`create_app` for the demo, ``taskdeck simulate`` and the test
-#: suite. The timestamp check is off here: the suite runs the simulators on a ``ManualClock``
-#: (Dec 2025) while clients sign with the real time, so every request would be "skewed". Tests
-#: of the skew check pass ``max_skew_seconds`` explicitly.
+#: Keyword arguments of :func:`create_app` for the demo and ``taskdeck simulate``. They keep the
+#: gateway's 5-minute timestamp check on: both run on the wall clock, as clients sign. The test
+#: suite runs the simulators on a ``ManualClock`` while clients sign with the real time, so its
+#: fixtures (tests/conftest.py) pass ``max_skew_seconds=None``; tests of the check pass a clock
+#: that starts at the real time.
 DEMO_CREDENTIALS: dict[str, Any] = {
     "access_key": "DEMOACCESSKEY",
     "secret_key": "demo-secret-key",
@@ -377,12 +378,10 @@ def add_demo_task(
 ) -> SimTask:
     """A task that goes registered -> pending -> in_progress -> the final word for ``final``.
 
-    A quarter of the successes say ``complete`` instead of ``completed`` (the docs use both);
-    which ones depends only on ``rng``.
+    Successes say ``completed``, as the get and list APIs do; ``complete`` appears only in the
+    create-task docs (PROVIDERS.md part 3), so the simulator never serves it on its own.
     """
     word = FINAL_STATUS[final]
-    if word == "completed" and rng.random() < 0.25:
-        word = "complete"
     if task_id is None:
         task_id = _rng_uuid(rng)
         while task_id in state.tasks:
