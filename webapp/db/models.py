@@ -55,6 +55,18 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONValue = sa.JSON().with_variant(sa.JSON(none_as_null=True), "sqlite")
 
 
+class RateSlot(db.Model):
+    """When a source's next request may go, shared by every process (:mod:`webapp.db.rate_slots`).
+
+    Only sources with a ``rate_limit`` have a row; ``next_free`` is in Unix seconds.
+    """
+
+    __tablename__ = "rate_slots"
+
+    source: so.Mapped[str] = so.mapped_column(sa.String(64), primary_key=True)
+    next_free: so.Mapped[float] = so.mapped_column(sa.Float)
+
+
 class Source(db.Model):
     """A configured upstream account or cluster, with its health as the refresher sees it."""
 

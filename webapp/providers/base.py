@@ -33,7 +33,7 @@ from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.metrics import observe_upstream
 from webapp.providers.http import build_client
-from webapp.providers.ratelimit import TokenBucket
+from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
 from webapp.providers.spec import ProviderSpec
@@ -121,7 +121,7 @@ class Provider:
             cls.name, cls.label, cls.times_note = spec.name, spec.label, spec.times_note
 
     def __init__(
-        self, source: SourceConfig, client: httpx.Client, *, limiter: TokenBucket | None = None
+        self, source: SourceConfig, client: httpx.Client, *, limiter: Limiter | None = None
     ) -> None:
         self.source = source
         self.client = client
@@ -130,16 +130,21 @@ class Provider:
 
     @classmethod
     def create(
-        cls, source: SourceConfig, *, transport: httpx.BaseTransport | None = None
+        cls,
+        source: SourceConfig,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        limiter: Limiter | None = None,
     ) -> Provider:
-        """The provider for ``source`` with its own configured client."""
+        """The provider for ``source`` with its own configured client (and request budget,
+        this process's own unless ``limiter`` is given)."""
         client = build_client(
             source,
             auth=cls.client_auth(source),
             headers=cls.client_headers(source),
             transport=transport,
         )
-        return cls(source, client)
+        return cls(source, client, limiter=limiter)
 
     @classmethod
     def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:

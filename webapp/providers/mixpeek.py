@@ -51,6 +51,7 @@ from webapp.providers.payload import object_or_empty
 from webapp.providers.payload import object_or_text
 from webapp.providers.payload import read_json_as
 from webapp.providers.payload import validate_payload
+from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import RateLimitState
 from webapp.providers.ratelimit import parse_rate_limit
 from webapp.providers.spec import Credentials
@@ -199,8 +200,10 @@ class MixpeekProvider(Provider):
     can_search = True
     max_page_size = 100
 
-    def __init__(self, source: SourceConfig, client: httpx.Client) -> None:
-        super().__init__(source, client)
+    def __init__(
+        self, source: SourceConfig, client: httpx.Client, *, limiter: Limiter | None = None
+    ) -> None:
+        super().__init__(source, client, limiter=limiter)
         self._rate_lock = threading.Lock()
         self._rate_limit_state: RateLimitState | None = None
 

@@ -56,7 +56,7 @@ from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
 from webapp.providers.payload import validate_payload
-from webapp.providers.ratelimit import TokenBucket
+from webapp.providers.ratelimit import Limiter
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
@@ -203,7 +203,7 @@ class NclueProvider(Provider):
         source: SourceConfig,
         client: httpx.Client,
         *,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
     ) -> None:
         super().__init__(source, client, limiter=limiter)
         #: The list's total as last seen: lets :meth:`fetch_many` price a list scan up front.
@@ -216,7 +216,7 @@ class NclueProvider(Provider):
         *,
         transport: httpx.BaseTransport | None = None,
         now_ms: Callable[[], int] | None = None,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
     ) -> NclueProvider:
         """As :meth:`Provider.create`, plus an injectable signing clock and limiter."""
         client = build_client(

@@ -8,8 +8,12 @@ and because everything that talks to a source (the refresher, ``taskdeck import`
 one budget. The refresher does not limit on its own, so nothing is counted twice; it only sizes a
 source's concurrency to the rate, so its threads do not sit queued behind the bucket.
 
-The budget is per process: several ``taskdeck worker`` processes each spend the full rate. An
-upstream that still says 429 pauses the source for every worker (``Source.blocked_until``).
+In the app the budget is kept in the database (:class:`webapp.db.rate_slots.DatabaseLimiter`,
+one row per source reserved with one atomic statement), so it holds for the sum of every
+process that shares the database: web processes, workers, ``taskdeck track`` and ``import``.
+The in-process :class:`TokenBucket` here serves providers built without a database (unit
+tests, scripts). An upstream that still says 429 pauses the source for every worker
+(``Source.blocked_until``).
 
 An upstream may also say how much of its own budget is left (``X-RateLimit-*`` headers, read
 into :class:`RateLimitState`); a provider that reads them offers the latest reading as its
@@ -26,6 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from typing import TYPE_CHECKING
+from typing import Protocol
 
 import httpx
 
@@ -41,6 +46,14 @@ class WaitTooLong(Exception):
     def __init__(self, wait: float) -> None:
         super().__init__(f"next request slot in {wait:.1f} s")
         self.wait = wait
+
+
+class Limiter(Protocol):
+    """A source's request budget: what :meth:`Provider.request` asks before each request."""
+
+    def reserve(self, max_wait: float = math.inf) -> float: ...
+
+    def acquire(self, max_wait: float = math.inf) -> float: ...
 
 
 class TokenBucket:

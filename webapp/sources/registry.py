@@ -7,15 +7,20 @@ from collections.abc import Callable
 from collections.abc import Iterable
 
 import httpx
+import sqlalchemy as sa
 from flask import Flask
 from flask import current_app
 
 from webapp.config import SourceConfig
+from webapp.db.models import db
+from webapp.db.rate_slots import DatabaseLimiter
 from webapp.logs import redactor
 from webapp.providers import PROVIDERS
 from webapp.providers import Provider
+from webapp.providers.ratelimit import Limiter
 
 TransportFactory = Callable[[SourceConfig], httpx.BaseTransport | None]
+LimiterFactory = Callable[[SourceConfig], Limiter | None]
 
 
 class SourceRegistry:
@@ -25,11 +30,15 @@ class SourceRegistry:
         self,
         sources: Iterable[SourceConfig] = (),
         transport_factory: TransportFactory | None = None,
+        limiter_factory: LimiterFactory | None = None,
     ) -> None:
         self._sources: dict[str, SourceConfig] = {}
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._transport_factory = transport_factory
+        #: Where a source's request budget lives (the database, in the app); ``None``: in this
+        #: process only.
+        self._limiter_factory = limiter_factory
         for source in sources:
             self._sources[source.name] = source
 
@@ -61,7 +70,10 @@ class SourceRegistry:
             if provider is None:
                 source = self._sources[name]
                 transport = self._transport_factory(source) if self._transport_factory else None
-                provider = PROVIDERS[source.provider].create(source, transport=transport)
+                limiter = self._limiter_factory(source) if self._limiter_factory else None
+                provider = PROVIDERS[source.provider].create(
+                    source, transport=transport, limiter=limiter
+                )
                 self._providers[name] = provider
             return provider
 
@@ -79,7 +91,26 @@ EXTENSION_KEY = "taskdeck.sources"
 def init_app(
     app: Flask, sources: Iterable[SourceConfig], transport_factory: TransportFactory | None
 ) -> None:
-    app.extensions[EXTENSION_KEY] = SourceRegistry(sources, transport_factory)
+    app.extensions[EXTENSION_KEY] = SourceRegistry(sources, transport_factory, shared_limiters(app))
+
+
+def shared_limiters(app: Flask) -> LimiterFactory:
+    """Request budgets kept in the app's database, so a source's ``rate_limit`` holds across
+    every process that uses it (:mod:`webapp.db.rate_slots`)."""
+    engines: list[sa.Engine] = []
+
+    def engine() -> sa.Engine:
+        # Resolved on first use (fetch threads have no app context); the factory opens nothing.
+        if not engines:
+            with app.app_context():
+                engines.append(db.engine)
+        return engines[0]
+
+    def factory(source: SourceConfig) -> Limiter | None:
+        rate = source.effective_rate_limit
+        return DatabaseLimiter(engine, source.name, rate) if rate else None
+
+    return factory
 
 
 def registry(app: Flask | None = None) -> SourceRegistry:

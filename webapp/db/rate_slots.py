@@ -1,0 +1,94 @@
+"""One request budget per source for every process that shares the database.
+
+A source's ``rate_limit`` (NCLUE's gateway: 1 request/s per access key) must hold for the sum
+of the web processes, the ``taskdeck worker`` processes and any ``taskdeck track`` or ``import``
+run beside them. Each source has a row in ``rate_slots`` holding the time its next request may
+go (a "theoretical arrival time", as :class:`webapp.providers.ratelimit.TokenBucket` keeps in
+memory). Taking a slot is one atomic upsert that moves that time one interval on and returns
+it, so two processes can never take the same slot; the caller then sleeps until its slot,
+outside any transaction. A slot further away than the caller will wait is not taken.
+
+Times are Unix seconds. SQLite's processes share one machine and its clock; on PostgreSQL the
+statement reads the database server's clock, so workers on several machines agree even when
+their own clocks drift.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from webapp.providers.ratelimit import WaitTooLong
+
+#: SQLite: the caller's clock is the machine's, passed in as :now.
+_SQLITE_TAKE = sa.text(
+    "INSERT INTO rate_slots (source, next_free) VALUES (:source, :now + :interval) "
+    "ON CONFLICT (source) DO UPDATE SET next_free = MAX(next_free, :now) + :interval "
+    "WHERE MAX(rate_slots.next_free, :now) - :now <= :max_wait "
+    "RETURNING next_free - :interval - :now"
+)
+_SQLITE_PEEK = sa.text("SELECT MAX(next_free, :now) - :now FROM rate_slots WHERE source = :source")
+#: PostgreSQL: the server's clock, so every machine's workers agree.
+_PG_NOW = "extract(epoch from clock_timestamp())"
+_PG_TAKE = sa.text(
+    f"INSERT INTO rate_slots (source, next_free) VALUES (:source, {_PG_NOW} + :interval) "
+    f"ON CONFLICT (source) DO UPDATE SET next_free = "
+    f"GREATEST(rate_slots.next_free, {_PG_NOW}) + :interval "
+    f"WHERE GREATEST(rate_slots.next_free, {_PG_NOW}) - {_PG_NOW} <= :max_wait "
+    f"RETURNING next_free - :interval - {_PG_NOW}"
+)
+_PG_PEEK = sa.text(
+    f"SELECT GREATEST(next_free, {_PG_NOW}) - {_PG_NOW} FROM rate_slots WHERE source = :source"
+)
+
+
+class DatabaseLimiter:
+    """``rate`` requests a second for one source, across every process on the database."""
+
+    def __init__(
+        self,
+        engine: Callable[[], sa.Engine],
+        source: str,
+        rate: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self._engine = engine
+        self.source = source
+        self.rate = rate
+        self.interval = 1.0 / rate
+        self._sleep = sleep
+        self._lock = threading.Lock()
+
+    def reserve(self, max_wait: float = math.inf) -> float:
+        """Take the next slot; the seconds to wait before using it. Raises :class:`WaitTooLong`
+        (taking nothing) when the next slot is further away than ``max_wait``."""
+        engine = self._engine()
+        postgres = engine.dialect.name == "postgresql"
+        params = {
+            "source": self.source,
+            "interval": self.interval,
+            "max_wait": max_wait if math.isfinite(max_wait) else 1e12,
+            "now": time.time(),
+        }
+        # One statement at a time per process: SQLite would make this process's own threads
+        # queue on its write lock anyway, and the lock keeps them from retrying in a herd.
+        with self._lock, engine.begin() as connection:
+            wait = connection.execute(_PG_TAKE if postgres else _SQLITE_TAKE, params).scalar()
+            if wait is None:
+                ahead = connection.execute(_PG_PEEK if postgres else _SQLITE_PEEK, params).scalar()
+                raise WaitTooLong(float(ahead or 0.0))
+        return max(0.0, float(wait))
+
+    def acquire(self, max_wait: float = math.inf) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        wait = self.reserve(max_wait)
+        if wait > 0:
+            self._sleep(wait)
+        return wait
