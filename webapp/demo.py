@@ -24,7 +24,7 @@ from webapp.db.models import db
 from webapp.db.setup import upgrade_database
 from webapp.factory import ROOT
 from webapp.factory import create_app
-from webapp.refresher.engine import start_background
+from webapp.refresher.background import start_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 
