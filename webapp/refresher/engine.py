@@ -77,8 +77,6 @@ class Refresher:
         self.retention = Retention(app, clock, self.claims.writing)
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
-        self._pending: set[Future[PassReport]] = set()
-        self._pending_lock = threading.Lock()
         self._wake = threading.Event()
 
     @property
@@ -250,8 +248,6 @@ class Refresher:
         def settled(f: Future[PassReport]) -> None:
             with lane.lock:
                 lane.in_flight -= 1
-            with self._pending_lock:
-                self._pending.discard(f)
             if not f.cancelled() and f.exception() is not None:
                 # Its leases run out and another pass takes the tasks up again.
                 log.error("source %s: refresh job failed", lane.source.name, exc_info=f.exception())
@@ -265,8 +261,6 @@ class Refresher:
             elif f.exception() is not None and not written.done():
                 written.set_exception(f.exception())  # type: ignore[arg-type]
 
-        with self._pending_lock:
-            self._pending.add(written)
         written.add_done_callback(settled)
         lane.executor.submit(self._run_job, lane, chunk, probe, written).add_done_callback(fetched)
         return written
