@@ -9,7 +9,10 @@ from flask import jsonify
 from flask import request
 from flask import url_for
 
-from webapp.listing import queries
+from webapp.listing import pages
+from webapp.listing.counts import state_counts
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
 from webapp.web.lookup import get_task_or_404
 from webapp.web.serialize import task_json
 
@@ -20,15 +23,13 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 def list_tasks() -> Response:
     """Tasks with the same filters, search, sort and paging as ``/``."""
     try:
-        query = queries.TaskQuery.from_args(
-            request.args, default_limit=current_app.config["PAGE_SIZE"]
-        )
-    except queries.QueryError as exc:
+        query = TaskQuery.from_args(request.args, default_limit=current_app.config["PAGE_SIZE"])
+    except QueryError as exc:
         response = jsonify({"error": str(exc)})
         response.status_code = 400
         return response
-    page = queries.list_tasks(query)
-    counts = queries.state_counts(query)
+    page = pages.list_tasks(query)
+    counts = state_counts(query)
     return jsonify(
         {
             "tasks": [task_json(t, with_history=False) for t in page.tasks],
