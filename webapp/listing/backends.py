@@ -13,8 +13,9 @@ state counts              ``task_counts`` table (triggers)            counting `
 filter menus              ``task_counts`` table                       ``DISTINCT``, kept a minute
 ========================  ==========================================  =============================
 
-:func:`backend` picks the object for the current app's engine; nothing else in the list looks
-at the dialect.
+:func:`backend` picks the object for the current app's engine; no other query of the list
+looks at the dialect (only the set-up, :func:`webapp.listing.schema.install`, has one part per
+database).
 """
 
 from __future__ import annotations
@@ -68,7 +69,8 @@ class ListBackend(ABC):
         return Plan(parts, leading)
 
     def unindexed(self, expression: Any) -> Any:
-        """``expression``, kept off its index (for tests added to a planned read)."""
+        """``expression`` for a test added to a planned read: kept off its index where our own
+        plan steers the database (SQLite), as it is where the database plans alone."""
         return expression
 
     def dimension_part(self, name: str, group: tuple[str, ...]) -> FilterPart:
