@@ -2,8 +2,8 @@
 
 SQLite's planner knows little about the data: it cannot tell that "active" is 40 tasks out of
 a million and "succeeded" 900,000, so for a page of 50 it may walk a million index entries or
-sort a million rows. :class:`Plan` decides instead, from cheap facts about each piece of the
-view's filter (:class:`FilterPart`): the counts table gives the size of a dimension test
+sort a million rows. :class:`SqlitePlan` decides instead, from cheap facts about each piece of
+the view's filter (:class:`FilterPart`): the counts table gives the size of a dimension test
 exactly, and a capped read of an index bounds the others.
 
 1. A piece that matches few rows (at most :data:`SPARSE_ROWS`) drives: its rows are found
