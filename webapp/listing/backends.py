@@ -130,7 +130,7 @@ class ListBackend(ABC):
         return {"types": _distinct(Task.task_type), "upstream": _distinct(Task.upstream_status)}
 
     # -- charts -------------------------------------------------------------------------------
-    def epoch_seconds(self, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[float]:
+    def epoch_seconds(self, column: Any) -> sa.ColumnElement[Any]:
         """A timestamp column as seconds since 1970 (UTC)."""
         return sa.extract("epoch", column)
 
@@ -185,7 +185,7 @@ class SqliteBackend(ListBackend):
         c = counts_table.c
         return {"types": _distinct(c.task_type), "upstream": _distinct(c.upstream_status)}
 
-    def epoch_seconds(self, column: sa.ColumnElement[datetime]) -> sa.ColumnElement[float]:
+    def epoch_seconds(self, column: Any) -> sa.ColumnElement[Any]:
         # SQLite keeps UTC datetimes as text; julianday() reads that text.
         return (sa.func.julianday(column) - 2440587.5) * 86400.0
 

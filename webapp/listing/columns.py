@@ -25,7 +25,7 @@ STATE_VALUES = [s.value for s in TaskState]
 
 #: ``''`` for a missing text, inline (not a bound parameter) so that the sort and filter
 #: expressions below are the very expressions ``schema.INDEXES`` indexes.
-_EMPTY = sa.literal_column("''")
+_EMPTY: sa.ColumnElement[str] = sa.literal_column("''")
 TYPE_KEY = sa.func.coalesce(Task.task_type, _EMPTY)
 UPSTREAM_KEY = sa.func.coalesce(Task.upstream_status, _EMPTY)
 FRESH_KEY = sa.func.coalesce(Task.last_fetched_at, Task.tracked_at)

@@ -57,7 +57,7 @@ def take_probe(source: SourceConfig, now: datetime) -> bool:
     closes the circuit, and if it never comes (a crash) the hold simply runs out.
     """
     hold = now + timedelta(seconds=source.timeout * 2 + 5)
-    taken = db.session.execute(
+    taken = db.session.execute(  # type: ignore[attr-defined]  # an UPDATE's CursorResult
         sa.update(Source)
         .where(
             Source.name == source.name,
