@@ -21,7 +21,7 @@ from werkzeug.serving import make_server  # noqa: E402
 
 from webapp.demo import TaskSpawner  # noqa: E402
 from webapp.demo import build_demo  # noqa: E402
-from webapp.refresher.engine import start_background  # noqa: E402
+from webapp.refresher.background import start_background  # noqa: E402
 from webapp.simulators.server import ServerThread  # noqa: E402
 
 CHROMIUM_ARGS = [

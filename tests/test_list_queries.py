@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -24,9 +25,23 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
 from webapp.listing import plan as query_plan
-from webapp.listing import queries
 from webapp.listing import schema as list_schema
 from webapp.listing import search
+from webapp.listing.backends import PostgresBackend
+from webapp.listing.backends import SqliteBackend
+from webapp.listing.backends import backend
+from webapp.listing.backends import backend_for
+from webapp.listing.columns import FRESH_KEY
+from webapp.listing.columns import SORTS
+from webapp.listing.columns import TYPE_KEY
+from webapp.listing.columns import UPSTREAM_KEY
+from webapp.listing.columns import states_in
+from webapp.listing.counts import state_counts
+from webapp.listing.pages import list_tasks
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
+from webapp.listing.query import parse_instant
+from webapp.listing.query import parse_range
 
 TERMINAL = {s for s in TaskState if s not in (TaskState.QUEUED, TaskState.RUNNING)}
 
@@ -71,12 +86,12 @@ def add_task(
     return task
 
 
-def query(qs: str = "", **args: str) -> queries.TaskQuery:
+def query(qs: str = "", **args: str) -> TaskQuery:
     """A view from a query string (as typed, not encoded) and keyword arguments."""
     params = MultiDict([tuple(part.split("=", 1)) for part in qs.split("&") if part])
     for key, value in args.items():
         params.add(key, value)
-    return queries.TaskQuery.from_args(params)
+    return TaskQuery.from_args(params)
 
 
 @pytest.fixture
@@ -124,19 +139,19 @@ def test_search_words_cannot_break_the_index_syntax():
 )
 def test_times_are_dates_times_or_ages(text, end, expected):
     now = datetime(2024, 6, 1, 12, tzinfo=UTC)
-    assert queries.parse_instant(text, now=now, end=end) == expected
+    assert parse_instant(text, now=now, end=end) == expected
 
 
 def test_qualifier_ranges():
     now = datetime(2024, 6, 1, 12, tzinfo=UTC)
     day = timedelta(days=1)
     may1 = datetime(2024, 5, 1, tzinfo=UTC)
-    assert queries.parse_range("2024-05-01", now=now) == (may1, may1 + day)
-    assert queries.parse_range("2024-05-01..2024-05-03", now=now) == (may1, may1 + 3 * day)
-    assert queries.parse_range(">2024-05-01", now=now) == (may1 + day, None)
-    assert queries.parse_range(">=2024-05-01", now=now) == (may1, None)
-    assert queries.parse_range("<=2024-05-01", now=now) == (None, may1 + day)
-    assert queries.parse_range("24h", now=now) == (now - day, None)
+    assert parse_range("2024-05-01", now=now) == (may1, may1 + day)
+    assert parse_range("2024-05-01..2024-05-03", now=now) == (may1, may1 + 3 * day)
+    assert parse_range(">2024-05-01", now=now) == (may1 + day, None)
+    assert parse_range(">=2024-05-01", now=now) == (may1, None)
+    assert parse_range("<=2024-05-01", now=now) == (None, may1 + day)
+    assert parse_range("24h", now=now) == (now - day, None)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +166,7 @@ def test_qualifier_ranges():
     ],
 )
 def test_values_that_make_no_sense_say_which(qs, message):
-    with pytest.raises(queries.QueryError, match=message):
+    with pytest.raises(QueryError, match=message):
         query(qs)
 
 
@@ -197,13 +212,13 @@ def seed_random(app, count: int = 60, seed: int = 7) -> datetime:
     return base
 
 
-def python_view(tasks: list[Task], view: queries.TaskQuery) -> list[int]:
+def python_view(tasks: list[Task], view: TaskQuery) -> list[int]:
     """The view's task ids in order, computed without SQL."""
 
     def keep(t: Task) -> bool:
         for name, group in view._groups():
             if name == "state":
-                states = queries._states(group)
+                states = states_in(group)
                 problems = any(v == "problems" for v in group)
                 if not (t.state in states or (problems and t.fetch_error)):
                     return False
@@ -231,13 +246,13 @@ def python_view(tasks: list[Task], view: queries.TaskQuery) -> list[int]:
 
     def key_value(t: Task, expression: Any) -> Any:
         computed = {
-            id(queries.TYPE_KEY): lambda: t.task_type or "",
-            id(queries.UPSTREAM_KEY): lambda: t.upstream_status or "",
-            id(queries.FRESH_KEY): lambda: t.last_fetched_at or t.tracked_at,
+            id(TYPE_KEY): lambda: t.task_type or "",
+            id(UPSTREAM_KEY): lambda: t.upstream_status or "",
+            id(FRESH_KEY): lambda: t.last_fetched_at or t.tracked_at,
         }
         return computed.get(id(expression), lambda: getattr(t, expression.key))()
 
-    keys = queries.SORTS[view.sort_name].directions(view.descending)
+    keys = SORTS[view.sort_name].directions(view.descending)
     ordered = [t for t in tasks if keep(t)]
     for expression, descending in reversed(keys):
         ordered.sort(key=lambda t, e=expression: key_value(t, e), reverse=descending)
@@ -257,11 +272,11 @@ def phrase_in(found: list[str], wanted: list[str]) -> bool:
     return False
 
 
-def every_page(view: queries.TaskQuery) -> tuple[list[int], list[int]]:
+def every_page(view: TaskQuery) -> tuple[list[int], list[int]]:
     """Every id, walking to the end with "next", then back to the start with "previous"."""
     pages, cursor = [], None
     while True:
-        page = queries.list_tasks(replace(view, after=cursor, before=None))
+        page = list_tasks(replace(view, after=cursor, before=None))
         pages.append([t.id for t in page.tasks])
         if page.next_cursor is None:
             break
@@ -269,14 +284,14 @@ def every_page(view: queries.TaskQuery) -> tuple[list[int], list[int]]:
         assert len(pages) < 100
     back, cursor = [pages[-1]], page.prev_cursor
     while cursor:
-        page = queries.list_tasks(replace(view, after=None, before=cursor))
+        page = list_tasks(replace(view, after=None, before=cursor))
         back.insert(0, [t.id for t in page.tasks])
         cursor = page.prev_cursor
     assert [len(p) for p in back] == [len(p) for p in pages]
     return [i for p in pages for i in p], [i for p in back for i in p]
 
 
-@pytest.mark.parametrize("sort", [s for name in queries.SORTS for s in (name, "-" + name)])
+@pytest.mark.parametrize("sort", [s for name in SORTS for s in (name, "-" + name)])
 def test_every_sort_pages_through_every_task_once_and_back(app, sort):
     seed_random(app)
     with app.app_context():
@@ -325,17 +340,34 @@ def test_filters_match_the_same_filter_in_python(app, filters, sparse_rows, monk
             expected = python_view(tasks, view)
             assert expected, "the seed has tasks for every filter"
             assert every_page(view)[0] == expected, sort
-            counts = queries.state_counts(view)
+            counts = state_counts(view)
             assert counts.total == len(expected)
             assert counts.exact
+
+
+def test_a_search_of_nothing_but_punctuation_narrows_nothing(app):
+    seed_random(app, count=12)
+    with app.app_context():
+        view = query("q=!!! --&sort=type&limit=5")
+        assert every_page(view)[0] == every_page(query("sort=type&limit=5"))[0]
+        assert state_counts(view).total == 12
+
+
+def test_each_database_has_its_list_backend(app):
+    with app.app_context():
+        assert backend_for(db.engine) is backend()
+        assert isinstance(backend(), SqliteBackend)
+    assert isinstance(backend_for(sa.create_engine("postgresql+psycopg://")), PostgresBackend)
+    with pytest.raises(RuntimeError, match="does not support 'mysql'"):
+        backend_for(SimpleNamespace(dialect=SimpleNamespace(name="mysql")))
 
 
 def test_counts_stop_at_the_cap_and_say_so(app, monkeypatch):
     seed_random(app, count=30)
     with app.app_context():
         view = query("q=model")  # a search: counted row by row
-        full = queries.state_counts(view)
-        capped = queries.state_counts(view, cap=3)
+        full = state_counts(view)
+        capped = state_counts(view, cap=3)
         assert full.exact and not capped.exact
         assert 3 <= capped.total < full.total
         assert all(capped.by_state[s] <= full.by_state[s] for s in capped.by_state)
@@ -410,7 +442,7 @@ def test_label_rows_follow_every_write(app):
 def fts_ids(app, text: str) -> set[str]:
     with app.app_context():
         view = query(q=text)
-        return {t.task_id for t in queries.list_tasks(replace(view, limit=500)).tasks}
+        return {t.task_id for t in list_tasks(replace(view, limit=500)).tasks}
 
 
 def test_search_index_follows_every_write(app):
@@ -469,10 +501,10 @@ def test_sorts_and_common_filters_read_an_index(app):
         sa.event.listen(
             db.engine, "before_cursor_execute", lambda *a: statements.append((a[2], a[3]))
         )
-        for sort in queries.SORTS:
+        for sort in SORTS:
             for filters in ("", "state=failed", "source=ml-prod", "type=TRAINING"):
                 statements.clear()
-                queries.list_tasks(query(f"{filters}&sort={sort}"))
+                list_tasks(query(f"{filters}&sort={sort}"))
                 sql, params = next(s for s in statements if "ORDER BY" in s[0])
                 raw = db.session.connection().connection.driver_connection
                 plan = " | ".join(r[3] for r in raw.execute("EXPLAIN QUERY PLAN " + sql, params))

@@ -25,7 +25,7 @@ from webapp.db.setup import upgrade_database
 from webapp.factory import ROOT
 from webapp.factory import create_app
 from webapp.providers import provider_spec
-from webapp.refresher.engine import start_background
+from webapp.refresher.background import start_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 

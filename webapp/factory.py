@@ -16,7 +16,7 @@ from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import load_sources_file
 from webapp.db import setup as db_setup
-from webapp.refresher import engine as refresher
+from webapp.refresher import background as refresher
 from webapp.sources import registry as sources_registry
 from webapp.web import auth
 from webapp.web import htmx

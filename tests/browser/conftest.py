@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 from flask import Flask
 
-from webapp.refresher.engine import BackgroundRefresher
+from webapp.refresher.background import BackgroundRefresher
 from webapp.simulators.server import ServerThread
 
 CHROMIUM = os.environ.get("TASKDECK_CHROMIUM", "/usr/bin/chromium")

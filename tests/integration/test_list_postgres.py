@@ -13,9 +13,10 @@ from tests.test_list_queries import query
 from tests.test_list_queries import seed_random
 from webapp.db.models import Task
 from webapp.db.models import db
-from webapp.listing import queries
 from webapp.listing import schema as list_schema
 from webapp.listing import search
+from webapp.listing.counts import filter_choices
+from webapp.listing.counts import state_counts
 
 pytestmark = pytest.mark.postgres
 
@@ -45,8 +46,16 @@ def test_filters_sorts_and_pages_match_python(pg_app):
                     assert forward == expected, (filters, sort)
                 else:  # text order follows the database's collation, not Python's
                     assert sorted(forward) == sorted(expected), (filters, sort)
-                counts = queries.state_counts(view)
+                counts = state_counts(view)
                 assert counts.total == len(expected) and counts.exact
+
+
+def test_a_search_of_nothing_but_punctuation_narrows_nothing(pg_app):
+    seed_random(pg_app, count=12)
+    with pg_app.app_context():
+        view = query("q=!!! --&sort=-created&limit=5")
+        assert every_page(view)[0] == every_page(query("sort=-created&limit=5"))[0]
+        assert state_counts(view).total == 12
 
 
 def plan_of(statement: sa.Select) -> str:
@@ -86,4 +95,4 @@ def test_charts_and_choices(pg_app):
         drawn = charts.for_view(query("state=finished"))
         assert drawn.timeline is not None and drawn.timeline.total > 0
         assert str(drawn.timeline_svg).startswith("<svg")
-        assert queries.filter_choices()["types"] == ["DEPLOY_MODEL", "TRAINING"]
+        assert filter_choices()["types"] == ["DEPLOY_MODEL", "TRAINING"]

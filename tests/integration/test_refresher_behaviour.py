@@ -26,8 +26,8 @@ from webapp.db.models import Task
 from webapp.db.models import TaskEvent
 from webapp.db.models import db
 from webapp.db.models import utcnow
-from webapp.refresher.engine import BATCHING_MISSES
 from webapp.refresher.engine import Refresher
+from webapp.refresher.lanes import BATCHING_MISSES
 from webapp.simulators import SIMULATORS
 from webapp.simulators.core import Fault
 from webapp.simulators.core import SimulatorState

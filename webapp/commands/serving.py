@@ -19,8 +19,8 @@ from webapp.commands.common import with_upgraded_database
 from webapp.db import store
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.refresher.background import start_background
 from webapp.refresher.engine import Refresher
-from webapp.refresher.engine import start_background
 
 
 @click.command("run")

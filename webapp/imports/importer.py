@@ -12,8 +12,8 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.providers.base import Provider
-from webapp.refresher.engine import policy_for
 from webapp.refresher.scheduling import after_success
+from webapp.refresher.scheduling import policy_for
 
 
 @dataclass

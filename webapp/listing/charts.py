@@ -28,10 +28,10 @@ from markupsafe import escape
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
-from webapp.listing.plan import unindexed
-from webapp.listing.queries import STATE_VALUES
-from webapp.listing.queries import TaskQuery
-from webapp.listing.queries import ordered_read
+from webapp.listing.backends import backend
+from webapp.listing.columns import STATE_VALUES
+from webapp.listing.pages import ordered_read
+from webapp.listing.query import TaskQuery
 from webapp.web.formatting import humanize_seconds
 
 TIMELINE_CAP = 5_000
@@ -96,13 +96,6 @@ def for_view(query: TaskQuery, now: datetime | None = None) -> ViewCharts:
 
 
 # -- data --------------------------------------------------------------------------------------
-def _epoch_seconds(column: sa.ColumnElement[datetime], dialect: str) -> sa.ColumnElement[float]:
-    if dialect == "sqlite":
-        # SQLite keeps UTC datetimes as text; julianday() reads that text.
-        return (sa.func.julianday(column) - 2440587.5) * 86400.0
-    return sa.extract("epoch", column)
-
-
 def state_timeline(query: TaskQuery, now: datetime) -> Timeline | None:
     """Tasks created per bucket and state, over the view's latest :data:`TIMELINE_CAP` tasks."""
 
@@ -123,9 +116,8 @@ def state_timeline(query: TaskQuery, now: datetime) -> Timeline | None:
     size = next((s for s in BUCKET_SIZES if span / s <= MAX_BUCKETS), BUCKET_SIZES[-1])
     start = datetime.fromtimestamp(oldest.timestamp() // size * size, UTC)
     count = math.floor((end - start).total_seconds() / size) + 1
-    dialect = db.engine.dialect.name
     bucket = sa.cast(
-        sa.func.floor((_epoch_seconds(Task.sort_at, dialect) - start.timestamp()) / size),
+        sa.func.floor((backend().epoch_seconds(Task.sort_at) - start.timestamp()) / size),
         sa.Integer,
     ).label("bucket")
     # The span covered is one more "created" range of the view: the plan may read through it.
@@ -146,6 +138,7 @@ def state_timeline(query: TaskQuery, now: datetime) -> Timeline | None:
 def duration_stats(query: TaskQuery) -> tuple[list[TypeDurations], int]:
     """Median and p90 duration per task type over the view's latest finished tasks."""
     columns = [Task.task_type, Task.created_at, Task.finished_at]
+    unindexed = backend().unindexed
     statement = (
         ordered_read(query, columns, sort="created", descending=True)
         .where(

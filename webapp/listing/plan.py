@@ -2,8 +2,8 @@
 
 SQLite's planner knows little about the data: it cannot tell that "active" is 40 tasks out of
 a million and "succeeded" 900,000, so for a page of 50 it may walk a million index entries or
-sort a million rows. :class:`Plan` decides instead, from cheap facts about each piece of the
-view's filter (:class:`FilterPart`): the counts table gives the size of a dimension test
+sort a million rows. :class:`SqlitePlan` decides instead, from cheap facts about each piece of
+the view's filter (:class:`FilterPart`): the counts table gives the size of a dimension test
 exactly, and a capped read of an index bounds the others.
 
 1. A piece that matches few rows (at most :data:`SPARSE_ROWS`) drives: its rows are found
@@ -16,7 +16,8 @@ exactly, and a capped read of an index bounds the others.
    are skipped (:attr:`Plan.leading`, from the counts table).
 
 Tests that must not be read through their index are written with SQLite's unary ``+``.
-PostgreSQL keeps statistics and plans well on its own: there the tests are used as written.
+PostgreSQL keeps statistics and plans well on its own: there the tests are used as written
+(:class:`Plan`); SQLite's backend (:mod:`webapp.listing.backends`) plans with :class:`SqlitePlan`.
 """
 
 from __future__ import annotations
@@ -39,11 +40,6 @@ SPARSE_ROWS = 5_000
 def plus(expression: Any) -> Any:
     """``+expression``: the same value, but SQLite will not read it through an index."""
     return UnaryExpression(expression, operator=operators.custom_op("+"), type_=expression.type)
-
-
-def unindexed(expression: Any) -> Any:
-    """``expression`` kept off its index on SQLite (for tests added to a planned read)."""
-    return plus(expression) if db.engine.dialect.name == "sqlite" else expression
 
 
 def capped_count(ids: sa.Select[Any], cap: int = SPARSE_ROWS) -> int:
@@ -78,42 +74,55 @@ class FilterPart:
 
 @dataclass
 class Plan:
-    """The view's filter pieces, and the conditions to use for each kind of read."""
+    """The view's filter pieces, and the conditions to use for each kind of read: here, all
+    the tests as written, for a database that plans well on its own."""
 
     parts: list[FilterPart]
     #: Conditions that narrow the sort's leading key without filtering anything out (from the
     #: counts table: the values of the sort column that matching rows have).
     leading: list[sa.ColumnElement[bool]] = field(default_factory=list)
 
-    @property
-    def sqlite(self) -> bool:
-        return db.engine.dialect.name == "sqlite"
-
     def where(self) -> list[sa.ColumnElement[bool]]:
         """All the tests as written: for reads where the database's own choice is fine."""
         return [c for part in self.parts for c in part.indexed]
 
     def driven(self) -> list[sa.ColumnElement[bool]]:
+        """Conditions for a read of every matching row (grouped, say)."""
+        return self.where()
+
+    def counting(self) -> list[sa.ColumnElement[bool]]:
+        """Conditions for counting the matching rows."""
+        return self.where()
+
+    def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:
+        """Conditions for a read in ``sort`` order that stops after a page, and whether the
+        sort keys must be kept off their index."""
+        return [*self.where(), *self.leading], False
+
+
+class SqlitePlan(Plan):
+    """SQLite's reads, chosen from the pieces' sizes (the rules of the module)."""
+
+    def driven(self) -> list[sa.ColumnElement[bool]]:
         """Read through the smallest piece's index (the only test left indexable), test the
         rest on each row."""
-        if not self.sqlite or len(self.parts) < 2:
+        if len(self.parts) < 2:
             return self.where()
         smallest = min(self.parts, key=lambda part: part.size)
         others = [c for part in self.parts if part is not smallest for c in part.plain]
         return [*smallest.indexed, *others]
 
     def counting(self) -> list[sa.ColumnElement[bool]]:
-        """Conditions for counting: driven by a small piece; otherwise as written, so that
-        SQLite may use an index that serves two pieces at once (type and time range)."""
-        if self.sqlite and self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
+        """Driven by a small piece; otherwise as written, so that SQLite may use an index that
+        serves two pieces at once (type and time range)."""
+        if self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven()
         return self.where()
 
     def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:
-        """Conditions for a read in ``sort`` order that stops after a page, and whether the
-        sort keys must be kept off their index (rule 1 of the module)."""
-        if not self.sqlite or not self.parts:
-            return [*self.where(), *self.leading], False
+        """Rule 1 of the module when a piece is small, else rule 2."""
+        if not self.parts:
+            return super().ordered(sort)
         if min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven(), True
         conditions = [

@@ -9,7 +9,7 @@ from flask import url_for
 
 from webapp.db.models import SavedView
 from webapp.db.models import db
-from webapp.listing import queries
+from webapp.listing.query import TaskQuery
 
 
 def all_views() -> list[SavedView]:
@@ -20,7 +20,7 @@ def default_view() -> SavedView | None:
     return db.session.scalar(sa.select(SavedView).where(SavedView.is_default.is_(True)).limit(1))
 
 
-def query_string(query: queries.TaskQuery) -> str:
+def query_string(query: TaskQuery) -> str:
     """The canonical query string of a view: the same view always gives the same string."""
     return urlencode(query.args())
 
@@ -29,7 +29,7 @@ def view_url(view: SavedView) -> str:
     return url_for("tasks.index") + "?" + view.query_string
 
 
-def matching(views: list[SavedView], query: queries.TaskQuery) -> SavedView | None:
+def matching(views: list[SavedView], query: TaskQuery) -> SavedView | None:
     """The saved view that shows exactly ``query`` (to mark it current), if any."""
     wanted = query_string(query)
     return next((v for v in views if v.query_string == wanted), None)

@@ -13,7 +13,7 @@ here serve the list's sorts and filters (and use expressions, which models do no
 - Counts (SQLite): ``task_counts`` holds how many tasks share each (source, provider, type,
   upstream word, state, has-fetch-error), maintained by triggers, so the summary bar's counts
   per state cost a few dozen rows, not a scan of every task. On PostgreSQL the counts come from
-  ``tasks`` itself (see :func:`webapp.listing.queries.state_counts`): a counter row that every
+  ``tasks`` itself (see :func:`webapp.listing.counts.state_counts`): a counter row that every
   worker updates would serialize the refresher's concurrent writers there.
 """
 
@@ -28,7 +28,7 @@ from webapp.listing import search
 
 log = logging.getLogger(__name__)
 
-#: name -> columns (SQL), on both backends: the orders of ``queries.SORTS`` that the model's
+#: name -> columns (SQL), on both backends: the orders of ``columns.SORTS`` that the model's
 #: indexes do not hold, and ``(dimension, sort_at DESC, id DESC)`` for the dimensions it lacks.
 INDEXES: dict[str, str] = {
     "ix_tasks_changed_sort": "changed_at, id",

@@ -1,8 +1,9 @@
 """Full-text search over tasks: the search box's syntax, and the index behind it.
 
 The box takes free text plus ``name:value`` qualifiers (``state:failed type:DEPLOY_MODEL
-source:ml-prod "some text"``). :func:`parse` splits the two; :mod:`webapp.listing.queries` turns
-qualifiers into filters, and :func:`match` turns the free text into one indexed condition:
+source:ml-prod "some text"``). :func:`parse` splits the two; :mod:`webapp.listing.query` turns
+qualifiers into filters, and each database's backend (:mod:`webapp.listing.backends`) turns the
+free text into one indexed condition:
 
 - SQLite: an FTS5 table (``tasks_fts``) over the task's id, name, type, upstream word, errors,
   labels, note and raw payload, kept in sync by triggers on ``tasks``. Triggers, not Python
@@ -192,16 +193,3 @@ def pg_schema(connection: Connection) -> list[str]:
         f"CREATE INDEX IF NOT EXISTS {PG_SEARCH_INDEX} ON tasks USING gin (({document}))",
         f"CREATE INDEX IF NOT EXISTS {PG_LABELS_INDEX} ON tasks USING gin ((labels::jsonb))",
     ]
-
-
-def match(phrases: Sequence[str], dialect: str) -> sa.ColumnElement[bool] | None:
-    """The condition "the task matches every phrase", or ``None`` when there is nothing to find."""
-    if dialect == "sqlite":
-        query = fts5_query(phrases)
-        return Task.id.in_(fts5_ids(query)) if query else None
-    query = tsquery(phrases)
-    if query is None:
-        return None
-    return pg_document().op("@@")(
-        sa.func.to_tsquery(sa.literal_column("'simple'::regconfig"), query)
-    )

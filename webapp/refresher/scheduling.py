@@ -26,8 +26,10 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
+from webapp.config import SourceConfig
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
+from webapp.providers import PROVIDERS
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,15 @@ def make_policy(
             align_seconds=min(1.0, poll_interval / 4),
         )
     return PollPolicy(poll_interval)
+
+
+def policy_for(source: SourceConfig) -> PollPolicy:
+    """A source's policy (the refresher's lanes, and the importer for a first schedule)."""
+    return make_policy(
+        source.poll_interval,
+        batched=PROVIDERS[source.provider].batch_size > 1,
+        rate_limited=source.effective_rate_limit is not None,
+    )
 
 
 def align_up(when: datetime, seconds: float) -> datetime:

@@ -14,7 +14,10 @@ from flask import request
 from flask import url_for
 from pydantic import BaseModel
 
-from webapp.listing import queries
+from webapp.listing import pages
+from webapp.listing.counts import state_counts
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
 from webapp.web import openapi
 from webapp.web.lookup import get_task_or_404
 from webapp.web.serialize import ErrorOut
@@ -42,13 +45,11 @@ def openapi_document() -> Response:
 def list_tasks() -> Response:
     """Tasks with the same filters, search, sort and paging as ``/``."""
     try:
-        query = queries.TaskQuery.from_args(
-            request.args, default_limit=current_app.config["PAGE_SIZE"]
-        )
-    except queries.QueryError as exc:
+        query = TaskQuery.from_args(request.args, default_limit=current_app.config["PAGE_SIZE"])
+    except QueryError as exc:
         return _answer(ErrorOut(error=str(exc), status=400), 400)
-    page = queries.list_tasks(query)
-    counts = queries.state_counts(query)
+    page = pages.list_tasks(query)
+    counts = state_counts(query)
     return _answer(
         TaskPageOut(
             tasks=[task_out(t, with_history=False) for t in page.tasks],

@@ -19,7 +19,8 @@ from werkzeug.datastructures import MultiDict
 
 from webapp.db.models import SavedView
 from webapp.db.models import db
-from webapp.listing import queries
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
 from webapp.listing.saved_views import query_string
 from webapp.listing.saved_views import view_url
 from webapp.web.urls import local_path
@@ -39,11 +40,11 @@ def create() -> Response:
     name = " ".join(request.form.get("name", "").split())
     back = local_path(request.form.get("next"))
     try:
-        query = queries.TaskQuery.from_args(
+        query = TaskQuery.from_args(
             MultiDict(parse_qsl(request.form.get("query", ""))),
             default_limit=current_app.config["PAGE_SIZE"],
         )
-    except queries.QueryError as exc:
+    except QueryError as exc:
         flash(f"This view cannot be saved: {exc}", "error")
         return redirect(back, 303)
     if not name or len(name) > MAX_NAME:

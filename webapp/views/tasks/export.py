@@ -21,7 +21,8 @@ from flask import url_for
 
 from webapp.db.models import Task
 from webapp.db.models import utcnow
-from webapp.listing import queries
+from webapp.listing.pages import iter_tasks
+from webapp.listing.query import QueryError
 from webapp.views.tasks import bp
 from webapp.views.tasks.index import parse_query
 from webapp.web.serialize import iso
@@ -121,11 +122,11 @@ def export(fmt: str) -> Response:
     """Every task of the view (all pages, in the view's order) as a CSV or JSON download."""
     try:
         query = parse_query()
-    except queries.QueryError as exc:
+    except QueryError as exc:
         response = jsonify({"error": str(exc)})
         response.status_code = 400
         return response
-    rows = queries.iter_tasks(query, batch=BATCH)
+    rows = iter_tasks(query, batch=BATCH)
     body = _csv(rows) if fmt == "csv" else _json(rows)
     filename = f"tasks-{utcnow():%Y%m%dT%H%M%SZ}.{fmt}"
     return Response(

@@ -2,7 +2,7 @@
 
 Routes live on the ``tasks`` blueprint (:mod:`webapp.views.tasks`), so endpoint names
 stay ``tasks.index``, ``tasks.live``, ``tasks.track``… The queries are in
-:mod:`webapp.listing.queries`; views parse the request, call them, and pick page or fragment.
+:mod:`webapp.listing`; views parse the request, call them, and pick page or fragment.
 """
 
 from __future__ import annotations
@@ -23,8 +23,20 @@ from webapp.db import store
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.listing import charts as chart_data
-from webapp.listing import queries
 from webapp.listing import saved_views
+from webapp.listing.columns import SORTS
+from webapp.listing.columns import STATE_GROUPS
+from webapp.listing.columns import STATE_VALUES
+from webapp.listing.counts import count_cap
+from webapp.listing.counts import counts_are_cheap
+from webapp.listing.counts import filter_choices
+from webapp.listing.counts import state_counts
+from webapp.listing.pages import list_tasks
+from webapp.listing.pages import row_versions
+from webapp.listing.pages import tasks_by_ids
+from webapp.listing.query import MAX_LIMIT
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
 from webapp.providers import provider_names
 from webapp.sources.references import parse_task_references
 from webapp.sources.registry import registry
@@ -37,38 +49,38 @@ from webapp.web.urls import local_path
 LIST_TEMPLATE = "tasks/list.html"
 CHARTS_TEMPLATE = "tasks/_list_charts.html"
 #: At most this many rows are untracked at once (a page holds at most ``MAX_LIMIT``).
-MAX_BULK = queries.MAX_LIMIT
+MAX_BULK = MAX_LIMIT
 
 
-def parse_query() -> queries.TaskQuery:
-    """The view asked for; raises :class:`queries.QueryError`."""
-    return queries.TaskQuery.from_args(request.args, default_limit=current_app.config["PAGE_SIZE"])
+def parse_query() -> TaskQuery:
+    """The view asked for; raises :class:`QueryError`."""
+    return TaskQuery.from_args(request.args, default_limit=current_app.config["PAGE_SIZE"])
 
 
-def view_url(query: queries.TaskQuery, **overrides: Any) -> str:
+def view_url(query: TaskQuery, **overrides: Any) -> str:
     return url_for("tasks.index", **query.args(**overrides))
 
 
-def summary_context(query: queries.TaskQuery) -> dict[str, Any]:
+def summary_context(query: TaskQuery) -> dict[str, Any]:
     """What the summary bar (block ``summary``) needs; the live update renders it alone."""
     return {
         "query": query,
-        "counts": queries.state_counts(query),
-        "states": queries.STATE_VALUES,
-        "count_cap": queries.count_cap(),
+        "counts": state_counts(query),
+        "states": STATE_VALUES,
+        "count_cap": count_cap(),
     }
 
 
-def list_context(query: queries.TaskQuery) -> dict[str, Any]:
-    page = queries.list_tasks(query)
+def list_context(query: TaskQuery) -> dict[str, Any]:
+    page = list_tasks(query)
     views = saved_views.all_views()
     return {
         **summary_context(query),
         "page": page,
-        "choices": queries.filter_choices(),
+        "choices": filter_choices(),
         "providers": sorted(provider_names()),
-        "state_groups": list(queries.STATE_GROUPS),
-        "sorts": queries.SORTS,
+        "state_groups": list(STATE_GROUPS),
+        "sorts": SORTS,
         "views": views,
         "current_view": saved_views.matching(views, query),
         "view_query": saved_views.query_string(query),
@@ -89,7 +101,7 @@ def live_context(active: list[Task] | list[tuple[int, int]]) -> dict[str, Any]:
 
 def _parse_rows(token: str) -> dict[int, int]:
     seen: dict[int, int] = {}
-    for part in token.split(",")[: queries.MAX_LIMIT]:
+    for part in token.split(",")[:MAX_LIMIT]:
         pk, _, version = part.partition(".")
         if pk.isdigit() and version.isdigit():
             seen[int(pk)] = int(version)
@@ -108,8 +120,8 @@ def index() -> Response:
             return add_vary(redirect(saved_views.view_url(default), 302))
     try:
         query = parse_query()
-    except queries.QueryError as exc:
-        context = list_context(queries.TaskQuery())
+    except QueryError as exc:
+        context = list_context(TaskQuery())
         context["query_error"] = str(exc)
         return _list_response(context, status=400)
     if not is_partial() and any(value == "" for value in request.args.values()):
@@ -138,20 +150,20 @@ def live() -> Response:
     polling) once none of the page's rows is active any more.
     """
     seen = _parse_rows(request.args.get("rows", ""))
-    current = queries.row_versions(list(seen))
+    current = row_versions(list(seen))
     changed_ids = [
         pk for pk, (version, terminal) in current.items() if terminal or version != seen[pk]
     ]
-    changed = queries.tasks_by_ids(changed_ids)
+    changed = tasks_by_ids(changed_ids)
     finished = [t for t in changed if t.terminal]
     still_active = [(pk, version) for pk, (version, terminal) in current.items() if not terminal]
     gone = [pk for pk in seen if pk not in current]
     summary = ""
     try:
         query = parse_query()
-    except queries.QueryError:
+    except QueryError:
         query = None
-    if query is not None and (changed or gone or queries.counts_are_cheap(query)):
+    if query is not None and (changed or gone or counts_are_cheap(query)):
         summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
     live = live_context(still_active)
     body = render_template(
@@ -169,7 +181,7 @@ def charts() -> Response:
     """
     try:
         query = parse_query()
-    except queries.QueryError as exc:
+    except QueryError as exc:
         return make_response(render_template(CHARTS_TEMPLATE, query_error=str(exc)), 400)
     context = {"query": query, "charts": chart_data.for_view(query)}
     if is_partial():
@@ -208,7 +220,7 @@ def track() -> Response:
 def untrack_selected() -> Response:
     """Stop tracking the rows ticked on the list, and forget their history."""
     ids = [int(v) for v in request.form.getlist("task") if v.isdigit()][:MAX_BULK]
-    tasks = queries.tasks_by_ids(ids)
+    tasks = tasks_by_ids(ids)
     for task in tasks:
         store.untrack(task)
     db.session.commit()

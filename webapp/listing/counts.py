@@ -1,0 +1,60 @@
+"""The list's summary bar and filter menus: tasks per state for a view, and the values the
+filter form offers. How each is counted depends on the database (:mod:`webapp.listing.backends`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.listing.backends import backend
+from webapp.listing.query import TaskQuery
+
+
+@dataclass
+class Counts:
+    """Tasks per state for a view. ``exact`` is False when counting stopped at the cap
+    (:func:`count_cap`): then each number is a lower bound."""
+
+    by_state: dict[str, int]
+    exact: bool = True
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_state.values())
+
+
+def counts_are_cheap(query: TaskQuery) -> bool:
+    """Whether :func:`state_counts` reads a table of counts (and so costs next to nothing)."""
+    return query.counts_by_dimension and backend().keeps_counts
+
+
+def count_cap() -> int:
+    """How far :func:`state_counts` counts row by row: PostgreSQL counts through its indexes
+    in parallel and has no counts table, so it goes much further than SQLite."""
+    return backend().count_cap
+
+
+def state_counts(query: TaskQuery, cap: int | None = None) -> Counts:
+    """Tasks per state for the view (the summary bar).
+
+    On SQLite, a view narrowed by dimensions only is counted from the counts table that
+    triggers keep (:mod:`webapp.listing.schema`), exactly and in well under a millisecond at
+    any size. Other views count matching rows, up to ``cap`` (:func:`count_cap`) of them.
+    """
+    cap = cap or count_cap()
+    from_table = query.dimension_counts()
+    if from_table is not None:
+        return Counts(from_table)
+    matching = sa.select(Task.state).where(*query.plan().counting()).limit(cap + 1).subquery()
+    statement = sa.select(matching.c.state, sa.func.count()).group_by(matching.c.state)
+    found = {state: n for state, n in db.session.execute(statement)}
+    return Counts(found, exact=sum(found.values()) <= cap)
+
+
+def filter_choices() -> dict[str, list[str]]:
+    """The task types and upstream words there are, for the filter form's menus (on
+    PostgreSQL kept for a minute, since a ``DISTINCT`` over every task is not free)."""
+    return backend().filter_choices()

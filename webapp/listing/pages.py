@@ -1,0 +1,139 @@
+"""Reading the task list a page at a time: keyset pagination on ``(sort keys…, id)``, so the
+database reads a page's worth of index entries however deep the page (see
+:mod:`webapp.listing.plan`); and the row lookups behind the list's live updates."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.listing.backends import backend
+from webapp.listing.columns import SORTS
+from webapp.listing.query import QueryError
+from webapp.listing.query import TaskQuery
+
+
+@dataclass
+class TaskPage:
+    tasks: list[Task]
+    next_cursor: str | None
+    prev_cursor: str | None
+
+
+def _encode_cursor(values: list[Any]) -> str:
+    encoded = [{"dt": v.isoformat()} if isinstance(v, datetime) else v for v in values]
+    raw = json.dumps(encoded, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(token: str, size: int) -> list[Any]:
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        values = json.loads(base64.urlsafe_b64decode(padded))
+        if not isinstance(values, list) or len(values) != size or not isinstance(values[-1], int):
+            raise TypeError
+        return [
+            datetime.fromisoformat(v["dt"]) if isinstance(v, dict) and "dt" in v else v
+            for v in values
+        ]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise QueryError("page cursor is not valid; start from the first page") from exc
+
+
+def _after(keys: list[tuple[Any, bool]], values: list[Any]) -> sa.ColumnElement[bool]:
+    """Rows strictly after ``values`` in the order ``keys`` (each ``(expression, descending)``)."""
+    bounds = [sa.literal(v, k.type) for (k, _), v in zip(keys, values, strict=True)]
+    if len({descending for _, descending in keys}) == 1:
+        row, boundary = sa.tuple_(*(k for k, _ in keys)), sa.tuple_(*bounds)
+        return row < boundary if keys[0][1] else row > boundary
+    # Mixed directions: (a > x) or (a = x and ((b < y) or (b = y and …))), led by a plain
+    # bound on the first key so that the index range starts at the cursor.
+    condition: sa.ColumnElement[bool] | None = None
+    for (key, descending), bound in reversed(list(zip(keys, bounds, strict=True))):
+        beyond = key < bound if descending else key > bound
+        condition = (
+            beyond if condition is None else sa.or_(beyond, sa.and_(key == bound, condition))
+        )
+    first, descending = keys[0]
+    assert condition is not None
+    return sa.and_(first <= bounds[0] if descending else first >= bounds[0], condition)
+
+
+def ordered_read(
+    query: TaskQuery,
+    columns: list[Any],
+    *,
+    sort: str,
+    descending: bool,
+    after: str | None = None,
+) -> sa.Select[Any]:
+    """``columns`` (then the sort keys) of the view's tasks in ``sort`` order, from the row
+    after the cursor ``after``, read the way :mod:`webapp.listing.plan` chooses so that a
+    ``LIMIT`` stops the read early. Tests added by the caller should be ``unindexed``."""
+    keys = SORTS[sort].directions(descending)
+    conditions, off_index = query.plan(sort).ordered(sort)
+    # Kept off their index when the read is driven by a filter's (rule 1 of the plan).
+    ordering = [(backend().unindexed(k) if off_index else k, desc) for k, desc in keys]
+    statement = sa.select(*columns, *(k for k, _ in keys)).where(*conditions)
+    if after:
+        statement = statement.where(_after(ordering, _decode_cursor(after, len(keys))))
+    return statement.order_by(*(k.desc() if desc else k.asc() for k, desc in ordering))
+
+
+def list_tasks(query: TaskQuery) -> TaskPage:
+    """One page of tasks, by keyset pagination on ``(sort keys…, id)``: the database reads a
+    page's worth of index entries, however deep the page (see :mod:`webapp.listing.plan`)."""
+    backwards = query.before is not None and query.after is None
+    cursor = query.before if backwards else query.after
+    statement = ordered_read(
+        query, [Task], sort=query.sort_name, descending=query.descending != backwards, after=cursor
+    )
+    rows = list(db.session.execute(statement.limit(query.limit + 1)).all())
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    if backwards:
+        rows.reverse()
+    next_cursor = prev_cursor = None
+    if rows:
+        if more if not backwards else bool(cursor):
+            next_cursor = _encode_cursor(list(rows[-1][1:]))
+        if bool(cursor) if not backwards else more:
+            prev_cursor = _encode_cursor(list(rows[0][1:]))
+    return TaskPage([row[0] for row in rows], next_cursor, prev_cursor)
+
+
+def iter_tasks(query: TaskQuery, batch: int = 500) -> Iterator[Task]:
+    """Every task of the view in its order, a keyset page at a time (the export)."""
+    page_query = replace(query, after=None, before=None, limit=batch)
+    while True:
+        page = list_tasks(page_query)
+        yield from page.tasks
+        if page.next_cursor is None:
+            return
+        # Rows already written need not stay in the session: memory stays flat.
+        db.session.expunge_all()
+        page_query = replace(page_query, after=page.next_cursor)
+
+
+# -- live updates ------------------------------------------------------------------------------
+def row_versions(ids: list[int]) -> dict[int, tuple[int, bool]]:
+    """``id -> (version, terminal)`` for those of ``ids`` still tracked (primary-key lookups)."""
+    if not ids:
+        return {}
+    statement = sa.select(Task.id, Task.version, Task.terminal).where(Task.id.in_(ids))
+    return {pk: (version, terminal) for pk, version, terminal in db.session.execute(statement)}
+
+
+def tasks_by_ids(ids: list[int]) -> list[Task]:
+    if not ids:
+        return []
+    return list(db.session.scalars(sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)))
