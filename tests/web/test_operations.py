@@ -91,7 +91,8 @@ def test_metrics_parse_and_move_when_tasks_are_fetched(ml_app, ml_state, driver)
 
 def test_favicon_and_version(client, runner):
     assert client.get("/favicon.ico").headers["Location"].endswith("/static/favicon.svg")
-    assert client.get("/static/favicon.svg").status_code == 200
+    with client.get("/static/favicon.svg") as icon:
+        assert icon.status_code == 200 and icon.mimetype == "image/svg+xml"
     from webapp.cli import cli
 
     result = runner.invoke(cli, ["--version"])

@@ -4,18 +4,16 @@ database reads a page's worth of index entries however deep the page (see
 
 from __future__ import annotations
 
-import base64
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
 
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.listing import cursors
 from webapp.listing.backends import backend
 from webapp.listing.columns import SORTS
 from webapp.listing.query import QueryError
@@ -29,23 +27,10 @@ class TaskPage:
     prev_cursor: str | None
 
 
-def _encode_cursor(values: list[Any]) -> str:
-    encoded = [{"dt": v.isoformat()} if isinstance(v, datetime) else v for v in values]
-    raw = json.dumps(encoded, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(token: str, size: int) -> list[Any]:
+def _cursor_values(token: str, sort: str) -> list[Any]:
     try:
-        padded = token + "=" * (-len(token) % 4)
-        values = json.loads(base64.urlsafe_b64decode(padded))
-        if not isinstance(values, list) or len(values) != size or not isinstance(values[-1], int):
-            raise TypeError
-        return [
-            datetime.fromisoformat(v["dt"]) if isinstance(v, dict) and "dt" in v else v
-            for v in values
-        ]
-    except (ValueError, TypeError, KeyError) as exc:
+        return cursors.decode(token, sort)
+    except ValueError as exc:
         raise QueryError("page cursor is not valid; start from the first page") from exc
 
 
@@ -85,7 +70,7 @@ def ordered_read(
     ordering = [(backend().unindexed(k) if off_index else k, desc) for k, desc in keys]
     statement = sa.select(*columns, *(k for k, _ in keys)).where(*conditions)
     if after:
-        statement = statement.where(_after(ordering, _decode_cursor(after, len(keys))))
+        statement = statement.where(_after(ordering, _cursor_values(after, sort)))
     return statement.order_by(*(k.desc() if desc else k.asc() for k, desc in ordering))
 
 
@@ -105,9 +90,9 @@ def list_tasks(query: TaskQuery) -> TaskPage:
     next_cursor = prev_cursor = None
     if rows:
         if more if not backwards else bool(cursor):
-            next_cursor = _encode_cursor(list(rows[-1][1:]))
+            next_cursor = cursors.encode(list(rows[-1][1:]))
         if bool(cursor) if not backwards else more:
-            prev_cursor = _encode_cursor(list(rows[0][1:]))
+            prev_cursor = cursors.encode(list(rows[0][1:]))
     return TaskPage([row[0] for row in rows], next_cursor, prev_cursor)
 
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 
 from webapp.db.models import Task
 from webapp.db.models import utcnow
+from webapp.listing import cursors
 from webapp.listing import search
 from webapp.listing.backends import backend
 from webapp.listing.columns import DEFAULT_SORT
@@ -151,6 +152,15 @@ class TaskQuery:
             raise QueryError("limit: not a number") from None
         if not 1 <= limit <= MAX_LIMIT:
             raise QueryError(f"limit: between 1 and {MAX_LIMIT}")
+        for cursor in ("after", "before"):
+            token = value(cursor)
+            try:
+                if token is not None:
+                    cursors.decode(token, sort.lstrip("-"))
+            except ValueError:
+                raise QueryError(
+                    f"{cursor}: not a page cursor of this view; start from the first page"
+                ) from None
         filters = {name: value(param) for param, name in cls.PARAMS.items()}
         filters["q"] = filters["q"] or ""
         query = cls(

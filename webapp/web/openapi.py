@@ -39,18 +39,8 @@ LIST_PARAMETERS: dict[str, str] = {
 }
 
 
-def _error(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model="Error")}}},
-    }
-
-
-def _json(description: str, model: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": REF.format(model=model)}}},
-    }
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 def _list_parameters() -> list[dict[str, Any]]:
@@ -88,10 +78,17 @@ def _list_parameters() -> list[dict[str, Any]]:
 
 def document() -> dict[str, Any]:
     """The whole OpenAPI document (paths relative to the server root)."""
-    _, schemas = models_json_schema(
+    refs, schemas = models_json_schema(
         [(TaskOut, "serialization"), (TaskPageOut, "serialization"), (ErrorOut, "serialization")],
         ref_template=REF,
     )
+    task, page, error = (
+        refs[(model, "serialization")] for model in (TaskOut, TaskPageOut, ErrorOut)
+    )
+
+    def _error(description: str) -> dict[str, Any]:
+        return _json(description, error)
+
     unauthorized = _error("Sign-in is on and no valid credentials came with the request.")
     task_path = {
         "get": {
@@ -108,7 +105,7 @@ def document() -> dict[str, Any]:
                 },
             ],
             "responses": {
-                "200": _json("The task.", "Task"),
+                "200": _json("The task.", task),
                 "401": unauthorized,
                 "404": _error("No such source, or the task is not tracked."),
             },
@@ -130,7 +127,7 @@ def document() -> dict[str, Any]:
                     "summary": "Tasks with the same filters, search, sort and paging as the list.",
                     "parameters": _list_parameters(),
                     "responses": {
-                        "200": _json("One page of tasks.", "TaskPage"),
+                        "200": _json("One page of tasks.", page),
                         "400": _error("A parameter makes no sense (the message names it)."),
                         "401": unauthorized,
                     },
