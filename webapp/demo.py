@@ -26,6 +26,7 @@ from webapp.factory import ROOT
 from webapp.factory import create_app
 from webapp.providers import provider_spec
 from webapp.refresher.background import start_background
+from webapp.refresher.background import stop_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 
@@ -153,11 +154,10 @@ def _fresh_demo_app(config: dict[str, object]) -> Flask:
 
 
 def run_demo(host: str, port: int) -> None:
-
     app, suite, wsgi = build_demo(host, port)
     # One line per request (the refresher's calls to the simulators included) drowns the log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
     TaskSpawner(app, suite).start()
     banner = f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/)"
-    serve(host, port, wsgi, banner)
+    serve(host, port, wsgi, banner, on_stop=lambda: stop_background(app))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import signal
 from collections.abc import Callable
 from typing import Any
 from typing import ParamSpec
@@ -23,19 +24,36 @@ def fail(message: str) -> None:
     raise click.ClickException(message)
 
 
-def serve(host: str, port: int, wsgi_app: Any, banner: str) -> None:
+class _Stop(Exception):
+    """SIGTERM, turned into an exception that ends ``serve_forever`` in the main thread."""
+
+
+def serve(
+    host: str, port: int, wsgi_app: Any, banner: str, on_stop: Callable[[], None] | None = None
+) -> None:
     """Serve on ``host:port`` with werkzeug's threaded server, saying ``banner`` once bound.
 
-    A busy port ends the command with werkzeug's own one-line explanation and exit code 1.
+    Ctrl-C and SIGTERM stop it the same way: the server closes, then ``on_stop`` runs (the
+    refresher gives its leases back), and the command exits 0. A busy port ends the command
+    with werkzeug's own one-line explanation and exit code 1.
     """
     server = make_server(host, port, wsgi_app, threaded=True)
+
+    def terminate(_signum: int, _frame: Any) -> None:
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     click.echo(banner)
     try:
         server.serve_forever()
-    except KeyboardInterrupt:
-        click.echo("stopped", err=True)
+    except (KeyboardInterrupt, _Stop):
+        click.echo("stopping", err=True)
     finally:
+        signal.signal(signal.SIGTERM, previous)
         server.server_close()
+        if on_stop is not None:
+            on_stop()
+    click.echo("stopped", err=True)
 
 
 def require_source(name: str) -> SourceConfig:

@@ -20,6 +20,7 @@ from webapp.db import store
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.refresher.background import start_background
+from webapp.refresher.background import stop_background
 from webapp.refresher.engine import Refresher
 
 
@@ -37,7 +38,8 @@ def run_command(host: str, port: int, no_refresher: bool) -> None:
         start_background(app)
     else:
         app.config["REFRESHER"] = False
-    serve(host, port, app, f"Taskdeck on http://{host}:{port}/ (in production: gunicorn 'app:app')")
+    banner = f"Taskdeck on http://{host}:{port}/ (in production: gunicorn, see README)"
+    serve(host, port, app, banner, on_stop=lambda: stop_background(app))
 
 
 @click.command("refresh")

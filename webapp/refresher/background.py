@@ -56,3 +56,11 @@ def start_background(app: Flask) -> BackgroundRefresher:
     background: BackgroundRefresher = app.extensions[EXTENSION_KEY]
     background.start()
     return background
+
+
+def stop_background(app: Flask) -> None:
+    """Stop the in-process refresher, if it runs: running fetches finish and are written, the
+    rest of its leases are given back (a clean stop leaves nothing leased)."""
+    background: BackgroundRefresher | None = app.extensions.get(EXTENSION_KEY)
+    if background is not None:
+        background.stop()
