@@ -13,6 +13,8 @@ import json
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
+
 from webapp.listing.columns import SORTS
 
 
@@ -20,6 +22,13 @@ def encode(values: list[Any]) -> str:
     encoded = [{"dt": v.isoformat()} if isinstance(v, datetime) else v for v in values]
     raw = json.dumps(encoded, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _python_type(sql_type: sa.types.TypeEngine[Any]) -> type:
+    # A TypeDecorator (our UTC datetimes) reports ``object``; its implementation knows better.
+    if isinstance(sql_type, sa.types.TypeDecorator):
+        sql_type = sql_type.impl_instance
+    return sql_type.python_type
 
 
 def decode(token: str, sort: str) -> list[Any]:
@@ -34,7 +43,7 @@ def decode(token: str, sort: str) -> list[Any]:
         raise ValueError("not a page cursor for this sort")
     decoded = []
     for (key, _), value in zip(keys, values, strict=True):
-        expected = key.type.python_type
+        expected = _python_type(key.type)
         if isinstance(value, dict) and set(value) == {"dt"} and isinstance(value["dt"], str):
             value = datetime.fromisoformat(value["dt"])
             if value.tzinfo is None:
