@@ -35,10 +35,6 @@ from webapp.sources.registry import registry
 PROVIDER_NAMES = list(SIMULATORS)
 
 
-def pytest_report_header() -> str:
-    return f"sqlite {sqlite3.sqlite_version}"
-
-
 @pytest.fixture
 def clock() -> ManualClock:
     """The simulators' clock: tasks move only when a test advances it."""
@@ -100,25 +96,75 @@ def instance_path(tmp_path: Path) -> Path:
     return path
 
 
+#: ``make test`` runs the suite twice: on SQLite files, then with
+#: ``TASKDECK_TEST_DATABASE=postgresql`` on the real PostgreSQL server the tests start.
+TEST_DATABASE = os.environ.get("TASKDECK_TEST_DATABASE", "sqlite")
+
+
+def pytest_report_header() -> list[str]:
+    return [f"sqlite {sqlite3.sqlite_version}", f"apps' database: {TEST_DATABASE}"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """In the PostgreSQL run, leave out what the SQLite run already did on PostgreSQL (tests
+    parametrized over both) and what is about SQLite files themselves."""
+    if TEST_DATABASE != "postgresql":
+        return
+    kept, dropped = [], []
+    for item in items:
+        skip = item.get_closest_marker("sqlite_only") or item.get_closest_marker("postgres")
+        (dropped if skip else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture
-def bare_app_factory(instance_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Flask]:
-    """Build an app on a real SQLite file in a temporary instance folder, leaving the database
-    as it is (the factory does no database work)."""
+def default_database_url(request: pytest.FixtureRequest, instance_path: Path) -> str:
+    """Where apps keep their cache unless a test says otherwise."""
+    if TEST_DATABASE == "postgresql":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{instance_path / 'taskdeck.sqlite'}"
+
+
+@pytest.fixture
+def bare_app_factory(
+    instance_path: Path, monkeypatch: pytest.MonkeyPatch, default_database_url: str
+) -> Iterator[Callable[..., Flask]]:
+    """Build an app in a temporary instance folder, leaving the database as it is (the factory
+    does no database work). Apps' connections are closed when the test ends."""
     monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(instance_path))
+    made: list[Flask] = []
 
     def factory(sources: list[SourceConfig] | None = None, **config: Any) -> Flask:
         settings: dict[str, Any] = {
             "TESTING": True,
             "SECRET_KEY": "test",
-            "DATABASE_URL": f"sqlite:///{instance_path / 'taskdeck.sqlite'}",
+            "DATABASE_URL": default_database_url,
             "SOURCES": sources or [],
             # Tests drive the refresher themselves, pass by pass.
             "REFRESHER": False,
         }
         settings.update(config)
-        return create_app(settings)
+        app = create_app(settings)
+        made.append(app)
+        return app
 
-    return factory
+    yield factory
+    for app in made:
+        close_app(app)
+
+
+def close_app(app: Flask) -> None:
+    """Close an app's upstream clients and database connections (an open psycopg connection
+    left to the garbage collector warns, and warnings are errors here)."""
+    from webapp.db.models import db
+    from webapp.refresher.background import stop_background
+
+    stop_background(app)
+    registry(app).close()
+    with app.app_context():
+        db.engine.dispose()
 
 
 @pytest.fixture
