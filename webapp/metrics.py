@@ -83,7 +83,7 @@ class _Forward(Collector):
     """This process's own series (when not under gunicorn's multiprocess mode)."""
 
     def collect(self) -> Iterator[Metric]:
-        return REGISTRY.collect()
+        yield from REGISTRY.collect()
 
 
 def exposition(task_counts: dict[tuple[str, str], int]) -> tuple[bytes, str]:

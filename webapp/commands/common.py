@@ -6,6 +6,7 @@ import functools
 import signal
 from collections.abc import Callable
 from typing import Any
+from typing import NoReturn
 from typing import ParamSpec
 from typing import TypeVar
 
@@ -20,7 +21,7 @@ from webapp.db.setup import upgrade_database
 from webapp.sources.registry import registry
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     raise click.ClickException(message)
 
 
@@ -71,7 +72,7 @@ Result = TypeVar("Result")
 
 
 def _database_step(
-    step: Callable[[Any], None],
+    step: Callable[[Any], object],
 ) -> Callable[[Callable[Params, Result]], Callable[Params, Result]]:
     def decorator(command: Callable[Params, Result]) -> Callable[Params, Result]:
         @functools.wraps(command)

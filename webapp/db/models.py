@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC
 from datetime import datetime
+from typing import TYPE_CHECKING
 from typing import Any
 
 import sqlalchemy as sa
@@ -25,6 +26,13 @@ class Base(so.DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+# ``db.Model`` is built at run time from ``Base``; type checkers cannot follow that, so they are
+# shown ``Base`` (which it is, plus Flask-SQLAlchemy's table-name and query conveniences).
+if TYPE_CHECKING:
+    Model = Base
+else:
+    Model = db.Model
 
 
 def utcnow() -> datetime:
@@ -55,7 +63,7 @@ class UTCDateTime(TypeDecorator[datetime]):
 JSONValue = sa.JSON().with_variant(sa.JSON(none_as_null=True), "sqlite")
 
 
-class RateSlot(db.Model):
+class RateSlot(Model):
     """When a source's next request may go, shared by every process (:mod:`webapp.db.rate_slots`).
 
     Only sources with a ``rate_limit`` have a row; ``next_free`` is in Unix seconds.
@@ -67,7 +75,7 @@ class RateSlot(db.Model):
     next_free: so.Mapped[float] = so.mapped_column(sa.Float)
 
 
-class Source(db.Model):
+class Source(Model):
     """A configured upstream account or cluster, with its health as the refresher sees it."""
 
     __tablename__ = "sources"
@@ -96,7 +104,7 @@ class Source(db.Model):
     )
 
 
-class Task(db.Model):
+class Task(Model):
     """One tracked upstream task: the normalized fields, the raw payload, fetch bookkeeping."""
 
     __tablename__ = "tasks"
@@ -174,7 +182,7 @@ class Task(db.Model):
     )
 
 
-class TaskEvent(db.Model):
+class TaskEvent(Model):
     """A state change, appended when the upstream word changed. Never updated."""
 
     __tablename__ = "task_events"
@@ -190,7 +198,7 @@ class TaskEvent(db.Model):
     task: so.Mapped[Task] = so.relationship(back_populates="events")
 
 
-class SavedView(db.Model):
+class SavedView(Model):
     """A named task-list view (its query string), shared with the whole team."""
 
     __tablename__ = "saved_views"
@@ -204,7 +212,7 @@ class SavedView(db.Model):
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
 
 
-class User(db.Model):
+class User(Model):
     """Someone who may sign in. With no users at all, the dashboard is open (the demo)."""
 
     __tablename__ = "users"
@@ -215,7 +223,7 @@ class User(db.Model):
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
 
 
-class ImportJob(db.Model):
+class ImportJob(Model):
     """An import from an upstream search started in the web UI. It runs in a background thread;
     its progress is kept here so that whichever web process answers can show it."""
 

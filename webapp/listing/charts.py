@@ -195,7 +195,7 @@ def timeline_svg(timeline: Timeline, width: int = 640, height: int = 170) -> Mar
     ]
     for index, counts in enumerate(timeline.buckets):
         x = left + index * slot + (slot - bar) / 2
-        y = top + plot_h
+        y: float = top + plot_h
         when = bucket_label(timeline.bucket_start(index), timeline.size)
         for state in STATE_VALUES:
             n = counts.get(state)

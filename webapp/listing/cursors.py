@@ -41,7 +41,7 @@ def decode(token: str, sort: str) -> list[Any]:
         raise ValueError("not a page cursor") from exc
     if not isinstance(values, list) or len(values) != len(keys):
         raise ValueError("not a page cursor for this sort")
-    decoded = []
+    decoded: list[Any] = []
     for (key, _), value in zip(keys, values, strict=True):
         expected = _python_type(key.type)
         if isinstance(value, dict) and set(value) == {"dt"} and isinstance(value["dt"], str):

@@ -164,8 +164,8 @@ def pg_document() -> sa.ColumnElement[object]:
     statements included. ``||`` and ``coalesce`` rather than ``concat_ws``, which is not
     immutable and so cannot be indexed.
     """
-    space = sa.literal_column("' '")
-    empty = sa.literal_column("''")
+    space: sa.ColumnElement[str] = sa.literal_column("' '")
+    empty: sa.ColumnElement[str] = sa.literal_column("''")
     text: sa.ColumnElement[str] | None = None
     for name in SEARCHED_COLUMNS:
         column = getattr(Task, name)

@@ -259,7 +259,7 @@ class Refresher:
             if f.cancelled():
                 written.cancel()
             elif f.exception() is not None and not written.done():
-                written.set_exception(f.exception())  # type: ignore[arg-type]
+                written.set_exception(f.exception())
 
         written.add_done_callback(settled)
         lane.executor.submit(self._run_job, lane, chunk, probe, written).add_done_callback(fetched)

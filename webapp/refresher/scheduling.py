@@ -136,7 +136,7 @@ def after_failure(
     rng: random.Random | None = None,
 ) -> datetime:
     """When to try a task again after a failed fetch (``failed_polls`` counts this one)."""
-    rng = rng or random
+    jitter = rng.uniform if rng is not None else random.uniform
     if kind is FetchErrorKind.RATE_LIMITED:
         delay = max(retry_after or 0.0, policy.poll_interval)
     elif kind in (FetchErrorKind.UNAUTHORIZED, FetchErrorKind.FORBIDDEN):
@@ -146,7 +146,7 @@ def after_failure(
     else:
         # Exponential with "equal jitter": never less than half the step, never in lock-step.
         step = min(policy.poll_interval * 2 ** min(failed_polls, 16), policy.error_cap)
-        delay = step / 2 + rng.uniform(0, step / 2)
+        delay = step / 2 + jitter(0, step / 2)
     return now + timedelta(seconds=delay)
 
 
@@ -165,7 +165,7 @@ def circuit_delay(consecutive_failures: int, rng: random.Random | None = None) -
     """
     if consecutive_failures < CIRCUIT_THRESHOLD:
         return None
-    rng = rng or random
+    draw = rng.random() if rng is not None else random.random()
     opened = min(consecutive_failures - CIRCUIT_THRESHOLD, 16)
     delay = min(CIRCUIT_BASE_SECONDS * 2**opened, CIRCUIT_MAX_SECONDS)
-    return delay * (0.75 + rng.random() / 2)
+    return delay * (0.75 + draw / 2)

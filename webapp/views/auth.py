@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from flask import Response
 from flask import flash
 from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from werkzeug.wrappers import Response
 
 from webapp.web.auth import check_credentials
 from webapp.web.urls import local_path

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import Blueprint
-from flask import Response
 from flask import jsonify
 from flask import redirect
 from flask import url_for
+from werkzeug.wrappers import Response
 
 from webapp.db import migrate
 from webapp.db.models import db

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import Blueprint
-from flask import Response
 from flask import abort
 from flask import redirect
 from flask import request
+from werkzeug.wrappers import Response
 
 from webapp.web.formatting import TIME_MODE_COOKIE
 from webapp.web.formatting import TIME_MODES

@@ -10,12 +10,12 @@ from urllib.parse import parse_qsl
 
 import sqlalchemy as sa
 from flask import Blueprint
-from flask import Response
 from flask import current_app
 from flask import flash
 from flask import redirect
 from flask import request
 from werkzeug.datastructures import MultiDict
+from werkzeug.wrappers import Response
 
 from webapp.db.models import SavedView
 from webapp.db.models import db

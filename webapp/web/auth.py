@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from flask import Flask
-from flask import Response
 from flask import g
 from flask import jsonify
 from flask import redirect
@@ -16,6 +15,7 @@ from flask import request
 from flask import session
 from flask import url_for
 from werkzeug.security import check_password_hash
+from werkzeug.wrappers import Response
 
 from webapp.db.models import User
 from webapp.db.models import db
@@ -57,10 +57,10 @@ def require_sign_in() -> Response | None:
     if g.user is not None:
         return None
     if is_machine_request():
-        response = jsonify({"error": "Sign in first.", "status": 401})
-        response.status_code = 401
-        response.headers["WWW-Authenticate"] = 'Basic realm="Taskdeck"'
-        return response
+        refused = jsonify({"error": "Sign in first.", "status": 401})
+        refused.status_code = 401
+        refused.headers["WWW-Authenticate"] = 'Basic realm="Taskdeck"'
+        return refused
     if request.headers.get("HX-Request") == "true":
         response = Response("Sign in first.", status=401, mimetype="text/plain")
         # htmx follows HX-Redirect for fragment requests whose session ran out.

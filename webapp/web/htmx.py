@@ -11,10 +11,10 @@ from functools import cache
 from pathlib import Path
 
 from flask import Flask
-from flask import Response
 from flask import request
 from flask import url_for
 from markupsafe import Markup
+from werkzeug.wrappers import Response
 
 #: htmx stops a poll when an answer has this status (htmx 2.x).
 STOP_POLLING = 286

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Response
 from flask import current_app
 from flask import flash
 from flask import make_response
@@ -20,6 +19,7 @@ from flask import url_for
 from jinja2_fragments.flask import render_block
 from jinja2_fragments.flask import render_blocks
 from werkzeug.utils import secure_filename
+from werkzeug.wrappers import Response
 
 from webapp.db import store
 from webapp.db.models import Source

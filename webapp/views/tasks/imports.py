@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
 from flask import make_response
 from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
 from jinja2_fragments.flask import render_block
+from werkzeug.wrappers import Response
 
 from webapp.db.models import ImportJob
 from webapp.db.models import db

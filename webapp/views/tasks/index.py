@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
 from flask import current_app
 from flask import flash
 from flask import make_response
@@ -18,6 +17,7 @@ from flask import render_template
 from flask import request
 from flask import url_for
 from jinja2_fragments.flask import render_block
+from werkzeug.wrappers import Response
 
 from webapp.db import store
 from webapp.db.models import Task
