@@ -109,6 +109,7 @@ def test_secret_key_is_required_outside_testing(tmp_path, monkeypatch):
         create_app()
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
     import sqlalchemy as sa
 
@@ -119,6 +120,7 @@ def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(app):
         assert db.session.execute(sa.text("PRAGMA busy_timeout")).scalar() == 10000
 
 
+@pytest.mark.sqlite_only
 def test_an_older_database_schema_is_refused_clearly(instance_path, bare_app_factory):
     import sqlite3
 

@@ -185,8 +185,11 @@ def test_live_update_sends_changed_rows_counts_and_removals_out_of_band(client, 
     assert parse_qs(urlsplit(url).query)["view"] == ["all"]
     quiet = client.get(url)
     assert quiet.status_code == 200 and templated_rows(soup(quiet)) == []
-    # The counts come along (they cost nothing here) so they stay true for the whole view.
-    assert soup(quiet).select_one("#summary[hx-swap-oob=true]")
+    # On SQLite the counts come along (a few rows of task_counts) so they stay true for the
+    # whole view; PostgreSQL counts by reading tasks, so only a change brings them.
+    with seeded.app_context():
+        cheap = db.engine.dialect.name == "sqlite"
+    assert bool(soup(quiet).select_one("#summary[hx-swap-oob=true]")) is cheap
     with seeded.app_context():
         r1 = store.get_task("ml-prod", "r1")
         r1_pk = r1.id

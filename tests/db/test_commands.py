@@ -17,6 +17,11 @@ from tests.conftest import free_port
 from tests.db.conftest import made_by_release
 from webapp.db import migrate
 
+#: These build SQLite files by hand (release DDL, foreign revisions); the PostgreSQL side of
+#: upgrading is in test_schema.py.
+pytestmark = pytest.mark.sqlite_only
+
+
 UNMIGRATED = {
     "empty": "the database is empty: run `taskdeck db upgrade` to create its tables",
     "before migrations": (
