@@ -22,6 +22,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 
+from tests.helpers import fetched_state  # noqa: F401 - tests import it from here too
+from tests.helpers import track  # noqa: F401
+from tests.helpers import wait_for  # noqa: F401
 from webapp import create_app
 from webapp.config import SourceConfig
 from webapp.config import build_source
@@ -352,36 +355,3 @@ def driver(ml_app: Flask) -> Iterator[RefreshDriver]:
     refresh_driver = RefreshDriver(ml_app)
     yield refresh_driver
     refresh_driver.close()
-
-
-def track(app: Flask, source: str, *task_ids: str) -> None:
-    from webapp.db import store
-    from webapp.db.models import db
-
-    with app.app_context():
-        for task_id in task_ids:
-            store.track(source, task_id)
-        db.session.commit()
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy, failing after ``timeout`` seconds."""
-    import time
-
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
-
-
-def fetched_state(app: Flask, source: str, task_id: str) -> str | None:
-    """The task's cached upstream word, or ``None`` before its first successful fetch."""
-    from webapp.db import store
-
-    with app.app_context():
-        task = store.get_task(source, task_id)
-        return task.upstream_status if task is not None else None

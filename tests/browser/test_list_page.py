@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 
 from tests.browser.conftest import LiveSite
 from tests.conftest import track
-from tests.test_list_queries import add_task
+from tests.listing.test_queries import add_task
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from bs4 import BeautifulSoup
 from werkzeug.security import generate_password_hash
 
 from tests.db.conftest import MAKERS
 from tests.db.conftest import reflect
+from tests.helpers import soup
 from webapp.db import migrate
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -191,10 +191,6 @@ def dump(engine: sa.Engine, tables: sa.MetaData) -> dict[str, list[tuple[Any, ..
             ]
             for name, table in tables.tables.items()
         }
-
-
-def soup(response) -> BeautifulSoup:  # type: ignore[no-untyped-def]
-    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
 
 
 def listed(client, query: str = "") -> list[str]:  # type: ignore[no-untyped-def]

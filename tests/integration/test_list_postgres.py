@@ -6,11 +6,11 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from tests.test_list_queries import FILTERS
-from tests.test_list_queries import every_page
-from tests.test_list_queries import python_view
-from tests.test_list_queries import query
-from tests.test_list_queries import seed_random
+from tests.listing.test_queries import FILTERS
+from tests.listing.test_queries import every_page
+from tests.listing.test_queries import python_view
+from tests.listing.test_queries import query
+from tests.listing.test_queries import seed_random
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.listing import schema as list_schema

@@ -16,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from bs4 import BeautifulSoup
 from flask import Flask
 from flask import jsonify
 from flask import request
 
 from tests.conftest import RefreshDriver
+from tests.helpers import soup
 from webapp import providers
 from webapp import simulators
 from webapp.config import ConfigError
@@ -186,10 +186,6 @@ def fake_server(fake_suite: SimulatorSuite) -> Iterator[ServerThread]:
 def fake_source(fake_server: ServerThread) -> SourceConfig:
     entry, environ = demo_source("jobs", SimulatorSuite.base_url(fake_server.url, "fake"))
     return build_source({**entry, "console_url": "https://console.fake.test/"}, environ)
-
-
-def soup(response: Any) -> BeautifulSoup:
-    return BeautifulSoup(response.text, "html.parser")
 
 
 # -- what it shows up in -------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.test_ratelimit import FakeTime
+from tests.providers.test_ratelimit import FakeTime
 from webapp.config import SourceConfig
 from webapp.config import build_source
 from webapp.domain import FetchError

@@ -12,7 +12,9 @@ from urllib.parse import urlsplit
 import pytest
 from bs4 import BeautifulSoup
 
-from tests.test_list_queries import add_task
+from tests.helpers import csrf
+from tests.helpers import soup
+from tests.listing.test_queries import add_task
 from webapp.db import store
 from webapp.db.models import SavedView
 from webapp.db.models import db
@@ -22,10 +24,6 @@ from webapp.domain import TaskState
 from webapp.views.tasks import export as task_export
 
 HX = {"HX-Request": "true"}
-
-
-def soup(response) -> BeautifulSoup:
-    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
 
 
 def row_ids(page: BeautifulSoup) -> list[str]:
@@ -67,10 +65,6 @@ def seeded(app):
             add_task(source, task_id, state=state, created=now - timedelta(minutes=10 - i), **extra)
         db.session.commit()
     return app
-
-
-def csrf(client) -> str:
-    return soup(client.get("/?view=all")).select_one("input[name=csrf_token]")["value"]
 
 
 # -- the page ----------------------------------------------------------------------------------

@@ -6,9 +6,9 @@ import json
 import random
 from datetime import timedelta
 
-from bs4 import BeautifulSoup
-
 from tests.conftest import track
+from tests.helpers import csrf
+from tests.helpers import soup
 from webapp.db import store
 from webapp.db.models import Source
 from webapp.db.models import db
@@ -16,14 +16,6 @@ from webapp.db.models import utcnow
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
 from webapp.simulators import SIMULATORS
-
-
-def soup(response):
-    return BeautifulSoup(response.text, "html.parser")
-
-
-def csrf(client):
-    return soup(client.get("/")).select_one("input[name=csrf_token]")["value"]
 
 
 def fields(page, selector="#task-details > dl.fields"):

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from bs4 import BeautifulSoup
 
+from tests.helpers import soup
 from webapp.db import store
 from webapp.db.models import Task
 from webapp.db.models import db
@@ -14,10 +14,6 @@ from webapp.db.models import utcnow
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
 from webapp.version import __version__
-
-
-def soup(response):
-    return BeautifulSoup(response.text, "html.parser")
 
 
 def seed_tasks(app, source="ml-prod", count=5, state=TaskState.RUNNING, **fields):

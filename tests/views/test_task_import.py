@@ -7,9 +7,9 @@ import random
 import threading
 
 import pytest
-from bs4 import BeautifulSoup
 
 from tests.conftest import wait_for
+from tests.helpers import soup
 from webapp.db import store
 from webapp.db.models import ImportJob
 from webapp.db.models import db
@@ -20,10 +20,6 @@ from webapp.sources.registry import registry
 
 ML = SIMULATORS["opensearch-ml"]
 HX = {"HX-Request": "true"}
-
-
-def soup(response) -> BeautifulSoup:
-    return BeautifulSoup(response.get_data(as_text=True), "html.parser")
 
 
 @pytest.fixture

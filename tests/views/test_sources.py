@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-from bs4 import BeautifulSoup
-
+from tests.helpers import csrf
+from tests.helpers import soup
 from webapp.db.models import Source
 from webapp.db.models import db
 from webapp.sources.registry import registry
-
-
-def soup(response):
-    return BeautifulSoup(response.text, "html.parser")
-
-
-def csrf(client):
-    return soup(client.get("/sources/new")).select_one("input[name=csrf_token]")["value"]
 
 
 def test_add_a_source_from_the_ui_and_edit_it(

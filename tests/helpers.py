@@ -1,0 +1,56 @@
+"""Helpers the tests share (fixtures are in conftest.py): reading pages, CSRF tokens, tracking
+tasks, and waiting on a condition with a deadline."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from bs4 import BeautifulSoup
+from flask import Flask
+from flask.testing import FlaskClient
+
+
+def soup(response: Any) -> BeautifulSoup:
+    """A page (a test client's or httpx's response) parsed for CSS selectors."""
+    text = response.get_data(as_text=True) if hasattr(response, "get_data") else response.text
+    return BeautifulSoup(text, "html.parser")
+
+
+def csrf(client: FlaskClient, path: str = "/?view=all") -> str:
+    """The session's CSRF token, as every page hands it to htmx (``<body hx-headers>``)."""
+    page = soup(client.get(path, follow_redirects=True))
+    return str(json.loads(page.body["hx-headers"])["X-CSRF-Token"])
+
+
+def track(app: Flask, source: str, *task_ids: str) -> None:
+    from webapp.db import store
+    from webapp.db.models import db
+
+    with app.app_context():
+        for task_id in task_ids:
+            store.track(source, task_id)
+        db.session.commit()
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    """Poll ``condition`` until it returns something truthy, failing after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def fetched_state(app: Flask, source: str, task_id: str) -> str | None:
+    """The task's cached upstream word, or ``None`` before its first successful fetch."""
+    from webapp.db import store
+
+    with app.app_context():
+        task = store.get_task(source, task_id)
+        return task.upstream_status if task is not None else None
