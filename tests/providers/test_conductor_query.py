@@ -4,6 +4,7 @@ does with it over loopback HTTP, as an Elasticsearch/OpenSearch-indexed server d
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from webapp.providers.conductor import ConductorProvider
 from webapp.providers.conductor_query import carries_unquoted
 from webapp.providers.conductor_query import ids_query
 from webapp.providers.conductor_query import where_clause
+from webapp.simulators import SimulatorSuite
 from webapp.simulators import conductor as sim
 from webapp.simulators.conductor_query import QueryFailure
 from webapp.simulators.conductor_query import compile_query
@@ -394,3 +396,22 @@ def test_import_query_the_server_cannot_read_is_never_sent(
     assert state.calls["search"] == 0
     # Free text still goes to freeText.
     assert [t.task_id for t in open_provider.search("status:FAILED")] == ["t-b"]
+
+
+def test_taskdeck_import_refuses_what_conductor_cannot_read(
+    app_factory, make_source, suite: SimulatorSuite, clock: ManualClock
+) -> None:
+    state = suite.states["conductor"]
+    rng = random.Random(11)
+    for final in ("failed", "succeeded", "succeeded"):
+        sim.add_demo_task(state, rng, final=final, queued_seconds=0, running_seconds=0)
+    clock.advance(1)
+    runner = app_factory([make_source("conductor", name="orkes")]).test_cli_runner()
+    refused = runner.invoke(args=["import", "orkes", "--query", "status NOT IN ('COMPLETED')"])
+    assert refused.exit_code != 0
+    assert "Conductor's query has no NOT or NOT IN" in refused.output
+    assert state.calls["search"] == 0
+    # SQL habit, quoted IN values: sent unquoted, so the ES-indexed server finds the task.
+    done = runner.invoke(args=["import", "orkes", "--query", "status IN ('FAILED')"])
+    assert done.exit_code == 0, done.output
+    assert "1 tracked" in done.output

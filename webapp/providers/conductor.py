@@ -101,7 +101,10 @@ SPEC = ProviderSpec(
         TaskUrl(API_PREFIX + "/{task_id}"),
         TaskUrl("/execution/{workflow_id}/{task_id}", root="ui_url"),
     ),
-    search_help="its SQL-like query (`status = 'FAILED'`) or words.",
+    search_help=(
+        "its SQL-like query (`status = 'FAILED' AND taskType IN (HTTP,SIMPLE)`: upper-case "
+        "=, !=, <, >, IN, IS NULL, BETWEEN, STARTS_WITH; no NOT) or words."
+    ),
     times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
     active_note="The execution log is read once the task has finished.",
 )
