@@ -12,6 +12,8 @@ Traps handled here:
   the id it was fetched under.
 - Auth (conductor_auth.py): none (open source), a fixed token, or keyId/keySecret exchanged at
   ``POST /api/token``.
+- The search ``query`` (conductor_query.py): only what Conductor's parser reads, ``IN``
+  values unquoted.
 """
 
 from __future__ import annotations

@@ -10,7 +10,8 @@ servers keep any quotes (``taskId IN ('a')`` finds nothing), PostgreSQL ones str
 unquoted is the form every backend reads alike.
 
 :func:`where_clause` checks a user's clause against that grammar before anything is sent
-(raising ``ValueError`` with what to write instead) and sends ``IN`` values unquoted.
+(raising ``ValueError`` with what to write instead) and sends ``IN`` values unquoted, as it
+does a date compared with ``<`` or ``>`` (Elasticsearch would read the quotes as part of it).
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def looks_like_clause(text: str) -> bool:
 
 def where_clause(text: str) -> str:
     """``text`` as the ``query`` to send: checked against Conductor's grammar, with the values
-    inside ``IN (...)`` unquoted. Raises ``ValueError`` saying what Conductor cannot read."""
+    inside ``IN (...)`` and after ``<``/``>`` unquoted. Raises ``ValueError`` saying what
+    Conductor cannot read."""
     return _Clause(text).read()
 
 
@@ -77,7 +79,7 @@ def where_clause(text: str) -> str:
 class _Clause:
     text: str
     pos: int = 0
-    #: (start, end, replacement) of each ``IN (...)`` list rewritten without quotes.
+    #: (start, end, replacement) of each value rewritten without quotes, left to right.
     edits: list[tuple[int, int, str]] = field(default_factory=list)
 
     def read(self) -> str:

@@ -12,9 +12,9 @@ Faithful points:
   parser and run as an Elasticsearch/OpenSearch-indexed server runs it (``=``, ``!=``, ``<``,
   ``>``, ``IN``, ``IS``, ``BETWEEN``, ``STARTS_WITH`` with ``AND``/``OR`` and parentheses;
   ``IN`` values keep their quotes, so ``taskId IN ('a')`` finds nothing); a query it cannot
-  parse or run (``NOT``, ``NOT IN``, ``<=``...) is a 500 ErrorResponse, as the server's
-  TransientException is (:mod:`webapp.simulators.conductor_query`). ``freeText`` takes ``*``,
-  words and ``field:value`` (:mod:`webapp.simulators.conductor_search`).
+  parse or run (``NOT``, ``NOT IN``, a date in quotes...) is a 500 ErrorResponse, as the
+  server's TransientException is (:mod:`webapp.simulators.conductor_query`). ``freeText``
+  takes ``*``, words and ``field:value`` (:mod:`webapp.simulators.conductor_search`).
 - ``GET /api/tasks/{taskId}/log`` answers 204 when there are no log entries (also for an
   unknown id, as Conductor's log index does); entries accumulate as the task runs.
 - "Not found" in the four shapes the versions use (``not_found_style``): 404 with an
