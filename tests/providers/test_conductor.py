@@ -470,13 +470,28 @@ def test_expired_again_after_the_retry_gives_up() -> None:
     assert_no_secrets(error, "token-1", "token-2")
 
 
-def test_invalid_token_is_not_retried() -> None:
+@pytest.mark.parametrize("status", [401, 403])
+def test_invalid_token_is_refreshed_and_retried_once(status: int) -> None:
+    # A restarted server or a rotated signing key no longer knows the token it issued.
+    def task_answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["X-Authorization"] == "token-1":
+            return httpx.Response(status, json={"error": "INVALID_TOKEN", "message": "Invalid"})
+        return httpx.Response(200, json=task_json())
+
+    fake = FakeOrkes(task_answer)
+    assert mock_provider(fake).fetch("t-1").state is TaskState.RUNNING
+    assert fake.count() == Counter({"token": 2, "GET": 2})
+    assert fake.tokens_sent == [None, "token-1", None, "token-2"]
+
+
+def test_invalid_again_after_the_retry_gives_up() -> None:
     body = {"error": "INVALID_TOKEN", "message": "Invalid token token-1 for key-id-7f3a9c"}
     fake = FakeOrkes(answer(body, 401))
     error = fetch_error(mock_provider(fake))
     assert error.kind is FetchErrorKind.UNAUTHORIZED
-    assert fake.count() == Counter({"token": 1, "GET": 1})
-    assert_no_secrets(error, "token-1")
+    assert "INVALID_TOKEN" in error.message
+    assert fake.count() == Counter({"token": 2, "GET": 2})
+    assert_no_secrets(error, "token-1", "token-2")
 
 
 def test_a_401_without_a_token_word_is_not_retried() -> None:
@@ -606,8 +621,8 @@ def test_fetch_many_uses_one_search_and_gets_the_rest() -> None:
     assert list(results) == ["a", "b", "c", "it's", "gone"]
     search = [r for r in fake.task_requests() if r.url.path.endswith("/search")]
     assert len(search) == 1
-    # Ids that cannot be quoted stay out of the query and are fetched one by one.
-    assert search[0].url.params["query"] == "taskId IN ('a','b','c','gone')"
+    # Unquoted, as every index reads it; an id the list cannot carry is fetched on its own.
+    assert search[0].url.params["query"] == "taskId IN (a,b,c,gone)"
     assert search[0].url.params["size"] == "4"
     gets = sorted(
         r.url.raw_path.rsplit(b"/", 1)[1] for r in fake.task_requests() if r not in search
@@ -639,7 +654,8 @@ def test_fetch_many_does_not_multiply_auth_failures() -> None:
         isinstance(r, FetchError) and r.kind is FetchErrorKind.UNAUTHORIZED
         for r in results.values()
     )
-    assert fake.count() == Counter({"token": 1, "GET": 1})
+    # The search, its one retry with a new token, and no GET per id.
+    assert fake.count() == Counter({"token": 2, "GET": 2})
 
 
 # -- the simulator on its own ----------------------------------------------------------------
@@ -701,10 +717,12 @@ def test_simulator_query_subset(sim_state: SimulatorState, clock) -> None:
 
     assert ids(query="status = 'FAILED'") == ["b", "c"]
     assert ids(query="status = 'FAILED' AND taskId != 'b'") == ["c"]
-    assert ids(query="taskId IN (a,'c')") == ["a", "c"]
+    # Elasticsearch keeps the quotes inside IN (...): 'c' is not the keyword c.
+    assert ids(query="taskId IN (a,'c')") == ["a"]
     assert ids(query="(taskId = 'a' OR taskId = 'b') AND status = 'COMPLETED'") == ["a"]
     assert ids(freeText="status:FAILED") == ["b", "c"]
-    assert client.get("/api/tasks/search", query_string={"query": "status ~ 1"}).status_code == 400
+    # The parser's ParserException reaches the client as a TransientException: 500.
+    assert client.get("/api/tasks/search", query_string={"query": "status ~ 1"}).status_code == 500
 
 
 def test_simulator_tokens(sim_state: SimulatorState, clock) -> None:

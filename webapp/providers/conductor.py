@@ -12,13 +12,14 @@ Traps handled here:
   the id it was fetched under.
 - Auth (conductor_auth.py): none (open source), a fixed token, or keyId/keySecret exchanged at
   ``POST /api/token``.
+- The search ``query`` (conductor_query.py): only what Conductor's parser reads, ``IN``
+  values unquoted.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import threading
 from collections import OrderedDict
 from datetime import datetime
@@ -46,6 +47,10 @@ from webapp.providers.conductor_auth import auth_for
 from webapp.providers.conductor_auth import error_message
 from webapp.providers.conductor_auth import scrub
 from webapp.providers.conductor_auth import token_failure
+from webapp.providers.conductor_query import carries_unquoted
+from webapp.providers.conductor_query import ids_query
+from webapp.providers.conductor_query import looks_like_clause
+from webapp.providers.conductor_query import where_clause
 from webapp.providers.payload import Count
 from webapp.providers.payload import Id
 from webapp.providers.payload import Payload
@@ -98,7 +103,10 @@ SPEC = ProviderSpec(
         TaskUrl(API_PREFIX + "/{task_id}"),
         TaskUrl("/execution/{workflow_id}/{task_id}", root="ui_url"),
     ),
-    search_help="its SQL-like query (`status = 'FAILED'`) or words.",
+    search_help=(
+        "its SQL-like query (`status = 'FAILED' AND taskType IN (HTTP,SIMPLE)`: upper-case "
+        "=, !=, <, >, IN, IS NULL, BETWEEN, STARTS_WITH; no NOT) or words."
+    ),
     times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
     active_note="The execution log is read once the task has finished.",
 )
@@ -207,19 +215,6 @@ class ConductorTaskLog(RootModel[list[LogEntry]]):
     """``List<TaskExecLog>``: ``{log, taskId, createdTime}`` entries, oldest first."""
 
 
-#: ``--query`` is sent as Conductor's SQL-like ``query`` when it starts with a comparison on a
-#: field (``status = 'FAILED'``, ``taskType IN (HTTP,SIMPLE)``, ``startTime > 1700000000000``,
-#: ``workflowId IS NOT NULL``...); anything else is ``freeText`` (ES query-string syntax such
-#: as ``status:FAILED`` or a bare word).
-_WHERE_CLAUSE = re.compile(
-    r"^\s*\(?\s*[A-Za-z_][\w.]*\s*"
-    r"(?:!=|<=|>=|=|<|>|\bIN\s*\(|\bNOT\s+IN\s*\(|\bBETWEEN\b|\bIS\b|\bSTARTS_WITH\b)",
-    re.IGNORECASE,
-)
-#: Ids that can go in ``taskId IN ('a','b')`` without escaping (Conductor's parser has none).
-_QUOTABLE_ID = re.compile(r"^[^',()\\]+$")
-
-
 class ConductorProvider(Provider):
     spec = SPEC
     api_prefix = API_PREFIX
@@ -254,25 +249,25 @@ class ConductorProvider(Provider):
         return self.normalize(task_id, self.json_body(response))
 
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
-        """One ``taskId IN (...)`` search per 100 ids instead of N gets.
+        """One ``taskId IN (a,b,...)`` search per 100 ids instead of N gets.
 
         Trade-off: a summary has fewer fields than a ``Task`` (no retry/poll counts, worker,
         sequence or workflow task; ``raw`` is the summary), and it comes from the indexing
         backend, which Conductor updates asynchronously, so it can trail the GET by a moment.
-        Ids the search does not return (not indexed yet, no indexing backend, ids that cannot
-        be quoted) are fetched one by one, as is everything when the search itself fails for a
-        reason other than credentials, throttling or the network.
+        Ids the search does not return (not indexed yet, no indexing backend) and ids the list
+        syntax cannot carry unquoted (a comma, parenthesis, quote, space or non-ASCII
+        character: :func:`carries_unquoted`) are fetched one by one, as is everything when the
+        search itself fails for a reason other than credentials, throttling or the network.
         """
         unique = list(dict.fromkeys(task_ids))
         if len(unique) <= 1:
             return super().fetch_many(task_ids)
-        quotable = [task_id for task_id in unique if _QUOTABLE_ID.match(task_id)]
+        listable = [task_id for task_id in unique if carries_unquoted(task_id)]
         found: dict[str, NormalizedTask] = {}
-        for start in range(0, len(quotable), self.max_page_size):
-            chunk = quotable[start : start + self.max_page_size]
-            query = "taskId IN (" + ",".join(f"'{task_id}'" for task_id in chunk) + ")"
+        for start in range(0, len(listable), self.max_page_size):
+            chunk = listable[start : start + self.max_page_size]
             try:
-                page = self._search({"query": query}, 0, len(chunk))
+                page = self._search({"query": ids_query(chunk)}, 0, len(chunk))
             except FetchError as exc:
                 if exc.kind in (
                     FetchErrorKind.UNAUTHORIZED,
@@ -295,13 +290,19 @@ class ConductorProvider(Provider):
 
     @staticmethod
     def parse_query(query: str | None) -> dict[str, str]:
-        """``--query`` as search parameters: a where clause goes in ``query``, anything else in
-        ``freeText`` (see ``_WHERE_CLAUSE``); nothing searches everything."""
+        """``--query`` as search parameters; nothing searches everything.
+
+        A where clause (``status = 'FAILED'``, ``taskType IN (HTTP,SIMPLE)``,
+        ``startTime > 1700000000000``...) goes in ``query`` once checked against Conductor's
+        grammar (:func:`where_clause`: ``ValueError`` for ``NOT IN``, ``<=``, lower-case
+        operators...); anything else is ``freeText`` (ES query-string syntax such as
+        ``status:FAILED`` or a bare word).
+        """
         if not query or not query.strip():
             return {}
         text = query.strip()
-        if _WHERE_CLAUSE.match(text):
-            return {"query": text}
+        if looks_like_clause(text):
+            return {"query": where_clause(text)}
         return {"freeText": text}
 
     def _search(self, params: dict[str, str], offset: int, limit: int) -> SearchPage:

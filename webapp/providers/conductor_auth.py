@@ -2,7 +2,9 @@
 for a token at ``POST /api/token`` (PROVIDERS.md section 3, trap 10).
 
 The token goes in ``X-Authorization`` with no ``Bearer``, is refreshed before it ages and, on a
-401/403 whose JSON says ``EXPIRED_TOKEN``, refreshed and the request retried exactly once.
+401/403 whose JSON says ``EXPIRED_TOKEN`` or ``INVALID_TOKEN``, refreshed and the request
+retried exactly once (conductor-python 2.0 ``ApiClient.__call_api``): a server restart or a
+rotated signing key invalidates issued tokens long before their age is up.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ DEFAULT_TOKEN_REFRESH_SECONDS = 45 * 60
 #: The ``error`` words of an Orkes 401/403 body (conductor-python ``rest.py``).
 EXPIRED_TOKEN = "EXPIRED_TOKEN"
 INVALID_TOKEN = "INVALID_TOKEN"
+#: Words after which a new token may succeed where the old one failed.
+RENEWABLE = frozenset({EXPIRED_TOKEN, INVALID_TOKEN})
 
 
 class TokenResponse(Payload):
@@ -94,8 +98,9 @@ class ConductorKeyAuth(ConductorAuthBase):
     One instance serves every thread sharing the source's client, so the cached token is read
     and renewed under a lock: when it ages, one thread renews it and the others wait for it.
     The token is renewed proactively after ``refresh_after`` seconds and once more, with exactly
-    one retry of the request, when a 401/403 body says ``EXPIRED_TOKEN``. A second expiry, an
-    ``INVALID_TOKEN`` or a rejected exchange is returned or raised as it is: never a loop.
+    one retry of the request, when a 401/403 body says ``EXPIRED_TOKEN`` or ``INVALID_TOKEN``.
+    The retry's answer, whatever it says, and a rejected exchange are returned or raised as
+    they are: never a loop.
     """
 
     def __init__(
@@ -148,7 +153,7 @@ class ConductorKeyAuth(ConductorAuthBase):
         token = yield from self._valid_token(stale=None)
         request.headers[TOKEN_HEADER] = token
         response = yield request
-        if response.status_code in (401, 403) and token_error(response) == EXPIRED_TOKEN:
+        if response.status_code in (401, 403) and token_error(response) in RENEWABLE:
             token = yield from self._valid_token(stale=token)
             request.headers[TOKEN_HEADER] = token
             yield request
@@ -158,7 +163,7 @@ class ConductorKeyAuth(ConductorAuthBase):
         with self._lock:
             token = self._token
             fresh = self._clock() - self._obtained_at < self.refresh_after
-            # Another thread may have renewed a token the server called expired: reuse it.
+            # Another thread may have renewed a token the server refused: reuse that one.
             if token is not None and fresh and token != stale:
                 return token
             self._token = None
@@ -224,7 +229,7 @@ def auth_for(source: SourceConfig, *, refresh_after: float, label: str) -> httpx
 def token_failure(response: httpx.Response, label: str) -> FetchError | None:
     """A 401/403 whose body says the token expired or was rejected, as the error to report."""
     word = token_error(response) if response.status_code in (401, 403) else None
-    if word not in (EXPIRED_TOKEN, INVALID_TOKEN):
+    if word not in RENEWABLE:
         return None
     why = "expired" if word == EXPIRED_TOKEN else "was rejected"
     return FetchError(

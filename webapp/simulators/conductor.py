@@ -8,25 +8,27 @@ Faithful points:
   ``outputData`` filled once done, the computed ``queueWaitTime``.
 - ``GET /api/tasks/search`` answers ``{totalHits, results: [TaskSummary]}``: ISO times in GMT
   (1970-01-01 for unset), ``workflowId`` (not ``workflowInstanceId``), ``input``/``output`` as
-  JSON strings, ``executionTime`` only once ended. ``query`` takes the SQL-like subset
-  ``field = 'v'``, ``field != 'v'``, ``field IN (a,b)``, ``field NOT IN (...)`` joined by
-  ``AND``/``OR`` with parentheses; ``freeText`` takes ``*``, words and ``field:value``
-  (:mod:`webapp.simulators.conductor_search`).
+  JSON strings, ``executionTime`` only once ended. ``query`` is read by a port of the real
+  parser and run as an Elasticsearch/OpenSearch-indexed server runs it (``=``, ``!=``, ``<``,
+  ``>``, ``IN``, ``IS``, ``BETWEEN``, ``STARTS_WITH`` with ``AND``/``OR`` and parentheses;
+  ``IN`` values keep their quotes, so ``taskId IN ('a')`` finds nothing); a query it cannot
+  parse or run (``NOT``, ``NOT IN``, a date in quotes...) is a 500 ErrorResponse, as the
+  server's TransientException is (:mod:`webapp.simulators.conductor_query`). ``freeText``
+  takes ``*``, words and ``field:value`` (:mod:`webapp.simulators.conductor_search`).
 - ``GET /api/tasks/{taskId}/log`` answers 204 when there are no log entries (also for an
   unknown id, as Conductor's log index does); entries accumulate as the task runs.
 - "Not found" in the four shapes the versions use (``not_found_style``): 404 with an
   ErrorResponse (OSS >= 3.21.20), 404 empty (older 3.x), 204 (2.x), 400 (Orkes).
 - Auth ``keys`` (Orkes): ``POST /api/token`` exchanges keyId/keySecret for a token that expires
   by the simulator clock; requests carry it in ``X-Authorization``; an expired one gets 401
-  ``{"error": "EXPIRED_TOKEN"}``, an unknown one ``INVALID_TOKEN``. ``token``: one fixed token.
-  ``none``: open-source Conductor, no auth and no ``/api/token``.
+  ``{"error": "EXPIRED_TOKEN"}``, an unknown one ``INVALID_TOKEN``, as is every token issued
+  before a restart (``POST /_control/restart`` or :func:`restart`;
+  :mod:`webapp.simulators.conductor_tokens`). ``token``: one fixed token. ``none``:
+  open-source Conductor, no auth and no ``/api/token``.
 """
 
 from __future__ import annotations
 
-import base64
-import json
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -37,8 +39,12 @@ from flask import Response
 from flask import jsonify
 from flask import request
 
+from webapp.simulators.conductor_query import QueryFailure
 from webapp.simulators.conductor_search import Search
-from webapp.simulators.conductor_search import task_ids_in
+from webapp.simulators.conductor_tokens import EXPIRED_TOKEN
+from webapp.simulators.conductor_tokens import INVALID_TOKEN
+from webapp.simulators.conductor_tokens import TokenIssuer
+from webapp.simulators.core import CONTROL_PREFIX
 from webapp.simulators.core import Fault
 from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
@@ -209,12 +215,15 @@ def logs(task: SimTask, now: float) -> list[dict[str, Any]]:
     return [{"log": text, "taskId": task.task_id, "createdTime": _ms(at)} for at, text in entries]
 
 
-def error_response(status: int, message: str, **extra: Any) -> Response:
-    """Conductor's ``ErrorResponse`` (nulls left out, as its ObjectMapper does)."""
+def error_response(
+    status: int, message: str | None, *, retryable: bool = False, **extra: Any
+) -> Response:
+    """Conductor's ``ErrorResponse`` (nulls left out, as its ObjectMapper does); ``retryable``
+    is true for a TransientException."""
     body: dict[str, Any] = {"status": status, "message": message, "instance": INSTANCE}
-    body["retryable"] = False
+    body["retryable"] = retryable
     body.update(extra)
-    return json_response(body, status)
+    return json_response({k: v for k, v in body.items() if v is not None}, status)
 
 
 def not_found(style: NotFoundStyle, task_id: str | None) -> Response:
@@ -237,7 +246,7 @@ def render_fault_for(style: NotFoundStyle) -> Callable[[Fault, str | None], Resp
         if fault is Fault.NOT_FOUND:
             return not_found(style, task_id)
         if fault is Fault.UNAUTHORIZED:
-            return token_failure("INVALID_TOKEN", "Invalid token")
+            return token_failure(INVALID_TOKEN, "Invalid token")
         if fault is Fault.RATE_LIMITED:
             return error_response(429, "Too many requests")
         return error_response(500, "Internal error on the simulated Conductor server")
@@ -246,44 +255,6 @@ def render_fault_for(style: NotFoundStyle) -> Callable[[Fault, str | None], Resp
 
 
 # -- the app ---------------------------------------------------------------------------------
-
-
-class TokenIssuer:
-    """Tokens handed out by ``POST /api/token`` and when each expires (simulator clock)."""
-
-    def __init__(self, state: SimulatorState, ttl_seconds: float) -> None:
-        self.state = state
-        self.ttl_seconds = ttl_seconds
-        self._expiry: dict[str, float | None] = {}
-        self._lock = threading.Lock()
-
-    def issue(self, expiration_ms: Any) -> str:
-        now = self.state.clock.now()
-        ttl: float | None = self.ttl_seconds
-        # Orkes' optional ``expiration`` is in ms; a negative value means "never expires".
-        if isinstance(expiration_ms, int) and not isinstance(expiration_ms, bool):
-            ttl = None if expiration_ms < 0 else expiration_ms / 1000
-        claims = {"iat": int(now), "exp": None if ttl is None else int(now + ttl)}
-        header = _b64({"alg": "HS256", "typ": "JWT"})
-        token = f"{header}.{_b64(claims)}.{uuid.UUID(int=self.state.random.getrandbits(128)).hex}"
-        with self._lock:
-            self._expiry[token] = None if ttl is None else now + ttl
-        return token
-
-    def check(self, token: str) -> str | None:
-        """``None`` when valid, else ``EXPIRED_TOKEN`` or ``INVALID_TOKEN``."""
-        with self._lock:
-            if token not in self._expiry:
-                return "INVALID_TOKEN"
-            expires = self._expiry[token]
-        if expires is not None and self.state.clock.now() >= expires:
-            return "EXPIRED_TOKEN"
-        return None
-
-
-def _b64(value: dict[str, Any]) -> str:
-    raw = json.dumps(value, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
 def create_app(
@@ -306,6 +277,7 @@ def create_app(
         raise ValueError("auth='token' needs a token")
     app = new_simulator_app("conductor", state, render_fault_for(not_found_style))
     issuer = TokenIssuer(state, token_ttl_seconds)
+    app.extensions["conductor_tokens"] = issuer
 
     @before_upstream(app)
     def check_access() -> Response | None:
@@ -320,9 +292,9 @@ def create_app(
         if not presented:
             return error_response(401, "Missing X-Authorization header")
         if auth == "token":
-            return None if presented == token else token_failure("INVALID_TOKEN", "Invalid token")
+            return None if presented == token else token_failure(INVALID_TOKEN, "Invalid token")
         word = issuer.check(presented)
-        if word == "EXPIRED_TOKEN":
+        if word == EXPIRED_TOKEN:
             return token_failure(word, "Token has expired")
         if word is not None:
             return token_failure(word, "Invalid token")
@@ -342,6 +314,11 @@ def create_app(
                 # Never echo what was sent: it may be a real secret sent to the wrong place.
                 return error_response(401, "Invalid key id or key secret")
             return jsonify({"token": issuer.issue(body.get("expiration"))})
+
+    @app.post(f"{CONTROL_PREFIX}/restart")
+    def restart_server() -> Response:
+        # Not Conductor's API: what a restart or a rotated signing key does to issued tokens.
+        return jsonify({"forgotten_tokens": issuer.forget_all()})
 
     @app.get(f"{PREFIX}/search")
     @simulated("search", scope=search_scope)
@@ -380,12 +357,27 @@ def create_app(
 
 
 def search_scope() -> list[str] | None:
-    """The ids a search names; a query Conductor cannot parse is a 400 before anything else."""
+    """The ids a search names; a request Conductor rejects is answered before anything else.
+
+    The index DAO wraps what the query parser or the index rejects in a TransientException
+    for ``/search`` and a NonTransientException for ``/search-v2``: a 500 either way
+    (``ApplicationExceptionMapper``), retryable only for the first.
+    """
     try:
-        Search.parse(request.args)
+        search = Search.parse(request.args)
+    except QueryFailure as exc:
+        retryable = not request.path.endswith("/search-v2")
+        raise Refused(error_response(500, exc.message, retryable=retryable)) from None
     except ValueError as exc:
         raise Refused(error_response(400, str(exc))) from None
-    return task_ids_in(request.args.get("query", ""))
+    return search.task_ids
+
+
+def restart(app: Flask) -> int:
+    """A server restart or signing-key rotation for the app :func:`create_app` built: every
+    token issued so far is ``INVALID_TOKEN`` from now on. Returns how many were issued."""
+    issuer: TokenIssuer = app.extensions["conductor_tokens"]
+    return issuer.forget_all()
 
 
 def _lookup(sim: SimulatorState, task_id: str) -> SimTask | None:
