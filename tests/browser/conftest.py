@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 from flask import Flask
+from playwright.sync_api import expect
+from playwright.sync_api import sync_playwright
 
 from webapp.refresher.background import BackgroundRefresher
 from webapp.simulators.server import ServerThread
@@ -35,8 +37,6 @@ def chromium():  # type: ignore[no-untyped-def]
         pytest.fail(
             f"{CHROMIUM} is missing: run ./scripts/setup.sh --test (it installs Debian's chromium)"
         )
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -47,7 +47,10 @@ def chromium():  # type: ignore[no-untyped-def]
 def page(chromium):  # type: ignore[no-untyped-def]
     context = chromium.new_context(viewport={"width": 1280, "height": 900})
     page = context.new_page()
+    # A loaded 2-core CI machine can take seconds for a swap; actions and expectations alike
+    # wait up to 15 s for what they look for (still a deadline, never a sleep).
     page.set_default_timeout(15_000)
+    expect.set_options(timeout=15_000)
     yield page
     context.close()
 
