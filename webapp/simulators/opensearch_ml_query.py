@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
 from webapp.simulators.opensearch_ml_fields import MAPPING
@@ -71,14 +70,11 @@ def _bool(spec: Any, ctx: Context) -> Predicate:
         spec,
         {"must", "filter", "should", "must_not", "minimum_should_match", "adjust_pure_negative"},
     )
-    as_filter = replace(ctx, in_filter=True)
-    must = _clauses(options.get("must", []), ctx) + _clauses(options.get("filter", []), as_filter)
-    must_not = _clauses(options.get("must_not", []), as_filter)
+    must = _clauses(options.get("must", []), ctx) + _clauses(options.get("filter", []), ctx)
+    must_not = _clauses(options.get("must_not", []), ctx)
     should = _clauses(options.get("should", []), ctx)
     given = options.get("minimum_should_match")
     need = min_should_match(len(should), given) if given is not None else 0
-    if should and given is None and ctx.in_filter:
-        need = 1
     # Lucene: with no required clause a document must match at least one optional clause (a
     # bool of must_not alone matches everything else: OpenSearch adds a match_all).
     if should and not must:
@@ -101,7 +97,7 @@ def _constant_score(spec: Any, ctx: Context) -> Predicate:
     options = check_options("constant_score", spec, {"filter"})
     if "filter" not in options:
         raise ParsingError("[constant_score] requires a 'filter' element", "constant_score")
-    return compile_query(options["filter"], replace(ctx, in_filter=True))
+    return compile_query(options["filter"], ctx)
 
 
 # -- query_string ------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from dataclasses import replace
 from typing import Any
 
 from webapp.simulators.opensearch_ml_fields import LONG_MAX
@@ -158,8 +157,7 @@ class Search:
         try:
             query = compile_query(body.get("query", {"match_all": {}}), ctx)
             post = body.get("post_filter")
-            as_filter = replace(ctx, in_filter=True)
-            post_filter = None if post is None else compile_query(post, as_filter)
+            post_filter = None if post is None else compile_query(post, ctx)
             includes, excludes = parse_source(body.get("_source"))
             sort = [_sort_key(item) for item in _as_list(body.get("sort"))]
         except ParsingError as exc:

@@ -48,9 +48,9 @@ class ParsingError(Exception):
 
 @dataclass(frozen=True)
 class Context:
+    """What a query is compiled against: the cluster's ``now`` for date math."""
+
     now_ms: int
-    #: Inside ``filter``/``must_not``/``constant_score``: a bool's ``should`` then needs one match.
-    in_filter: bool = False
 
 
 def always(doc: Doc) -> bool:
