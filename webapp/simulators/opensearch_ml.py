@@ -18,7 +18,6 @@ from typing import Any
 
 from flask import Flask
 from flask import Response
-from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import request
@@ -33,6 +32,7 @@ from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import read_seed
+from webapp.simulators.core import sim_state
 from webapp.simulators.core import simulated
 from webapp.simulators.opensearch_ml_query import ids_in
 from webapp.simulators.opensearch_ml_search import MAX_RESULT_WINDOW
@@ -263,7 +263,7 @@ def _read_search() -> list[str] | None:
     except json.JSONDecodeError as exc:
         error = rest_error("json_parse_exception", f"Unexpected character: {exc.msg}")
         raise Refused(json_response(error.body, error.status)) from None
-    now_ms = int(current_app.config["SIMULATOR_STATE"].clock.now() * 1000)
+    now_ms = int(sim_state().clock.now() * 1000)
     try:
         g.ml_search = Search.parse(body, raw, now_ms)
     except SearchError as exc:

@@ -177,7 +177,8 @@ class Search:
             sort=sort,
             includes=includes,
             excludes=excludes,
-            search_after=after,
+            # An empty ``search_after`` is no ``search_after`` (``SearchService``).
+            search_after=after or None,
             track_total_hits=_track_total_hits(body.get("track_total_hits"), raw),
             track_scores=bool(body.get("track_scores")),
         )
