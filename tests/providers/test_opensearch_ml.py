@@ -279,3 +279,192 @@ def test_transport_failures_become_fetch_errors():
     with pytest.raises(FetchError) as caught:
         make_provider(refused).fetch("t")
     assert caught.value.kind is FetchErrorKind.NETWORK
+
+
+# -- remote batch jobs --------------------------------------------------------------------------
+
+SAGEMAKER_JOB = {
+    "TransformJobArn": "arn:aws:sagemaker:us-east-1:802041417063:transform-job/SM-batch-15",
+    "TransformJobName": "SM-batch-15",
+    "TransformJobStatus": "Failed",
+    "FailureReason": "ClientError: See job logs for more information",
+    "dlq": None,
+}
+BEDROCK_JOB = {
+    "jobArn": "arn:aws:bedrock:us-east-1:802041417063:model-invocation-job/abc123xyz789",
+    "jobName": "bedrock-batch",
+    "status": "InProgress",
+    "submitTime": "2026-12-01T10:00:00.000Z",
+}
+OPENAI_JOB = {
+    "id": "batch_khFSJIzT0eev9PuxVDsIGxv6",
+    "object": "batch",
+    "status": "failed",
+    "errors": {"object": "list", "data": [{"code": "invalid_json_line", "message": "Bad line"}]},
+    "request_counts": {"total": 0, "completed": 0, "failed": 0},
+}
+
+
+@pytest.mark.parametrize(
+    ("job", "state", "status", "job_id", "error"),
+    [
+        (SAGEMAKER_JOB, "FAILED", "Failed", SAGEMAKER_JOB["TransformJobArn"], "ClientError: See"),
+        (BEDROCK_JOB, "RUNNING", "InProgress", BEDROCK_JOB["jobArn"], None),
+        (OPENAI_JOB, "FAILED", "failed", "batch_khFSJIzT0eev9PuxVDsIGxv6", "Bad line"),
+        ({"TransformJobArn": "arn:x", "dlq": None}, "RUNNING", None, "arn:x", None),
+    ],
+)
+def test_remote_job_status_and_id_are_key_details(job, state, status, job_id, error):
+    payload = {
+        "model_id": "m",
+        "task_type": "BATCH_PREDICTION",
+        "function_name": "REMOTE",
+        "state": state,
+        "input_type": "REMOTE",
+        "is_async": False,
+        "remote_job": job,
+    }
+    task = make_provider(answer(payload)).fetch("t")
+    assert task.details["remote_job"] == job
+    assert task.details.get("remote_job_status") == status
+    assert task.details["remote_job_id"] == job_id
+    # The task's own error is empty when a remote job fails: the service's reason is shown.
+    if error is None:
+        assert task.error is None
+    else:
+        assert task.error.startswith(error)
+    keys = OpenSearchMLProvider.spec.key_fields
+    assert keys.index("remote_job_status") < keys.index("worker_nodes")
+
+
+def test_odd_remote_jobs_are_kept_and_add_nothing():
+    for job in ("text", ["a"], {"status": 5, "id": {"x": 1}}):
+        task = make_provider(answer({"state": "RUNNING", "remote_job": job})).fetch("t")
+        assert "remote_job_status" not in task.details and "remote_job_id" not in task.details
+
+
+# -- importing with search_after ----------------------------------------------------------------
+
+
+def hit(task_id, sort, state="COMPLETED"):
+    return {"_id": task_id, "_source": {"state": state}, "sort": sort}
+
+
+def paged(pages):
+    """A handler answering each search with the next list of hits; keeps the bodies sent."""
+    bodies = []
+
+    def handler(request):
+        body = json.loads(request.content)
+        bodies.append(body)
+        answer_ = pages[len(bodies) - 1]
+        if isinstance(answer_, httpx.Response):
+            return answer_
+        return httpx.Response(200, json={"hits": {"hits": answer_}})
+
+    return handler, bodies
+
+
+def test_search_resumes_each_page_after_the_last_hits_sort_values(monkeypatch):
+    monkeypatch.setattr("webapp.providers.opensearch_ml.IMPORT_PAGE_SIZE", 2)
+    handler, bodies = paged(
+        [
+            [hit("a", [30, "a"]), hit("b", [20, "b"])],
+            [hit("c", [20, "c"]), hit("d", [10, "d"])],
+            [hit("e", [5, "e"])],
+        ]
+    )
+    found = [t.task_id for t in make_provider(handler).search("state:COMPLETED")]
+    assert found == ["a", "b", "c", "d", "e"]
+    assert [b.get("search_after") for b in bodies] == [None, [20, "b"], [10, "d"]]
+    for body in bodies:
+        assert body["sort"] == [{"create_time": {"order": "desc"}}, {"_id": {"order": "asc"}}]
+        assert body["size"] == 2 and "from" not in body and body["track_total_hits"] is False
+        assert body["query"] == {"query_string": {"query": "state:COMPLETED"}}
+
+
+def test_search_asks_for_no_more_than_its_limit(monkeypatch):
+    monkeypatch.setattr("webapp.providers.opensearch_ml.IMPORT_PAGE_SIZE", 2)
+    handler, bodies = paged([[hit("a", [3, "a"]), hit("b", [2, "b"])], [hit("c", [1, "c"])]])
+    assert [t.task_id for t in make_provider(handler).search(None, limit=3)] == ["a", "b", "c"]
+    assert [b["size"] for b in bodies] == [2, 1]
+
+
+def test_hits_without_sort_values_are_a_bad_payload(monkeypatch):
+    monkeypatch.setattr("webapp.providers.opensearch_ml.IMPORT_PAGE_SIZE", 1)
+    handler, _ = paged([[{"_id": "a", "_source": {"state": "RUNNING"}}]])
+    with pytest.raises(FetchError) as caught:
+        list(make_provider(handler).search(None))
+    assert caught.value.kind is FetchErrorKind.BAD_PAYLOAD
+
+
+ID_SORT_REFUSAL = httpx.Response(
+    400,
+    json={
+        "error": {
+            "root_cause": [
+                {
+                    "type": "illegal_argument_exception",
+                    "reason": "Fielddata access on the _id field is disallowed, you can "
+                    "re-enable it by updating the dynamic cluster setting: "
+                    "indices.id_field_data.enabled",
+                }
+            ],
+            "type": "search_phase_execution_exception",
+            "reason": "all shards failed",
+        },
+        "status": 400,
+    },
+)
+
+
+def test_without_id_sorting_each_pages_last_millisecond_is_fetched_whole(monkeypatch):
+    monkeypatch.setattr("webapp.providers.opensearch_ml.IMPORT_PAGE_SIZE", 3)
+    missing = -(2**63)
+    handler, bodies = paged(
+        [
+            ID_SORT_REFUSAL,
+            [hit("a", [30]), hit("b", [20]), hit("c", [20])],
+            [hit("b", [20]), hit("c", [20]), hit("d", [20])],  # every task of 20
+            [hit("e", [10]), hit("f", [missing]), hit("g", [missing])],
+            [hit("f", [missing]), hit("g", [missing])],
+            [],
+        ]
+    )
+    found = [t.task_id for t in make_provider(handler).search(None)]
+    assert found == ["a", "b", "c", "d", "e", "f", "g"]
+    by_time = [{"create_time": {"order": "desc"}}]
+    assert [b["sort"] for b in bodies[1:]] == [by_time] * 5
+    assert bodies[2]["query"] == {
+        "bool": {"filter": [{"match_all": {}}, {"term": {"create_time": 20}}]}
+    }
+    assert bodies[2]["size"] == 10_000 and "search_after" not in bodies[2]
+    assert bodies[3]["search_after"] == [20]
+    assert bodies[4]["query"]["bool"]["filter"][1] == {
+        "bool": {"must_not": [{"exists": {"field": "create_time"}}]}
+    }
+    assert bodies[5]["search_after"] == [missing]
+
+
+def test_a_search_that_failed_on_every_shard_says_why():
+    reason = "Result window is too large, from + size must be less than or equal to: [10000]"
+    body = {
+        "error": {
+            "root_cause": [{"type": "illegal_argument_exception", "reason": reason}],
+            "type": "search_phase_execution_exception",
+            "reason": "all shards failed",
+        },
+        "status": 400,
+    }
+    with pytest.raises(FetchError) as caught:
+        make_provider(answer(body, 400)).search_page(None, 9_995, 10)
+    assert caught.value.message == (
+        f"all shards failed (search_phase_execution_exception): {reason} "
+        "(illegal_argument_exception)"
+    )
+
+
+def test_a_preview_page_asks_for_an_exact_total():
+    handler, bodies = paged([[]])
+    make_provider(handler).search_page(None, 0, 20)
+    assert bodies[0]["track_total_hits"] is True and bodies[0]["from"] == 0

@@ -30,6 +30,12 @@ WITHOUT_PROLOGUE = {"conductor": {("POST", "/api/token")}}
 #: A request each upstream refuses before anything else (the scope's ``Refused``): method,
 #: path, its answer's status and the kind of call it is counted as.
 REFUSED = {
+    "opensearch-ml": (
+        "GET",
+        '/_plugins/_ml/tasks/_search?source={"query":{"fuzzy":{}}}',
+        400,
+        "search",
+    ),
     "mixpeek": ("POST", "/v1/tasks/list?limit=0", 422, "list"),
     "conductor": ("GET", "/api/tasks/search?size=many", 400, "search"),
     "nclue": ("GET", "/api/v1/tasks?limit=0", 400, "list"),

@@ -4,12 +4,15 @@ GET ``/_plugins/_ml/tasks/{task_id}`` and POST ``/_plugins/_ml/tasks/_search``. 
 here: the GET answer carries no ``task_id`` (we key by the id asked for; search hits by
 ``_id``), ``worker_node`` is a string before 2.5 and an array after, times are epoch
 milliseconds, the security plugin's 401 is not JSON, and multi-tenant clusters need
-``x-tenant-id`` on every call.
+``x-tenant-id`` on every call. ``from + size`` cannot pass ``index.max_result_window``
+(10,000), so an import pages with ``search_after`` instead. Remote ``BATCH_PREDICTION`` tasks
+carry the remote service's job in ``remote_job`` and move only when asked by a GET.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
@@ -20,6 +23,7 @@ from pydantic import Field
 from pydantic import JsonValue
 
 from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
@@ -32,6 +36,7 @@ from webapp.providers.payload import Payload
 from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
+from webapp.providers.payload import list_or_empty
 from webapp.providers.payload import read_json_as
 from webapp.providers.payload import strict_int
 from webapp.providers.payload import validate_payload
@@ -57,13 +62,21 @@ SPEC = ProviderSpec(
     settings=(
         SourceSetting("tenant_id", "Tenant id", "multi-tenant clusters (sent as x-tenant-id)."),
     ),
-    key_fields=("function_name", "worker_nodes", "progress", "input_type", "output_index"),
-    field_formats=(DetailField("progress", kind="metric"),),
+    key_fields=(
+        *("function_name", "remote_job_status", "remote_job_id"),
+        *("worker_nodes", "progress", "input_type", "output_index"),
+    ),
+    field_formats=(
+        DetailField("progress", kind="metric"),
+        DetailField("remote_job_status", label="Remote job status"),
+        DetailField("remote_job_id", label="Remote job"),
+    ),
     related_link_keys=("model_id",),
     task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
     search_help=(
         'query DSL as JSON (`{"term": {"function_name": "KMEANS"}}`) '
-        "or query-string syntax (`state:FAILED`)."
+        "or query-string syntax (`state:FAILED AND function_name:KMEANS`; terms without `AND` "
+        "are joined by OR)."
     ),
 )
 
@@ -103,6 +116,34 @@ def total_hits(value: Any) -> int | None:
     return strict_int(value.get("value") if isinstance(value, dict) else value)
 
 
+#: Where ML Commons reads a remote job's status (``plugins.ml_commons.remote_job.status_field``)
+#: and where each service puts its job's id: SageMaker's ``TransformJobArn``, Bedrock's
+#: ``jobArn``, OpenAI's ``id``, Cohere's ``job_id``.
+REMOTE_STATUS_FIELDS = ("status", "Status", "TransformJobStatus")
+REMOTE_ID_FIELDS = ("TransformJobArn", "jobArn", "id", "job_id", "TransformJobName", "jobName")
+
+
+def remote_job_summary(value: Any) -> dict[str, str]:
+    """The remote job's status word and id, and why it failed where the service says:
+    SageMaker's ``FailureReason``, Bedrock's ``message``, OpenAI's ``errors.data[].message``."""
+    if not isinstance(value, dict):
+        return {}
+    summary: dict[str, str] = {}
+    status = next((value[k] for k in REMOTE_STATUS_FIELDS if isinstance(value.get(k), str)), None)
+    job_id = next((value[k] for k in REMOTE_ID_FIELDS if isinstance(value.get(k), str)), None)
+    if status:
+        summary["remote_job_status"] = status
+    if job_id:
+        summary["remote_job_id"] = job_id
+    errors = value.get("errors")
+    listed = errors.get("data") if isinstance(errors, dict) else None
+    messages = [e["message"] for e in listed or [] if isinstance(e, dict) and "message" in e]
+    failure = value.get("FailureReason") or value.get("message") or "; ".join(map(str, messages))
+    if failure and isinstance(failure, str):
+        summary["remote_job_error"] = failure
+    return summary
+
+
 class MLTask(Payload):
     """``MLTask.toXContent``: every field but ``is_async`` is written only when set."""
 
@@ -126,6 +167,8 @@ class MLTask(Payload):
 class SearchHit(Payload):
     id: str = Field(alias="_id")
     source: dict[str, Any] = Field(alias="_source")
+    #: The hit's sort values, which ``search_after`` resumes from.
+    sort: list[JsonValue] | None = None
 
 
 class SearchHits(Payload):
@@ -141,11 +184,49 @@ class ErrorCause(Payload):
     reason: Text = None
     type: Text = None
 
+    def describe(self) -> str | None:
+        return f"{self.reason} ({self.type})" if self.reason and self.type else self.reason
+
+
+class ErrorBody(ErrorCause):
+    root_cause: Annotated[list[ErrorCause], BeforeValidator(list_or_empty)] = Field(
+        default_factory=list
+    )
+
 
 class ErrorResponse(Payload):
     """``{"error": {"type", "reason", "root_cause"...}, "status"}``: a request that failed."""
 
-    error: ErrorCause
+    error: ErrorBody
+
+
+#: Hits per request of an import: large pages, well inside ``index.max_result_window``.
+IMPORT_PAGE_SIZE = 1000
+#: ``index.max_result_window``'s default: the most hits ``from + size`` can reach.
+RESULT_WINDOW = 10_000
+NEWEST_FIRST: list[dict[str, Any]] = [{"create_time": {"order": "desc"}}]
+#: A total order ``search_after`` can resume from: ``_id`` breaks ties of the same millisecond.
+STABLE_SORT: list[dict[str, Any]] = [*NEWEST_FIRST, {"_id": {"order": "asc"}}]
+#: The cluster's refusal to sort on ``_id`` (``indices.id_field_data.enabled`` is off).
+ID_SORT_REFUSED = "Fielddata access on the _id field is disallowed"
+#: The sort value OpenSearch gives a task without ``create_time`` in a descending sort.
+MISSING_DESC = -(2**63)
+
+
+def _last_sort(hits: list[SearchHit]) -> list[JsonValue]:
+    last = hits[-1].sort
+    if not last:
+        raise FetchError(
+            FetchErrorKind.BAD_PAYLOAD, "sorted search hits carry no sort values to resume from"
+        )
+    return last
+
+
+def _created_at(value: JsonValue) -> dict[str, Any]:
+    """The tasks created in the millisecond ``value`` (a ``create_time`` sort value)."""
+    if value == MISSING_DESC:
+        return {"bool": {"must_not": [{"exists": {"field": "create_time"}}]}}
+    return {"term": {"create_time": value}}
 
 
 class OpenSearchMLProvider(Provider):
@@ -203,6 +284,97 @@ class OpenSearchMLProvider(Provider):
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
         return self._search(self.parse_query(query), offset, limit)
 
+    def search(
+        self, query: str | None = None, limit: int | None = None
+    ) -> Iterator[NormalizedTask]:
+        """Every task the search finds, newest first, however many: ``from + size`` stops at
+        ``index.max_result_window`` (10,000), so pages follow each other with ``search_after``
+        on ``create_time`` then ``_id``, a total order that tasks created meanwhile (newer, so
+        before the cursor) cannot shift.
+
+        A cluster that refuses to sort on ``_id`` (``indices.id_field_data.enabled`` off; the
+        task index has no other unique field) is paged on ``create_time`` alone, each page's
+        last millisecond fetched whole by one more search.
+        """
+        clause = self.parse_query(query)
+        count = 0
+        for hits in self._pages(clause, limit):
+            for hit in hits:
+                if limit is not None and count >= limit:
+                    return
+                yield self.normalize(hit.id, hit.source)
+                count += 1
+
+    def _pages(self, clause: dict[str, Any], limit: int | None) -> Iterator[list[SearchHit]]:
+        after: list[JsonValue] | None = None
+        fetched = 0
+        while limit is None or fetched < limit:
+            size = IMPORT_PAGE_SIZE if limit is None else min(IMPORT_PAGE_SIZE, limit - fetched)
+            try:
+                hits = self._hits(clause, size, STABLE_SORT, after)
+            except FetchError as exc:
+                if after is None and ID_SORT_REFUSED in exc.message:
+                    yield from self._pages_by_time(clause, limit)
+                    return
+                raise
+            yield hits
+            fetched += len(hits)
+            if len(hits) < size:
+                return
+            after = _last_sort(hits)
+
+    def _pages_by_time(
+        self, clause: dict[str, Any], limit: int | None
+    ) -> Iterator[list[SearchHit]]:
+        """``search_after`` on ``create_time`` alone resumes *after* the last page's millisecond,
+        skipping the tasks of that millisecond the page did not reach: so the page's tail is
+        replaced by every task created in that millisecond."""
+        after: list[JsonValue] | None = None
+        fetched = 0
+        while limit is None or fetched < limit:
+            size = IMPORT_PAGE_SIZE if limit is None else min(IMPORT_PAGE_SIZE, limit - fetched)
+            hits = self._hits(clause, size, NEWEST_FIRST, after)
+            if len(hits) < size:
+                yield hits
+                return
+            after = _last_sort(hits)
+            head = [hit for hit in hits if hit.sort != after]
+            same_time = {"bool": {"filter": [clause, _created_at(after[0])]}}
+            tied = self._hits(same_time, RESULT_WINDOW, NEWEST_FIRST, None)
+            if len(tied) >= RESULT_WINDOW:
+                raise FetchError(
+                    FetchErrorKind.UPSTREAM_ERROR,
+                    f"{RESULT_WINDOW:,} tasks or more share one create_time and the cluster "
+                    "refuses to sort on _id: the search cannot page past them",
+                )
+            yield head + tied
+            fetched += len(head) + len(tied)
+
+    def _hits(
+        self,
+        clause: dict[str, Any],
+        size: int,
+        sort: list[dict[str, Any]],
+        after: list[JsonValue] | None,
+    ) -> list[SearchHit]:
+        body: dict[str, Any] = {"query": clause, "size": size, "sort": sort}
+        # Counting every hit is work the cluster can skip: paging needs no total.
+        body["track_total_hits"] = False
+        if after is not None:
+            body["search_after"] = after
+        return self._post_search(body).hits.hits
+
+    def _post_search(self, body: dict[str, Any]) -> SearchResponse:
+        # POST, not GET: some HTTP stacks drop GET bodies (PROVIDERS.md trap 23).
+        response = self.request("POST", f"{self.api_prefix}/_search", json=body)
+        if response.status_code != 200:
+            raise self.error_for(response)
+        return validate_payload(
+            SearchResponse,
+            self.json_body(response),
+            "search answer is not an OpenSearch search response",
+        )
+
     @staticmethod
     def parse_query(query: str | None) -> dict[str, Any]:
         """``--query``: a JSON query-DSL object, or query-string syntax (``state:FAILED``)."""
@@ -221,21 +393,15 @@ class OpenSearchMLProvider(Provider):
         return {"query_string": {"query": text}}
 
     def _search(self, query: dict[str, Any], offset: int, limit: int) -> SearchPage:
-        # POST, not GET: some HTTP stacks drop GET bodies (PROVIDERS.md trap 23).
+        """One page by ``from``/``size`` (a preview, a batch of ids), with an exact total."""
         body = {
             "query": query,
             "from": offset,
             "size": limit,
-            "sort": [{"create_time": {"order": "desc"}}],
+            "sort": NEWEST_FIRST,
+            "track_total_hits": True,
         }
-        response = self.request("POST", f"{self.api_prefix}/_search", json=body)
-        if response.status_code != 200:
-            raise self.error_for(response)
-        search = validate_payload(
-            SearchResponse,
-            self.json_body(response),
-            "search answer is not an OpenSearch search response",
-        )
+        search = self._post_search(body)
         tasks = [self.normalize(hit.id, hit.source) for hit in search.hits.hits]
         return SearchPage(tasks, search.hits.total)
 
@@ -257,6 +423,13 @@ class OpenSearchMLProvider(Provider):
             "user": task.user,
             "remote_job": task.remote_job,
         }
+        remote = remote_job_summary(task.remote_job)
+        details["remote_job_status"] = remote.get("remote_job_status")
+        details["remote_job_id"] = remote.get("remote_job_id")
+        # A failed remote job leaves the task's ``error`` empty: the service says why.
+        error = task.error
+        if error is None and mapping.state is TaskState.FAILED:
+            error = remote.get("remote_job_error")
         return NormalizedTask(
             task_id=task_id,
             state=mapping.state,
@@ -268,7 +441,7 @@ class OpenSearchMLProvider(Provider):
             created_at=task.create_time,
             updated_at=task.last_update_time,
             finished_at=task.last_update_time if mapping.terminal else None,
-            error=task.error,
+            error=error,
             links=links,
             details={k: v for k, v in details.items() if v not in (None, [], {})},
         )
@@ -278,10 +451,12 @@ class OpenSearchMLProvider(Provider):
         reason: str | None = None
         if response.status_code != 401:
             body = read_json_as(ErrorResponse, response)
-            cause = body.error if body is not None else ErrorCause()
-            reason = (
-                f"{cause.reason} ({cause.type})" if cause.reason and cause.type else cause.reason
-            )
+            if body is not None:
+                reason = body.error.describe()
+                # A search that failed on every shard says why only in its root cause.
+                root = body.error.root_cause[0] if body.error.root_cause else None
+                if root is not None and root.reason and root.reason != body.error.reason:
+                    reason = f"{reason}: {root.describe()}" if reason else root.describe()
         elif not response.text.strip():
             reason = "Unauthorized"
         return self.status_error(response, message=reason)

@@ -3,23 +3,28 @@
 Faithful points: GET answers carry no ``task_id``; ``model_id`` appears once a task completes;
 times are epoch milliseconds; unknown ids answer 404 "Failed to find task" in the OpenSearch
 error envelope; with basic auth on, a bad login gets the security plugin's plain-text 401; with
-multi-tenancy on, a missing ``x-tenant-id`` gets 403. ``_search`` takes query DSL (``match_all``,
-``term``, ``terms``, ``ids``, ``bool``, a simple ``query_string``) with ``from``/``size``/``sort``.
+multi-tenancy on, a missing ``x-tenant-id`` gets 403. ``_search`` is
+:mod:`webapp.simulators.opensearch_ml_search` (the query DSL, ``sort``, ``search_after``,
+``_source``, the 10,000-hit result window). ``BATCH_PREDICTION`` tasks of remote models carry
+``remote_job`` and move only when a GET (or ML Commons' minutely update job) asks the remote
+service (:mod:`webapp.simulators.opensearch_ml_remote`).
 """
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
 from flask import Response
+from flask import g
 from flask import jsonify
 from flask import request
 
+from webapp.simulators import opensearch_ml_remote as remote
 from webapp.simulators.core import Fault
+from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
 from webapp.simulators.core import before_upstream
@@ -27,11 +32,16 @@ from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import json_response
 from webapp.simulators.core import new_simulator_app
 from webapp.simulators.core import read_seed
+from webapp.simulators.core import sim_state
 from webapp.simulators.core import simulated
+from webapp.simulators.opensearch_ml_query import ids_in
+from webapp.simulators.opensearch_ml_search import MAX_RESULT_WINDOW
+from webapp.simulators.opensearch_ml_search import Hit
+from webapp.simulators.opensearch_ml_search import Search
+from webapp.simulators.opensearch_ml_search import SearchError
+from webapp.simulators.opensearch_ml_search import rest_error
 
 PREFIX = "/_plugins/_ml/tasks"
-#: The query of a search that names none.
-MATCH_ALL: dict[str, Any] = {"match_all": {}}
 TERMINAL = frozenset(
     {"COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"}
 )
@@ -66,6 +76,9 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
     """The task document as ``MLTask.toXContent`` writes it (no ``task_id``)."""
     if task.fixed_payload is not None:
         return task.fixed_payload
+    job = remote_job(task)
+    if job is not None:
+        return _remote_document(task, job)
     index, began = task.progress(now)
     status = task.phases[index].status
     fields = task.fields
@@ -77,8 +90,7 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
     doc["state"] = status
     if "input_type" in fields:
         doc["input_type"] = fields["input_type"]
-    nodes = fields.get("worker_node", ["KfEEGG7_SsKZVFqI4ko2FA"])
-    doc["worker_node"] = ",".join(nodes) if fields.get("legacy_worker_node") else nodes
+    doc["worker_node"] = _worker_node(fields)
     doc["create_time"] = int(task.started_at * 1000)
     doc["last_update_time"] = int(began * 1000)
     if status in ("FAILED", "COMPLETED_WITH_ERROR") and fields.get("error"):
@@ -87,6 +99,54 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
         doc["tenant_id"] = fields["tenant_id"]
     doc["is_async"] = fields.get("is_async", True)
     return doc
+
+
+def remote_job(task: SimTask) -> remote.RemoteJob | None:
+    """The task's remote job, if ML Commons treats it as one: a ``BATCH_PREDICTION`` of a
+    ``REMOTE`` model (``GetTaskTransportAction``)."""
+    job = task.fields.get("remote")
+    fields = task.fields
+    if fields.get("task_type") != "BATCH_PREDICTION" or fields.get("function_name") != "REMOTE":
+        return None
+    return job if isinstance(job, remote.RemoteJob) else None
+
+
+def _worker_node(fields: dict[str, Any]) -> Any:
+    nodes = fields.get("worker_node", ["KfEEGG7_SsKZVFqI4ko2FA"])
+    return ",".join(nodes) if fields.get("legacy_worker_node") else nodes
+
+
+def _remote_document(task: SimTask, job: remote.RemoteJob) -> dict[str, Any]:
+    """A remote batch task as the index last stored it (a batch task has its model from the
+    start, runs synchronously on the cluster's side and carries ``remote_job``)."""
+    doc: dict[str, Any] = {
+        "model_id": task.fields["model_id"],
+        "task_type": "BATCH_PREDICTION",
+        "function_name": "REMOTE",
+        "state": job.state,
+        "input_type": "REMOTE",
+        "worker_node": _worker_node(task.fields),
+        "create_time": job.created_ms,
+        "last_update_time": job.updated_ms,
+        "is_async": False,
+        "remote_job": remote.stored_remote_job(job),
+    }
+    if task.fields.get("tenant_id"):
+        doc["tenant_id"] = task.fields["tenant_id"]
+    return doc
+
+
+def indexed(state: SimulatorState, task: SimTask, now: float) -> tuple[dict[str, Any], int]:
+    """The document a search finds for ``task`` and its ``_version``; a remote batch task first
+    gets the minutely update job's writes due by ``now``."""
+    job = remote_job(task)
+    if job is not None:
+        with state.lock:
+            remote.catch_up(task, job, now)
+            return _remote_document(task, job), job.version
+    if task.fixed_payload is not None:
+        return task.fixed_payload, 1
+    return document(task, now), len(task.history(now))
 
 
 def error_envelope(status: int, error_type: str, reason: str) -> Response:
@@ -131,9 +191,19 @@ def create_app(
     username: str | None = None,
     password: str | None = None,
     multi_tenant: bool = False,
+    max_result_window: int = MAX_RESULT_WINDOW,
+    id_field_data: bool = True,
 ) -> Flask:
-    """The simulator app. With ``username`` set, basic auth is enforced."""
+    """The simulator app. With ``username`` set, basic auth is enforced.
+
+    ``max_result_window`` is the task index's ``index.max_result_window``; ``id_field_data`` is
+    the cluster setting ``indices.id_field_data.enabled`` (on by default in OpenSearch, off in
+    some hardened clusters), without which sorting on ``_id`` fails. Both can be changed while
+    the app runs (``app.config``), as a cluster's settings can.
+    """
     app = new_simulator_app("opensearch_ml", state, render_fault)
+    app.config["ML_MAX_RESULT_WINDOW"] = max_result_window
+    app.config["ML_ID_FIELD_DATA"] = id_field_data
 
     @before_upstream(app)
     def check_access() -> Response | None:
@@ -146,43 +216,23 @@ def create_app(
         return None
 
     @app.route(f"{PREFIX}/_search", methods=["GET", "POST"])
-    @simulated("search", scope=lambda: _ids_in(_search_body().get("query", MATCH_ALL)))
+    @simulated("search", scope=_read_search)
     def search_tasks() -> Response:
-        body = _search_body()
-        query = body.get("query", MATCH_ALL)
+        search: Search = g.ml_search
         now = state.clock.now()
         hits = []
-        for task in state.visible_tasks():
-            doc = document(task, now)
-            if _matches(query, task.task_id, doc):
-                hits.append((task, doc))
-        hits = _sort(hits, body.get("sort"))
-        start = int(body.get("from", 0))
-        size = int(body.get("size", 10))
-        page = hits[start : start + size]
-        return jsonify(
-            {
-                "took": 3,
-                "timed_out": False,
-                "_shards": {"total": 1, "successful": 1, "skipped": 0, "failed": 0},
-                "hits": {
-                    "total": {"value": len(hits), "relation": "eq"},
-                    "max_score": 0.0 if page else None,
-                    "hits": [
-                        {
-                            "_index": ".plugins-ml-task",
-                            "_id": task.task_id,
-                            "_version": len(task.history(now)),
-                            "_seq_no": position,
-                            "_primary_term": 1,
-                            "_score": 0.0,
-                            "_source": doc,
-                        }
-                        for position, (task, doc) in enumerate(page, start=start)
-                    ],
-                },
-            }
-        )
+        for seq_no, task in enumerate(state.visible_tasks()):
+            doc, version = indexed(state, task, now)
+            hits.append(Hit(task.task_id, doc, version, seq_no))
+        try:
+            answer = search.answer(
+                hits,
+                max_result_window=app.config["ML_MAX_RESULT_WINDOW"],
+                id_field_data=app.config["ML_ID_FIELD_DATA"],
+            )
+        except SearchError as exc:
+            return json_response(exc.body, exc.status)
+        return jsonify(answer)
 
     @app.get(f"{PREFIX}/<path:task_id>")
     @simulated("get")
@@ -190,17 +240,35 @@ def create_app(
         task = state.get(task_id)
         if task is None:
             return error_envelope(404, "status_exception", "Failed to find task")
-        return jsonify(document(task, state.clock.now()))
+        now = state.clock.now()
+        job = remote_job(task)
+        if job is not None:
+            # The GET itself asks the remote service and writes the task back.
+            with state.lock:
+                remote.catch_up(task, job, now)
+                remote.refresh(task, job, now)
+                return jsonify(_remote_document(task, job))
+        return jsonify(document(task, now))
 
     return app
 
 
-def _search_body() -> dict[str, Any]:
-    """The search request's query DSL: the JSON body, else the ``source`` parameter."""
-    body = request.get_json(silent=True) if request.data else None
-    if body is None and request.args.get("source"):
-        body = json.loads(request.args["source"])
-    return body or {}
+def _read_search() -> list[str] | None:
+    """The ``_search`` prologue's scope: the body read as the REST layer reads it (the JSON
+    body, else the ``source`` parameter); a body it refuses is answered before any fault. The
+    ids of an ``ids`` query are the task ids the request is about."""
+    raw = request.get_data(as_text=True) or request.args.get("source", "")
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except json.JSONDecodeError as exc:
+        error = rest_error("json_parse_exception", f"Unexpected character: {exc.msg}")
+        raise Refused(json_response(error.body, error.status)) from None
+    now_ms = int(sim_state().clock.now() * 1000)
+    try:
+        g.ml_search = Search.parse(body, raw, now_ms)
+    except SearchError as exc:
+        raise Refused(json_response(exc.body, exc.status)) from None
+    return ids_in(body.get("query"))
 
 
 def _basic_auth_ok(username: str, password: str) -> bool:
@@ -212,93 +280,6 @@ def _basic_auth_ok(username: str, password: str) -> bool:
     except (ValueError, UnicodeDecodeError):
         return False
     return decoded == f"{username}:{password}"
-
-
-# -- a small query DSL evaluator -----------------------------------------------------------
-
-
-def _ids_in(query: dict[str, Any]) -> list[str] | None:
-    """The ids an ``ids`` query names (so per-task faults apply to batched fetches)."""
-    if "ids" in query:
-        return list(query["ids"].get("values", []))
-    return None
-
-
-def _field(doc: dict[str, Any], task_id: str, name: str) -> Any:
-    return task_id if name in ("_id", "task_id") else doc.get(name)
-
-
-def _matches(query: dict[str, Any], task_id: str, doc: dict[str, Any]) -> bool:
-    if not query or "match_all" in query:
-        return True
-    if "ids" in query:
-        return task_id in query["ids"].get("values", [])
-    if "term" in query:
-        ((name, value),) = query["term"].items()
-        if isinstance(value, dict):
-            value = value.get("value")
-        return _equal(_field(doc, task_id, name), value)
-    if "terms" in query:
-        ((name, values),) = query["terms"].items()
-        return any(_equal(_field(doc, task_id, name), v) for v in values)
-    if "match" in query:
-        ((name, value),) = query["match"].items()
-        if isinstance(value, dict):
-            value = value.get("query")
-        return _equal(_field(doc, task_id, name), value)
-    if "bool" in query:
-        clause = query["bool"]
-        must = _as_list(clause.get("must")) + _as_list(clause.get("filter"))
-        if not all(_matches(q, task_id, doc) for q in must):
-            return False
-        if any(_matches(q, task_id, doc) for q in _as_list(clause.get("must_not"))):
-            return False
-        should = _as_list(clause.get("should"))
-        return not should or any(_matches(q, task_id, doc) for q in should)
-    if "query_string" in query:
-        for token in query["query_string"].get("query", "").split():
-            if token.upper() in ("AND", "*"):
-                continue
-            name, _, value = token.partition(":")
-            if not value:
-                if token not in json.dumps(doc):
-                    return False
-            elif not _equal(_field(doc, task_id, name), value.strip('"')):
-                return False
-        return True
-    return False
-
-
-def _equal(actual: Any, wanted: Any) -> bool:
-    if isinstance(actual, list):
-        return any(_equal(a, wanted) for a in actual)
-    return actual == wanted or (
-        isinstance(actual, str) and isinstance(wanted, str) and actual.lower() == wanted.lower()
-    )
-
-
-def _as_list(value: Any) -> list[Any]:
-    if value is None:
-        return []
-    return value if isinstance(value, list) else [value]
-
-
-def _sort(
-    hits: list[tuple[SimTask, dict[str, Any]]], sort: Any
-) -> list[tuple[SimTask, dict[str, Any]]]:
-    for clause in reversed(_as_list(sort)):
-        if isinstance(clause, str):
-            name, order = clause, "asc"
-        else:
-            ((name, spec),) = clause.items()
-            order = spec.get("order", "asc") if isinstance(spec, dict) else spec
-        hits = sorted(hits, key=_by_field(name), reverse=order == "desc")
-    return hits
-
-
-def _by_field(name: str) -> Callable[[tuple[SimTask, dict[str, Any]]], tuple[bool, Any]]:
-    """A sort key on one ``_source`` field; documents without it go last."""
-    return lambda hit: (hit[1].get(name) is None, hit[1].get(name) or 0)
 
 
 # -- what the demo, the CLI and the tests use ---------------------------------------------
@@ -342,8 +323,11 @@ def add_demo_task(
     queued_seconds: float = 3.0,
     running_seconds: float = 10.0,
 ) -> SimTask:
-    """A task that goes CREATED -> RUNNING -> the final word for ``final``."""
-    task_type, function_name = rng.choice(_TASK_KINDS)
+    """A task that goes CREATED -> RUNNING -> the final word for ``final``; a batch prediction
+    (remote models only, which never end ``COMPLETED_WITH_ERROR``) is a remote job instead
+    (:func:`add_remote_batch_task`)."""
+    kinds = _TASK_KINDS if FINAL_STATUS[final] in _REMOTE_FINALS else _TASK_KINDS[:-1]
+    task_type, function_name = rng.choice(kinds)
     fields: dict[str, Any] = {
         "task_type": task_type,
         "function_name": function_name,
@@ -352,6 +336,16 @@ def add_demo_task(
         ),
         "worker_node": [f"node-{rng.randint(1, 3)}"],
     }
+    if task_type == "BATCH_PREDICTION":
+        return add_remote_batch_task(
+            state,
+            rng,
+            task_id=task_id,
+            final=final,
+            queued_seconds=queued_seconds,
+            running_seconds=running_seconds,
+            fields=fields,
+        )
     if task_type == "TRAINING":
         fields["input_type"] = "SEARCH_QUERY"
     if final in ("failed", "partial"):
@@ -366,3 +360,37 @@ def add_demo_task(
         [("CREATED", queued_seconds), ("RUNNING", running_seconds), (FINAL_STATUS[final], None)],
         fields=fields,
     )
+
+
+#: Final states a remote job's status can map to (by ML Commons' default status regexes).
+_REMOTE_FINALS = frozenset({"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"})
+
+
+def add_remote_batch_task(
+    state: SimulatorState,
+    rng: Any,
+    *,
+    task_id: str | None = None,
+    service: str | None = None,
+    final: str = "succeeded",
+    queued_seconds: float = 3.0,
+    running_seconds: float = 10.0,
+    fields: dict[str, Any] | None = None,
+) -> SimTask:
+    """A ``BATCH_PREDICTION`` task whose job on ``service`` (``sagemaker``, ``bedrock``,
+    ``openai``; one that has the final status if not given) is queued, runs, then ends with
+    the service's word for ``final``. The task is indexed ``RUNNING`` and moves when asked."""
+    status = FINAL_STATUS[final]
+    offering = [name for name in remote.SERVICES if status in remote.WORDS[name]]
+    service = service or rng.choice(offering)
+    if service not in offering:
+        raise ValueError(f"{service} jobs never end {status}")
+    task_fields = dict(fields or {"model_id": f"remote-{rng.randrange(16**8):08x}"})
+    task_fields.update(task_type="BATCH_PREDICTION", function_name="REMOTE")
+    task = state.add(
+        task_id or state.next_id("ml-task-"),
+        [("RUNNING", queued_seconds + running_seconds), (status, None)],
+        fields=task_fields,
+    )
+    task.fields["remote"] = remote.start(service, rng, task.started_at, queued_seconds)
+    return task
