@@ -86,7 +86,7 @@ def test_batches_where_the_upstream_can_and_counts_every_real_call(make_app, ups
     assert calls["opensearch-ml"] == {"search": 2, "get": rereads}
     assert calls["conductor"] == {"token": 1, "search": 2}
     assert calls["nclue"]["list"] <= 4 and "get" not in calls["nclue"]  # list pages
-    assert calls["mixpeek"] == {"get": 10}  # no way to ask for several by id
+    assert calls["mixpeek"] == {"list": 1}  # the list selects them by task_id
     # The report counts real HTTP requests, token exchange included.
     assert report.upstream_calls == upstreams.recorder.count()
 
