@@ -78,7 +78,7 @@ SPEC = ProviderSpec(
     ),
     related_link_keys=("batch_id", "cluster_id", "job_id"),
     task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
-    search_help="`status:FAILED task_type:…` and words.",
+    search_help="`status:FAILED task_type:…` and words (found in task ids, types and statuses).",
     times_note=(
         "Mixpeek reports no task times; times shown are when Taskdeck first saw the task "
         "and saw it change."
