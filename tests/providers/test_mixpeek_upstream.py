@@ -339,7 +339,8 @@ def test_the_detail_page_shows_the_queue(
     refresher.run_once()
     refresher.close()
     page = BeautifulSoup(app.test_client().get("/tasks/mx/batch_q").text, "html.parser")
-    fields = page.select_one("#task-details > dl.fields")
+    fields = page.select_one("#task-details > dl.fields")  # the key fields
+    assert fields is not None
     labels = [dt.get_text(strip=True) for dt in fields.select("dt")]
     values = {
         dt.get_text(strip=True): dd.get_text(strip=True)

@@ -238,12 +238,13 @@ def create_app(
     @simulated("list", scope=list_scope)
     def list_tasks() -> Response:
         query = list_request()
-        if query.start is None:
+        start = query.start
+        if start is None:
             return error_envelope(400, "BadRequestError", "Invalid pagination cursor")
         now = state.clock.now()
         tasks = query.candidates(state.visible_tasks())
         live = [task for task in tasks if not expired(task, now)]
-        return jsonify(query.page([(task, document(task, now)) for task in live]))
+        return jsonify(query.page([(task, document(task, now)) for task in live], start))
 
     @app.get(f"{PREFIX}/<path:task_id>")
     @simulated("get")

@@ -97,11 +97,10 @@ class ListRequest:
         folded = {task_id.lower() for task_id in named}
         return [task for task in tasks if task.task_id.lower() in folded]
 
-    def page(self, rows: list[Row]) -> dict[str, Any]:
-        """The ``{results, pagination}`` answer for the rows that match."""
-        assert self.start is not None
+    def page(self, rows: list[Row], start: int) -> dict[str, Any]:
+        """The ``{results, pagination}`` answer for the rows that match, from ``start``."""
         rows = _sort([row for row in rows if _matches(self.body, row[1])], self.body.get("sort"))
-        start, size = self.start, self.size
+        size = self.size
         more = start + size < len(rows)
         pagination: dict[str, Any] = {
             "total": None,
