@@ -45,8 +45,9 @@ class Hit:
 class RecordingSimulators:
     """WSGI middleware over the simulator suite: which tasks every request asked about, when.
 
-    Per-id GETs name one task; OpenSearch ``ids`` searches and Conductor ``taskId IN`` searches
-    name several; anything else (a list page, a token) names none.
+    Per-id GETs name one task; OpenSearch ``ids`` searches, Conductor ``taskId IN`` searches and
+    Mixpeek lists filtered on ``task_id`` name several; anything else (a list page, a token)
+    names none.
     """
 
     def __init__(self, app: Any) -> None:
@@ -74,6 +75,18 @@ class RecordingSimulators:
             "nclue": "/api/v1/tasks/",
         }
         prefix = prefixes.get(provider, "\0")
+        if provider == "mixpeek" and path == "/v1/tasks/list":
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            body = environ["wsgi.input"].read(length)
+            environ["wsgi.input"] = io.BytesIO(body)
+            conditions = (json.loads(body or b"{}").get("filters") or {}).get("AND") or []
+            ids = [
+                task_id
+                for condition in conditions
+                if condition.get("field") == "task_id" and condition.get("operator") == "in"
+                for task_id in condition.get("value", [])
+            ]
+            return ("search" if ids else "other"), ids
         if path.endswith("/_search"):
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length)

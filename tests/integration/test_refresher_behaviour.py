@@ -86,9 +86,38 @@ def test_batches_where_the_upstream_can_and_counts_every_real_call(make_app, ups
     assert calls["opensearch-ml"] == {"search": 2, "get": rereads}
     assert calls["conductor"] == {"token": 1, "search": 2}
     assert calls["nclue"]["list"] <= 4 and "get" not in calls["nclue"]  # list pages
-    assert calls["mixpeek"] == {"get": 10}  # no way to ask for several by id
+    assert calls["mixpeek"] == {"list": 1}  # the list selects them by task_id
     # The report counts real HTTP requests, token exchange included.
     assert report.upstream_calls == upstreams.recorder.count()
+
+
+def test_mixpeek_tasks_that_age_out_are_gone_upstream_after_one_get_each(
+    make_app, upstreams, clock
+):
+    """Redis keeps a Mixpeek task about a day: the batch's list leaves an aged-out task out,
+    one GET confirms the 404, and the task keeps its last state as "gone upstream"."""
+    app = make_app({"mx": ("mixpeek", {})})
+    state = upstreams.state("mixpeek")
+    module = SIMULATORS["mixpeek"]
+    module.add_demo_task(state, random.Random(1), task_id="old", final="succeeded")
+    clock.advance(86_000)
+    for name in ("new-1", "new-2"):
+        module.add_demo_task(state, random.Random(2), task_id=name, queued_seconds=1000)
+    track(app, "mx", "old", "new-1", "new-2")
+    driver = RefreshDriver(app)
+    driver.pass_()
+    assert state.calls == {"list": 1}
+    clock.advance(400)
+    state.calls.clear()
+    report = driver.pass_()
+    driver.close()
+    assert state.calls == {"list": 1, "get": 1}
+    assert report.upstream_calls == 2
+    with app.app_context():
+        old = store.get_task("mx", "old")
+        assert old.gone_upstream and old.fetch_error_kind == "not_found"
+        assert old.state == "succeeded"
+        assert not store.get_task("mx", "new-1").gone_upstream
 
 
 def test_batching_stops_where_it_does_not_pay(app_factory, make_source):

@@ -22,7 +22,7 @@ from webapp.simulators.core import Fault
 
 
 def setup(upstreams, tmp_path: Path, database_url: str, interval: float, **settings: str):  # type: ignore[no-untyped-def]
-    """Sources for Mixpeek (a GET per task) and OpenSearch (batched), a sources file and the
+    """Sources for Mixpeek and OpenSearch (both batched), a sources file and the
     environment for worker processes."""
     entries = [
         upstreams.source_entry("mixpeek", "mx", poll_interval=interval, max_concurrency=4),

@@ -18,10 +18,12 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
+from webapp.providers.mixpeek import STATUSES
 from webapp.providers.mixpeek import MixpeekProvider
 from webapp.simulators import SimulatorSuite
 from webapp.simulators import mixpeek as sim
 from webapp.simulators.core import Fault
+from webapp.simulators.mixpeek_enums import STATUS_WORDS
 
 API_KEY = "sk_live_abc123def456_not_for_logs"
 BASE = "https://api.mixpeek.test"
@@ -129,6 +131,7 @@ def test_seed_additional_data_examples() -> None:
 
 STATUS_CASES = [
     ("PENDING", TaskState.QUEUED, False),
+    ("QUEUED", TaskState.QUEUED, False),
     ("DRAFT", TaskState.QUEUED, False),
     ("IN_PROGRESS", TaskState.RUNNING, False),
     ("PROCESSING", TaskState.RUNNING, False),
@@ -138,8 +141,10 @@ STATUS_CASES = [
     ("FAILED", TaskState.FAILED, True),
     ("CANCELED", TaskState.CANCELLED, True),
     ("SKIPPED", TaskState.SKIPPED, True),
+    ("INTERRUPTED", TaskState.UNKNOWN, False),
     ("UNKNOWN", TaskState.UNKNOWN, False),
     ("SUSPENDED", TaskState.UNKNOWN, False),
+    ("DEACTIVATED", TaskState.UNKNOWN, False),
     ("ARCHIVED", TaskState.UNKNOWN, True),
     ("CANCELLED", TaskState.UNKNOWN, False),  # OpenSearch's spelling is not Mixpeek's
     ("EXPIRED", TaskState.UNKNOWN, False),
@@ -155,6 +160,76 @@ def test_every_status_word(word: str, state: TaskState, terminal: bool) -> None:
 def test_every_seed_status_word_is_known() -> None:
     known = {word for word, _, _ in STATUS_CASES}
     assert set(SEEDS["statuses"]) <= known
+
+
+#: ``TaskStatusEnum`` of the python SDK 1.3.783 (OpenAPI 0.82), in its order.
+SDK_STATUSES = (
+    "PENDING QUEUED IN_PROGRESS PROCESSING COMPLETED COMPLETED_WITH_ERRORS FAILED CANCELED "
+    "INTERRUPTED UNKNOWN SKIPPED DRAFT ACTIVE ARCHIVED SUSPENDED DEACTIVATED"
+).split()
+
+
+def test_every_status_of_the_current_enum_is_mapped(caplog: pytest.LogCaptureFixture) -> None:
+    assert len(SDK_STATUSES) == 16
+    assert set(SDK_STATUSES) == set(STATUSES) == {word for word, _, _ in STATUS_CASES[:16]}
+    assert tuple(SDK_STATUSES) == STATUS_WORDS  # what the simulator serves and filters on
+    provider = mock_provider(lambda request: httpx.Response(200, json=task(status="QUEUED")))
+    for word in SDK_STATUSES:
+        provider.normalize("task_x", task(status=word))
+    # A mapped word is never the "unknown status word" the log reports once.
+    assert "unknown status word" not in caplog.text
+
+
+def test_the_sdks_polling_advice_is_what_stays_active() -> None:
+    # "Poll tasks in PENDING, QUEUED, IN_PROGRESS, or PROCESSING states; stop polling when
+    # task reaches COMPLETED, COMPLETED_WITH_ERRORS, FAILED, or CANCELED."
+    for word in ("PENDING", "QUEUED", "IN_PROGRESS", "PROCESSING"):
+        assert STATUSES[word].state in (TaskState.QUEUED, TaskState.RUNNING)
+    for word in ("COMPLETED", "COMPLETED_WITH_ERRORS", "FAILED", "CANCELED"):
+        assert STATUSES[word].terminal
+
+
+# -- the queue ---------------------------------------------------------------------------------
+
+
+def test_queue_position_and_wait_are_shown_while_queued() -> None:
+    queued = task(status="QUEUED", queue_position=3, estimated_wait_minutes=4.5)
+    result = mock_provider(answer(queued)).fetch("task_x")
+    assert result.state is TaskState.QUEUED
+    assert result.details["queue_position"] == 3
+    assert result.details["estimated_wait_minutes"] == 4.5
+    # A pending task that says where it waits shows it too.
+    pending = task(status="PENDING", queue_position=1, estimated_wait_minutes=0)
+    assert mock_provider(answer(pending)).fetch("task_x").details["queue_position"] == 1
+
+
+@pytest.mark.parametrize("word", ["PROCESSING", "COMPLETED", "FAILED"])
+def test_queue_figures_are_not_shown_once_it_left_the_queue(word: str) -> None:
+    stale = task(status=word, queue_position=2, estimated_wait_minutes=1.5)
+    result = mock_provider(answer(stale)).fetch("task_x")
+    assert "queue_position" not in result.details
+    assert "estimated_wait_minutes" not in result.details
+    assert result.raw["queue_position"] == 2  # still in the payload as it came
+
+
+def test_null_or_odd_queue_figures_are_left_out() -> None:
+    odd = task(status="QUEUED", queue_position=None, estimated_wait_minutes="soon")
+    result = mock_provider(answer(odd)).fetch("task_x")
+    assert "queue_position" not in result.details
+    assert "estimated_wait_minutes" not in result.details
+
+
+def test_queue_figures_lead_the_key_fields() -> None:
+    spec = MixpeekProvider.spec
+    assert spec.key_fields[:3] == ("description", "queue_position", "estimated_wait_minutes")
+    wait = spec.field_format("estimated_wait_minutes")
+    assert wait is not None and wait.label == "Estimated wait (minutes)"
+
+
+def test_a_cancellation_outcome_is_shown() -> None:
+    outcome = {"ray_jobs_requested": 2, "ray_jobs_accepted": 1, "ray_jobs_refused": 1}
+    result = mock_provider(answer(task(status="CANCELED", cancellation=outcome))).fetch("x")
+    assert result.details["cancellation"] == outcome
 
 
 def test_missing_status_is_a_bad_payload_and_keeps_the_body() -> None:
@@ -286,6 +361,35 @@ def test_422_envelope_shape_is_readable() -> None:
     assert error.message == (
         "Validation error (ValidationError): body.collection_name: Input should be a valid string"
     )
+
+
+def test_422_envelope_with_a_code_and_extra_keys() -> None:
+    body = {
+        "success": False,
+        "status": 422,
+        "error": {
+            "type": "ValidationError",
+            "code": "extra_forbidden",
+            "message": "Validation error",
+            "details": {
+                "validation_errors": [
+                    {"type": "extra_forbidden", "loc": ["body", "page"], "msg": "Extra inputs"}
+                ]
+            },
+        },
+    }
+    error = fetch_error(mock_provider(answer(body, 422)))
+    assert error.kind is FetchErrorKind.UPSTREAM_ERROR and error.status_code == 422
+    assert error.message == (
+        "Validation error (ValidationError, extra_forbidden): body.page: Extra inputs"
+    )
+
+
+def test_422_with_a_flattened_error_text_and_no_details() -> None:
+    body = {"success": False, "status": 422, "error": "filters: unsupported field"}
+    assert fetch_error(mock_provider(answer(body, 422))).message == "filters: unsupported field"
+    empty = {"success": False, "status": 422, "error": {"type": "ValidationError"}}
+    assert fetch_error(mock_provider(answer(empty, 422))).message == "error (ValidationError)"
 
 
 def test_429_reads_retry_after_header() -> None:
@@ -470,23 +574,162 @@ def test_list_answer_that_is_not_a_list_response(payload: Any) -> None:
     assert caught.value.kind is FetchErrorKind.BAD_PAYLOAD
 
 
-def test_fetch_many_stops_calling_once_rate_limited() -> None:
+def test_fetch_many_gets_ids_the_list_left_out_and_stops_once_rate_limited() -> None:
+    # The list (one call for all four) answers none of them, as after Redis's TTL: each is
+    # asked for with a GET, until one is rate-limited.
     calls: list[str] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         calls.append(request.url.path)
-        if len(calls) == 2:
+        if request.url.path.endswith("/list"):
+            return httpx.Response(200, json={"results": [], "pagination": {}})
+        if len(calls) == 3:
             body = envelope(429, "TooManyRequestsError", "Rate limit exceeded")
             return httpx.Response(429, json=body, headers={"Retry-After": "9"})
         return httpx.Response(200, json=task())
 
     results = mock_provider(handler).fetch_many(["a", "b", "c", "d"])
-    assert calls == ["/v1/tasks/a", "/v1/tasks/b"]
+    assert calls == ["/v1/tasks/list", "/v1/tasks/a", "/v1/tasks/b"]
     assert results["a"].state is TaskState.QUEUED  # type: ignore[union-attr]
     for task_id in ("b", "c", "d"):
         error = results[task_id]
         assert isinstance(error, FetchError) and error.kind is FetchErrorKind.RATE_LIMITED
         assert error.retry_after == 9
+
+
+class Listing:
+    """A mock upstream: the list answers the tasks in ``tasks`` that its ``task_id`` filter
+    names (or ``list_answer``), GET answers a task or 404; every request is kept."""
+
+    def __init__(self, tasks: dict[str, str], list_answer: httpx.Response | None = None) -> None:
+        self.tasks = tasks
+        self.list_answer = list_answer
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        if request.url.path == "/v1/tasks/list":
+            if self.list_answer is not None:
+                return self.list_answer
+            wanted = json.loads(request.content)["filters"]["AND"][0]["value"]
+            found = [task(task_id=i, status=self.tasks[i]) for i in wanted if i in self.tasks]
+            return httpx.Response(200, json={"results": found, "pagination": {}})
+        task_id = request.url.path.rsplit("/", 1)[-1]
+        if task_id in self.tasks:
+            return httpx.Response(200, json=task(task_id=task_id, status=self.tasks[task_id]))
+        return httpx.Response(404, json=envelope(404, "NotFoundError", "Task not found"))
+
+    def paths(self) -> list[str]:
+        return [request.url.path for request in self.requests]
+
+
+def test_fetch_many_selects_the_tasks_by_id_in_one_list_call() -> None:
+    upstream = Listing({"a": "QUEUED", "b": "PROCESSING", "c": "COMPLETED"})
+    results = mock_provider(upstream).fetch_many(["a", "b", "c"])
+    assert upstream.paths() == ["/v1/tasks/list"]
+    request = upstream.requests[0]
+    assert request.method == "POST"
+    assert dict(request.url.params) == {"limit": "3", "offset": "0"}  # no total to count
+    assert json.loads(request.content) == {
+        "filters": {
+            "AND": [{"field": "task_id", "operator": "in", "value": ["a", "b", "c"]}],
+            "case_sensitive": True,
+        }
+    }
+    states = {task_id: result.state for task_id, result in results.items()}  # type: ignore[union-attr]
+    assert states == {"a": TaskState.QUEUED, "b": TaskState.RUNNING, "c": TaskState.SUCCEEDED}
+    assert results["a"].links["api"] == f"{BASE}/v1/tasks/a"  # type: ignore[union-attr]
+
+
+def test_fetch_many_gets_each_id_the_list_leaves_out_and_a_404_is_not_found() -> None:
+    # "b" expired from Redis and is gone; "c" is only in GET's MongoDB fallback.
+    upstream = Listing({"a": "PROCESSING", "c": "COMPLETED"})
+    upstream_list = Listing({"a": "PROCESSING"})
+    provider = mock_provider(
+        lambda request: (
+            upstream_list(request) if request.url.path.endswith("/list") else upstream(request)
+        )
+    )
+    results = provider.fetch_many(["a", "b", "c"])
+    assert [r.url.path for r in upstream_list.requests + upstream.requests] == [
+        "/v1/tasks/list",
+        "/v1/tasks/b",
+        "/v1/tasks/c",
+    ]
+    assert results["a"].state is TaskState.RUNNING  # type: ignore[union-attr]
+    gone = results["b"]
+    assert isinstance(gone, FetchError) and gone.kind is FetchErrorKind.NOT_FOUND
+    assert results["c"].state is TaskState.SUCCEEDED  # type: ignore[union-attr]
+    assert list(results) == ["a", "b", "c"]
+
+
+def test_fetch_many_ignores_what_it_did_not_ask_for() -> None:
+    # A server that ignored the filter, or matched an id in another case.
+    listing = {"results": [task(task_id="A"), task(task_id="z")], "pagination": {}}
+    upstream = Listing({"a": "FAILED", "b": "FAILED"}, httpx.Response(200, json=listing))
+    results = mock_provider(upstream).fetch_many(["a", "b"])
+    assert upstream.paths() == ["/v1/tasks/list", "/v1/tasks/a", "/v1/tasks/b"]
+    assert set(results) == {"a", "b"}
+    assert all(r.state is TaskState.FAILED for r in results.values())  # type: ignore[union-attr]
+
+
+def test_fetch_many_splits_more_than_a_batch_and_one_id_is_a_get() -> None:
+    ids = [f"t{i:03d}" for i in range(250)]
+    upstream = Listing(dict.fromkeys(ids, "PENDING"))
+    provider = mock_provider(upstream)
+    results = provider.fetch_many(ids)
+    assert upstream.paths() == ["/v1/tasks/list"] * 3
+    sizes = [len(json.loads(r.content)["filters"]["AND"][0]["value"]) for r in upstream.requests]
+    assert sizes == [100, 100, 50]
+    assert [r.url.params["limit"] for r in upstream.requests] == ["100", "100", "50"]
+    assert all(not isinstance(r, FetchError) for r in results.values())
+    upstream.requests.clear()
+    provider.fetch_many(["t001", "t001"])
+    assert upstream.paths() == ["/v1/tasks/t001"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "kind"),
+    [
+        (429, envelope(429, "TooManyRequestsError", "slow down"), {"Retry-After": "7"}, "rate"),
+        (401, envelope(401, "UnauthorizedError", "Invalid API key"), {}, "auth"),
+        (403, envelope(403, "ForbiddenError", "no"), {}, "auth"),
+        (500, envelope(500, "InternalServerError", "boom"), {}, "server"),
+        (503, envelope(503, "InferenceServiceUnavailableError", "down"), {}, "server"),
+    ],
+)
+def test_a_list_failure_a_get_would_share_fails_the_batch_without_more_calls(
+    status: int, body: dict[str, Any], headers: dict[str, str], kind: str
+) -> None:
+    upstream = Listing({"a": "PENDING", "b": "PENDING"}, httpx.Response(status, json=body))
+    upstream.list_answer.headers.update(headers)  # type: ignore[union-attr]
+    results = mock_provider(upstream).fetch_many(["a", "b"])
+    assert upstream.paths() == ["/v1/tasks/list"]
+    errors = list(results.values())
+    assert all(isinstance(e, FetchError) and e.status_code == status for e in errors)
+    if kind == "rate":
+        assert all(e.retry_after == 7 for e in errors)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    "answer_",
+    [
+        httpx.Response(422, json=envelope(422, "ValidationError", "filters: unsupported")),
+        httpx.Response(400, json=envelope(400, "BadRequestError", "bad filter")),
+        httpx.Response(404, json=envelope(404, "NotFoundError", "Route not found")),
+        httpx.Response(200, text="<html>not json</html>"),
+        httpx.Response(200, json={"results": [{"status": "PENDING"}]}),
+    ],
+)
+def test_a_refused_or_unreadable_list_falls_back_to_gets(answer_: httpx.Response) -> None:
+    upstream = Listing({"a": "PENDING", "b": "COMPLETED"}, answer_)
+    results = mock_provider(upstream).fetch_many(["a", "b"])
+    assert upstream.paths() == ["/v1/tasks/list", "/v1/tasks/a", "/v1/tasks/b"]
+    assert results["b"].state is TaskState.SUCCEEDED  # type: ignore[union-attr]
+
+
+def test_batches_are_what_the_refresher_hands_it() -> None:
+    assert MixpeekProvider.batch_size == 100 <= 1000  # one page of the list holds a batch
 
 
 def test_registered_and_says_it_has_no_times() -> None:

@@ -1,12 +1,14 @@
-"""Mixpeek tasks (PROVIDERS.md section 2).
+"""Mixpeek tasks (PROVIDERS.md section 2 and part 3).
 
 GET ``/v1/tasks/{task_id}`` and POST ``/v1/tasks/list``. Traps handled here (PROVIDERS.md 11-15):
 the list is a POST whose paging (``limit``/``offset``/``cursor``/``include_total``) sits in the
 query string while the filters go in the JSON body; the failure text may be in ``error``,
 ``error_message`` or ``additional_data.error``; a task 404s about a day after it was made (the
 store turns that into "gone upstream"); ``inputs``/``outputs`` items are strings or objects;
-errors come as the ``{success, status, error}`` envelope or, for 422, FastAPI's ``{detail}``;
-every answer carries ``X-RateLimit-*`` headers, kept in :attr:`MixpeekProvider.rate_limit_state`.
+errors come as the ``{success, status, error}`` envelope or, from older servers, FastAPI's
+``{detail}`` (:mod:`webapp.providers.mixpeek_payload`); every answer carries ``X-RateLimit-*``
+headers, kept in :attr:`MixpeekProvider.rate_limit_state`. The list selects tasks by
+``task_id``, so the refresher reads up to 100 tasks a call (:meth:`MixpeekProvider.fetch_many`).
 A task has no times of its own, so the times Taskdeck shows are its own observations.
 """
 
@@ -19,13 +21,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from typing import Annotated
 from typing import Any
 
 import httpx
-from pydantic import BeforeValidator
-from pydantic import Field
-from pydantic import JsonValue
 
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
@@ -37,24 +35,19 @@ from webapp.providers.base import map_status
 from webapp.providers.base import short_body
 from webapp.providers.base import status_table
 from webapp.providers.http import BearerAuth
-from webapp.providers.payload import Count
-from webapp.providers.payload import Float
-from webapp.providers.payload import Id
-from webapp.providers.payload import Payload
-from webapp.providers.payload import Problems
-from webapp.providers.payload import Scalar
-from webapp.providers.payload import Text
-from webapp.providers.payload import join_problems
-from webapp.providers.payload import list_or_empty
-from webapp.providers.payload import list_or_text
-from webapp.providers.payload import object_or_empty
-from webapp.providers.payload import object_or_text
+from webapp.providers.mixpeek_payload import ErrorBody
+from webapp.providers.mixpeek_payload import ErrorInfo
+from webapp.providers.mixpeek_payload import TaskList
+from webapp.providers.mixpeek_payload import TaskResponse
+from webapp.providers.mixpeek_payload import error_message
+from webapp.providers.mixpeek_payload import task_error
 from webapp.providers.payload import read_json_as
 from webapp.providers.payload import validate_payload
 from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import RateLimitState
 from webapp.providers.ratelimit import parse_rate_limit
 from webapp.providers.spec import Credentials
+from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
@@ -70,19 +63,37 @@ SPEC = ProviderSpec(
     simulator="webapp.simulators.mixpeek",
     credentials=Credentials(fields=("api_key_env",), required=("api_key_env",)),
     settings=(SourceSetting("namespace", "Namespace", "sent as X-Namespace."),),
-    key_fields=("description", "inputs", "outputs", "batch_id", "bucket_id", "cluster_id"),
+    key_fields=(
+        "description",
+        "queue_position",
+        "estimated_wait_minutes",
+        "inputs",
+        "outputs",
+        "batch_id",
+        "bucket_id",
+        "cluster_id",
+    ),
+    field_formats=(
+        DetailField("queue_position", label="Place in queue"),
+        DetailField("estimated_wait_minutes", label="Estimated wait (minutes)"),
+    ),
     related_link_keys=("batch_id", "cluster_id", "job_id"),
     task_urls=(TaskUrl(API_PREFIX + "/{task_id}"),),
-    search_help="`status:FAILED task_type:…` and words.",
+    search_help="`status:FAILED task_type:…` and words (found in task ids, types and statuses).",
     times_note=(
         "Mixpeek reports no task times; times shown are when Taskdeck first saw the task "
         "and saw it change."
     ),
 )
 
+#: Every value of ``TaskStatusEnum`` (python SDK 1.3.783, OpenAPI 0.82), 16 of them: a word
+#: missing here would be a bug, not something new to log.
 STATUSES = status_table(
     {
         "PENDING": TaskState.QUEUED,
+        # Waiting for a worker, with queue_position / estimated_wait_minutes (the SDK: poll
+        # while PENDING, QUEUED, IN_PROGRESS or PROCESSING).
+        "QUEUED": TaskState.QUEUED,
         "DRAFT": TaskState.QUEUED,
         "IN_PROGRESS": TaskState.RUNNING,
         "PROCESSING": TaskState.RUNNING,
@@ -92,99 +103,36 @@ STATUSES = status_table(
         "FAILED": TaskState.FAILED,
         "CANCELED": TaskState.CANCELLED,
         "SKIPPED": TaskState.SKIPPED,
-        # Lifecycle words of the shared enum, not task progress: UNKNOWN and SUSPENDED may still
-        # move on, ARCHIVED will not.
+        # Stopped by the system (an engine deploy, a lost node), not by anyone's cancel. The SDK
+        # lists it neither among the states to poll nor among the four terminal ones, and Mixpeek
+        # resubmits such work on its own a few times: shown as it came, and checked rarely (an
+        # unknown word's back-off) so that a resubmission is still seen.
+        "INTERRUPTED": TaskState.UNKNOWN,
+        # Lifecycle words of the shared enum, not task progress: UNKNOWN, SUSPENDED and
+        # DEACTIVATED (switched off, can be switched on again) may still move on, ARCHIVED will
+        # not.
         "UNKNOWN": TaskState.UNKNOWN,
         "SUSPENDED": TaskState.UNKNOWN,
+        "DEACTIVATED": TaskState.UNKNOWN,
         "ARCHIVED": TaskState.UNKNOWN,
     },
     terminal_unknown={"ARCHIVED"},
 )
 
-#: ``additional_data`` keys naming the parent resources (shown as links and details).
-PARENT_KEYS = ("batch_id", "bucket_id", "cluster_id", "job_id")
 #: The list endpoint refuses offsets above this (openapi: ``offset`` 0-10000); use the cursor.
 MAX_OFFSET = 10_000
 _FILTER_KEYS = ("status", "task_type", "search")
+#: List failures that a GET of each id would meet as well (with any 5xx): they fail the batch.
+_SOURCE_WIDE = frozenset(
+    {
+        FetchErrorKind.UNAUTHORIZED,
+        FetchErrorKind.FORBIDDEN,
+        FetchErrorKind.RATE_LIMITED,
+        FetchErrorKind.TIMEOUT,
+        FetchErrorKind.NETWORK,
+    }
+)
 _FILTER_TOKEN = re.compile(r"^([A-Za-z_]+):(.*)$", re.DOTALL)
-
-
-class AdditionalData(Payload):
-    """``additional_data``: the parent resources, and a failure text some tasks put here."""
-
-    batch_id: Id = None
-    bucket_id: Id = None
-    cluster_id: Id = None
-    job_id: Id = None
-    error: Text = None
-    from_mongodb: Scalar = None
-
-    def parent_links(self) -> dict[str, str]:
-        """The parents that are named, as link keys (``batch_id``...) to ids."""
-        named = self.model_dump(include=set(PARENT_KEYS))
-        return {key: value for key, value in named.items() if value}
-
-
-class TaskResponse(Payload):
-    """openapi ``TaskResponse``.
-
-    The schema requires ``task_id``, ``task_type`` and ``status``, but only ``status`` is needed
-    to track a task: a GET is keyed by the id asked for, and a missing or odd ``task_type`` is
-    shown as it came rather than rejecting the answer (PROVIDERS.md: parse defensively).
-    """
-
-    status: str
-    task_id: Id = None
-    task_type: Text = None
-    #: Items are strings or objects (``anyOf string|object``); kept as they came.
-    inputs: JsonValue = None
-    outputs: JsonValue = None
-    #: Shown as it came; :attr:`parents` reads the same object's known keys.
-    additional_data: JsonValue = None
-    parents: Annotated[AdditionalData, BeforeValidator(object_or_empty)] = Field(
-        default_factory=AdditionalData, validation_alias="additional_data"
-    )
-    description: Text = None
-    #: The API's flattened failure text; the docs call the same thing ``error_message``.
-    error: Text = None
-    error_message: Text = None
-
-
-class Pagination(Payload):
-    total: Count = None
-    next_cursor: Id = None
-
-
-class TaskList(Payload):
-    """``ListTasksResponse``: each result is read (and keyed by its id) one by one."""
-
-    results: list[Any]
-    pagination: Annotated[Pagination, BeforeValidator(object_or_empty)] = Field(
-        default_factory=Pagination
-    )
-
-
-class ErrorDetails(Payload):
-    validation_errors: Annotated[Problems, BeforeValidator(list_or_empty)] = Field(
-        default_factory=list
-    )
-    retry_after: Float = None
-
-
-class ErrorInfo(Payload):
-    message: Text = None
-    type: Text = None
-    details: Annotated[ErrorDetails, BeforeValidator(object_or_empty)] = Field(
-        default_factory=ErrorDetails
-    )
-
-
-class ErrorBody(Payload):
-    """An error answer: the ``{success, status, error}`` envelope, whose ``error`` is an object
-    or (flattened) text, or FastAPI's ``{detail}``, a list of problems or text."""
-
-    error: Annotated[ErrorInfo | str | None, BeforeValidator(object_or_text)] = None
-    detail: Annotated[Problems | str | None, BeforeValidator(list_or_text)] = None
 
 
 @dataclass
@@ -194,11 +142,21 @@ class MixpeekPage(SearchPage):
     next_cursor: str | None = None
 
 
+def by_ids(task_ids: list[str]) -> dict[str, Any]:
+    """A ``ListTasksRequest`` body selecting exactly these tasks (the SDK's own example filters
+    on ``task_id``; ``in`` takes a list). Case-sensitive: filters fold case by default, and a
+    task must not be answered for another whose id differs only in case."""
+    condition = {"field": "task_id", "operator": "in", "value": task_ids}
+    return {"filters": {"AND": [condition], "case_sensitive": True}}
+
+
 class MixpeekProvider(Provider):
     spec = SPEC
     api_prefix = API_PREFIX
     can_search = True
     max_page_size = 100
+    #: Ids a list call selects at once; its answer holds them all on one page (limit <= 1000).
+    batch_size = 100
 
     def __init__(
         self, source: SourceConfig, client: httpx.Client, *, limiter: Limiter | None = None
@@ -247,15 +205,39 @@ class MixpeekProvider(Provider):
         return self.normalize(task_id, self.json_body(response))
 
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
-        """One GET per id: the documented list cannot select tasks by id.
+        """One list call per :attr:`batch_size` ids (``filters`` on ``task_id`` ``in``) instead
+        of a GET each.
 
-        ``ListTasksRequest`` filters by ``status``, ``task_type`` and ``search`` only; its generic
-        ``filters`` DSL is shared with document search and nothing says the task list honours a
-        ``task_id`` condition, nor whether it reads the same store as GET (Redis with a ~24 h
-        TTL) so that an absent id would mean "gone". Listing everything to pick a few ids would
-        cost more calls than it saves. Once a GET is rate-limited, the remaining ids get the
-        same error instead of spending more of the bucket.
+        The list answers from the task store as GET does, so an id it leaves out has most likely
+        expired (Redis keeps a task about a day): that id gets a GET of its own, whose 404 is
+        the "not found" the store turns into "gone upstream", and which still finds a task that
+        GET reads from the MongoDB fallback. A list call that fails for reasons a GET would meet
+        too (credentials, the rate limit, the network, a server error) fails every id at once
+        rather than multiply the requests to a source in trouble; a refusal of the request
+        itself (a 4xx such as a 422 for the filter) or an unreadable page falls back to GETs,
+        and the refresher stops batching a source whose batches keep costing more than GETs.
         """
+        unique = list(dict.fromkeys(task_ids))
+        if len(unique) <= 1:
+            return self._fetch_each(unique)
+        found: dict[str, NormalizedTask] = {}
+        for start in range(0, len(unique), self.batch_size):
+            chunk = unique[start : start + self.batch_size]
+            try:
+                page = self.list_page(by_ids(chunk), limit=len(chunk), include_total=False)
+            except FetchError as exc:
+                if exc.kind in _SOURCE_WIDE or (exc.status_code or 0) >= 500:
+                    return {task_id: exc for task_id in unique}
+                break
+            wanted = set(chunk)
+            found.update((task.task_id, task) for task in page.tasks if task.task_id in wanted)
+        results = self._fetch_each([task_id for task_id in unique if task_id not in found])
+        results.update(found)
+        return {task_id: results[task_id] for task_id in unique}
+
+    def _fetch_each(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
+        """One GET per id. Once a GET is rate-limited, the remaining ids get the same error
+        instead of spending more of the bucket."""
         results: dict[str, NormalizedTask | FetchError] = {}
         limited: FetchError | None = None
         for task_id in task_ids:
@@ -350,19 +332,22 @@ class MixpeekProvider(Provider):
         offset: int = 0,
         limit: int = 100,
         cursor: str | None = None,
+        include_total: bool | None = None,
     ) -> MixpeekPage:
         """One ``POST /v1/tasks/list``: paging in the query string, filters in the body.
 
-        The total is asked for on the first page only (``include_total``), as counting is the
-        costly part and later pages do not need it.
+        The total is asked for on the first page only unless ``include_total`` says otherwise,
+        as counting is the costly part and later pages do not need it.
         """
         params: dict[str, Any] = {"limit": limit}
         if cursor:
             params["cursor"] = cursor
         else:
             params["offset"] = offset
-            if offset == 0:
-                params["include_total"] = "true"
+        if include_total is None:
+            include_total = not cursor and offset == 0
+        if include_total:
+            params["include_total"] = "true"
         response = self.request("POST", f"{self.api_prefix}/list", params=params, json=body)
         if response.status_code != 200:
             raise self.error_for(response)
@@ -400,7 +385,12 @@ class MixpeekProvider(Provider):
             "bucket_id": parents.bucket_id,
             "cluster_id": parents.cluster_id,
             "from_mongodb": parents.from_mongodb,
+            "cancellation": task.cancellation,
         }
+        if mapping.state is TaskState.QUEUED:
+            # Only while it waits: once dispatched the upstream's figures mean nothing.
+            details["queue_position"] = task.queue_position
+            details["estimated_wait_minutes"] = task.estimated_wait_minutes
         if task.task_id is not None and task.task_id != task_id:
             # Key by the id asked for, but show what the upstream called it.
             details["upstream_task_id"] = task.task_id
@@ -439,28 +429,3 @@ class MixpeekProvider(Provider):
     def _mask(self, text: str) -> str:
         api_key = self.source.secret("api_key_env")
         return text.replace(api_key, "***") if api_key else text
-
-
-def task_error(task: TaskResponse) -> str | None:
-    """The failure text: ``error``, then ``error_message``, then ``additional_data.error``."""
-    for text in (task.error, task.error_message, task.parents.error):
-        if text and text.strip():
-            return text
-    return None
-
-
-def error_message(body: ErrorBody) -> str | None:
-    """A readable message from a Mixpeek error body (envelope or FastAPI), or ``None``."""
-    envelope, detail = body.error, body.detail
-    if isinstance(envelope, ErrorInfo):
-        message = envelope.message or "error"
-        text = f"{message} ({envelope.type})" if envelope.type else message
-        problems = envelope.details.validation_errors
-        return f"{text}: {join_problems(problems)}" if problems else text
-    if envelope and envelope.strip():
-        return envelope
-    if isinstance(detail, list) and detail:
-        return "Validation error: " + join_problems(detail)
-    if isinstance(detail, str) and detail.strip():
-        return detail
-    return None

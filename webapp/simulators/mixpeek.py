@@ -1,22 +1,22 @@
-"""A Mixpeek tasks API on loopback (PROVIDERS.md section 2, seed 002).
+"""A Mixpeek tasks API on loopback (PROVIDERS.md section 2 and part 3, seed 002).
 
-Faithful points: ``GET /v1/tasks/{task_id}`` answers a ``TaskResponse`` with no times;
-``POST /v1/tasks/list`` takes paging in the query string and filters in the JSON body, and bad
-parameters get FastAPI's 422 ``{detail: [...]}`` (:mod:`webapp.simulators.mixpeek_search`);
-``DELETE /v1/tasks/{task_id}`` kills a task and succeeds whether or not the task exists.
-A missing or wrong bearer key gets the 401 envelope. Every authenticated answer carries
-``X-RateLimit-*`` headers from a token bucket per key; an empty bucket answers 429
-``TooManyRequestsError`` with ``Retry-After``. A task ``ttl_seconds`` old (by the simulator
-clock) is gone from Redis and answers 404 ``NotFoundError``. A failed task carries its text in
-``error``, ``error_message`` and ``additional_data.error`` (PROVIDERS.md trap 12).
+Faithful points: ``GET /v1/tasks/{task_id}`` answers a ``TaskResponse`` with no times, and a
+QUEUED task says where it waits (``queue_position``, ``estimated_wait_minutes``);
+``POST /v1/tasks/list`` takes paging in the query string and filters (by ``task_id`` too) in
+the JSON body (:mod:`webapp.simulators.mixpeek_search`), and a request it refuses gets a 422
+``ErrorResponse`` envelope listing ``details.validation_errors``; ``DELETE /v1/tasks/{task_id}``
+kills a task and succeeds whether or not the task exists. A missing or wrong bearer key gets
+the 401 envelope. Every authenticated answer carries ``X-RateLimit-*`` headers from a token
+bucket per key; an empty bucket answers 429 ``TooManyRequestsError`` with ``Retry-After``. A
+task ``ttl_seconds`` old (by the simulator clock) is gone from Redis: GET answers 404
+``NotFoundError`` and the list leaves it out. A failed task carries its text in ``error``,
+``error_message`` and ``additional_data.error`` (PROVIDERS.md trap 12).
 """
 
 from __future__ import annotations
 
 import json
 import math
-import threading
-from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask
@@ -30,7 +30,6 @@ from webapp.simulators.core import Phase
 from webapp.simulators.core import Refused
 from webapp.simulators.core import SimTask
 from webapp.simulators.core import SimulatorState
-from webapp.simulators.core import any_task_after
 from webapp.simulators.core import before_upstream
 from webapp.simulators.core import demo_source_entry
 from webapp.simulators.core import json_response
@@ -39,6 +38,8 @@ from webapp.simulators.core import read_seed
 from webapp.simulators.core import simulated
 from webapp.simulators.mixpeek_search import Invalid
 from webapp.simulators.mixpeek_search import ListRequest
+from webapp.simulators.mixpeek_tokens import TokenBucket
+from webapp.simulators.mixpeek_tokens import window_text
 
 PREFIX = "/v1/tasks"
 #: The enum docstring's four terminal words, plus SKIPPED and ARCHIVED, which never move on.
@@ -90,6 +91,7 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
         error = fields.get("error") or "Task failed"
         extra["error"] = error
     description = (fields.get("descriptions") or {}).get(status)
+    position, wait = queue_figures(task, now)
     doc: dict[str, Any] = {
         "task_id": task.task_id,
         "task_type": fields.get("task_type", "api_buckets_batches_process"),
@@ -99,10 +101,29 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
         "additional_data": extra or None,
         "error": error,
         "error_message": error,
+        "queue_position": position,
+        "estimated_wait_minutes": wait,
     }
     if description:
         doc["description"] = description
     return doc
+
+
+def queue_figures(task: SimTask, now: float) -> tuple[int | None, float | None]:
+    """``(queue_position, estimated_wait_minutes)``: set only while the task is QUEUED.
+
+    The position counts the average runs still ahead of it (its phase's time left over the
+    ``average_run_seconds`` field, a minute unless set); the estimate is that many average runs,
+    as Mixpeek estimates from the position and the average batch duration.
+    """
+    index, began = task.progress(now)
+    phase = task.phases[index]
+    if phase.status != "QUEUED":
+        return None, None
+    average = max(1.0, float(task.fields.get("average_run_seconds") or 60.0))
+    left = average if phase.seconds is None else max(0.0, began + phase.seconds - now)
+    position = max(1, math.ceil(left / average))
+    return position, round(position * average / 60, 2)
 
 
 def error_envelope(
@@ -121,8 +142,10 @@ def not_found(task_id: str | None) -> Response:
 
 
 def validation_error(problems: list[dict[str, Any]]) -> Response:
-    """FastAPI's ``HTTPValidationError`` (the shape the openapi declares for 422)."""
-    return json_response({"detail": problems}, 422)
+    """A 422 in the ``ErrorResponse`` envelope (the SDK: FastAPI's ``HTTPValidationError`` is
+    "not sent by this API"), each problem in ``details.validation_errors``."""
+    details = {"validation_errors": problems}
+    return error_envelope(422, "ValidationError", "Validation error", details)
 
 
 def too_many_requests(limit: int, window: float, retry_after: int) -> Response:
@@ -130,7 +153,7 @@ def too_many_requests(limit: int, window: float, retry_after: int) -> Response:
         429,
         "TooManyRequestsError",
         "Rate limit exceeded",
-        {"limit": limit, "window": _window_text(window), "retry_after": retry_after},
+        {"limit": limit, "window": window_text(window), "retry_after": retry_after},
     )
     response.headers["Retry-After"] = str(retry_after)
     response.headers["X-RateLimit-Remaining"] = "0"
@@ -149,63 +172,6 @@ def render_fault(fault: Fault, task_id: str | None) -> Response:
         response.headers["X-RateLimit-Remaining"] = "0"
         return response
     return error_envelope(500, "InternalServerError", "An unexpected error occurred")
-
-
-def _window_text(window: float) -> str:
-    """``details.window`` as the docs write it (``"1m"``), in seconds when not whole minutes."""
-    if window >= 60 and window % 60 == 0:
-        return f"{int(window // 60)}m"
-    return f"{window:g}s"
-
-
-# -- the token bucket ----------------------------------------------------------------------------
-
-
-_EPSILON = 1e-9
-
-
-@dataclass
-class _Bucket:
-    tokens: float
-    updated: float
-
-
-class TokenBucket:
-    """One bucket per API key: ``limit`` tokens, refilled at ``limit / window`` per second.
-
-    Runs on the simulator clock, so a test empties it and advances the clock to refill it.
-    """
-
-    def __init__(self, limit: int, window: float) -> None:
-        if limit < 1 or window <= 0:
-            raise ValueError("rate limit needs limit >= 1 and window > 0")
-        self.limit = limit
-        self.window = window
-        self._rate = limit / window
-        self._buckets: dict[str, _Bucket] = {}
-        self._lock = threading.Lock()
-
-    def take(self, key: str, now: float) -> tuple[bool, dict[str, str], int]:
-        """Spend one token: (allowed, X-RateLimit-* headers, seconds until a token is back)."""
-        with self._lock:
-            bucket = self._buckets.setdefault(key, _Bucket(float(self.limit), now))
-            elapsed = max(0.0, now - bucket.updated)
-            bucket.tokens = min(float(self.limit), bucket.tokens + elapsed * self._rate)
-            bucket.updated = now
-            # A hair of slack so float refill (19 x 0.05 + 0.05) does not miss a whole token.
-            allowed = bucket.tokens >= 1.0 - _EPSILON
-            if allowed:
-                bucket.tokens = max(0.0, bucket.tokens - 1.0)
-            missing = max(0.0, 1.0 - bucket.tokens)
-            retry_after = 0 if allowed else max(1, math.ceil(missing / self._rate - _EPSILON))
-            full_at = now + (self.limit - bucket.tokens) / self._rate
-            headers = {
-                "X-RateLimit-Limit": str(self.limit),
-                "X-RateLimit-Remaining": str(int(bucket.tokens + _EPSILON)),
-                "X-RateLimit-Reset": str(math.ceil(full_at)),
-                "X-RateLimit-Window": f"{self.window:g}",
-            }
-            return allowed, headers, retry_after
 
 
 # -- the app -------------------------------------------------------------------------------------
@@ -269,18 +235,16 @@ def create_app(
         return error_envelope(405, "MethodNotAllowedError", "Method Not Allowed")
 
     @app.post(f"{PREFIX}/list")
-    @simulated("list", scope=any_task_after(list_request))
+    @simulated("list", scope=list_scope)
     def list_tasks() -> Response:
         query = list_request()
-        start = query.start()
+        start = query.start
         if start is None:
             return error_envelope(400, "BadRequestError", "Invalid pagination cursor")
         now = state.clock.now()
-        tasks = [task for task in state.visible_tasks() if not expired(task, now)]
-        try:
-            return jsonify(query.page([(task, document(task, now)) for task in tasks], start))
-        except Invalid as exc:
-            return validation_error(exc.problems)
+        tasks = query.candidates(state.visible_tasks())
+        live = [task for task in tasks if not expired(task, now)]
+        return jsonify(query.page([(task, document(task, now)) for task in live], start))
 
     @app.get(f"{PREFIX}/<path:task_id>")
     @simulated("get")
@@ -304,11 +268,16 @@ def create_app(
 
 
 def list_request() -> ListRequest:
-    """The list request; one FastAPI would refuse is a 422 before anything else happens."""
+    """The list request; one the server refuses is a 422 before anything else happens."""
     try:
         return ListRequest.parse(request.args, request.get_data())
     except Invalid as exc:
         raise Refused(validation_error(exc.problems)) from None
+
+
+def list_scope() -> list[str] | None:
+    """The ids a list request's filters select, so a per-task fault hits a batched fetch too."""
+    return list_request().named_ids()
 
 
 def _kill(task: SimTask, now: float) -> None:
@@ -334,7 +303,7 @@ def _complete_429_details(response: Response, bucket: TokenBucket) -> None:
         return
     details = body["error"].get("details") or {}
     details.setdefault("limit", bucket.limit)
-    details.setdefault("window", _window_text(bucket.window))
+    details.setdefault("window", window_text(bucket.window))
     if details.get("retry_after") is None and retry_after:
         details["retry_after"] = int(float(retry_after))
     body["error"]["details"] = details
@@ -436,11 +405,20 @@ def _demo_fields(rng: Any, final: str) -> dict[str, Any]:
         "inputs": inputs,
         "outputs": outputs,
         "additional_data": extra,
-        "descriptions": {"PROCESSING": running, "IN_PROGRESS": running},
+        "descriptions": {
+            "QUEUED": "Waiting for a processing slot",
+            "PROCESSING": running,
+            "IN_PROGRESS": running,
+        },
     }
     if final == "failed":
         fields["error"] = rng.choice(_ERRORS)
     return fields
+
+
+#: Task types of batch processing, which Mixpeek accepts and queues for a Ray slot (QUEUED,
+#: with a place in the queue) before PROCESSING; other tasks start PENDING.
+QUEUED_TYPES = frozenset({"api_buckets_batches_process", "engine_feature_extractor_run"})
 
 
 def add_demo_task(
@@ -452,12 +430,17 @@ def add_demo_task(
     queued_seconds: float = 3.0,
     running_seconds: float = 10.0,
 ) -> SimTask:
-    """A task that goes PENDING -> IN_PROGRESS or PROCESSING -> the final word for ``final``."""
+    """A task that waits, runs, then ends in the final word for ``final``: a batch goes
+    QUEUED -> PROCESSING, anything else PENDING -> IN_PROGRESS or PROCESSING."""
     fields = _demo_fields(rng, final)
     running = rng.choice(["IN_PROGRESS", "PROCESSING"])
+    waiting = "PENDING"
+    if fields["task_type"] in QUEUED_TYPES:
+        waiting, running = "QUEUED", "PROCESSING"
+        fields["average_run_seconds"] = running_seconds
     return state.add(
         # The counter keeps ids unique when callers reuse one seed for every task.
         task_id or f"task_{_token(rng)}{state.next_id('')}",
-        [("PENDING", queued_seconds), (running, running_seconds), (FINAL_STATUS[final], None)],
+        [(waiting, queued_seconds), (running, running_seconds), (FINAL_STATUS[final], None)],
         fields=fields,
     )
