@@ -7,8 +7,6 @@ the upstream. Code outside the provider modules reads providers through the func
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import httpx
 
 from webapp.providers.base import Provider
@@ -16,10 +14,8 @@ from webapp.providers.conductor import ConductorProvider
 from webapp.providers.mixpeek import MixpeekProvider
 from webapp.providers.nclue import NclueProvider
 from webapp.providers.opensearch_ml import OpenSearchMLProvider
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import ProviderSpec
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 PROVIDERS: dict[str, type[Provider]] = {
     OpenSearchMLProvider.spec.name: OpenSearchMLProvider,
@@ -55,7 +51,9 @@ def provider_class(name: str) -> type[Provider]:
     return PROVIDERS[name]
 
 
-def provider_for(source: SourceConfig, *, transport: httpx.BaseTransport | None = None) -> Provider:
+def provider_for(
+    source: SourceSettings, *, transport: httpx.BaseTransport | None = None
+) -> Provider:
     """A ready provider (with its client) for one configured source."""
     return PROVIDERS[source.provider].create(source, transport=transport)
 

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING
 from typing import Any
 from typing import ClassVar
 from urllib.parse import quote
@@ -36,10 +35,8 @@ from webapp.providers.http import build_client
 from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import ProviderSpec
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +118,7 @@ class Provider:
             cls.name, cls.label, cls.times_note = spec.name, spec.label, spec.times_note
 
     def __init__(
-        self, source: SourceConfig, client: httpx.Client, *, limiter: Limiter | None = None
+        self, source: SourceSettings, client: httpx.Client, *, limiter: Limiter | None = None
     ) -> None:
         self.source = source
         self.client = client
@@ -131,7 +128,7 @@ class Provider:
     @classmethod
     def create(
         cls,
-        source: SourceConfig,
+        source: SourceSettings,
         *,
         transport: httpx.BaseTransport | None = None,
         limiter: Limiter | None = None,
@@ -147,12 +144,12 @@ class Provider:
         return cls(source, client, limiter=limiter)
 
     @classmethod
-    def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
+    def client_auth(cls, source: SourceSettings) -> httpx.Auth | None:
         """The ``httpx.Auth`` that signs or authenticates every request to the source."""
         return None
 
     @classmethod
-    def client_headers(cls, source: SourceConfig) -> dict[str, str]:
+    def client_headers(cls, source: SourceSettings) -> dict[str, str]:
         """Headers sent on every request to the source (never secrets that could be logged)."""
         return {}
 

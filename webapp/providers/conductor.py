@@ -23,7 +23,6 @@ import logging
 import threading
 from collections import OrderedDict
 from datetime import datetime
-from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
 
@@ -60,13 +59,11 @@ from webapp.providers.payload import as_text
 from webapp.providers.payload import epoch_ms
 from webapp.providers.payload import parse_iso
 from webapp.providers.payload import validate_payload
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +235,7 @@ class ConductorProvider(Provider):
     search_sort = "scheduledTime:DESC"
 
     @classmethod
-    def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
+    def client_auth(cls, source: SourceSettings) -> httpx.Auth | None:
         return auth_for(source, refresh_after=cls.token_refresh_seconds, label=cls.label)
 
     # -- fetching ----------------------------------------------------------------------------

@@ -15,7 +15,6 @@ from collections.abc import AsyncGenerator
 from collections.abc import Callable
 from collections.abc import Generator
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
 
 import httpx
 
@@ -25,10 +24,8 @@ from webapp.providers.base import parse_retry_after
 from webapp.providers.base import short_body
 from webapp.providers.payload import Payload
 from webapp.providers.payload import read_json_as
+from webapp.providers.source import SourceSettings
 from webapp.version import __version__
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 #: The header Orkes reads the token from; the value is the bare token, no ``Bearer``.
 TOKEN_HEADER = "X-Authorization"
@@ -210,7 +207,7 @@ class ConductorKeyAuth(ConductorAuthBase):
         raise FetchError(kind, message, status_code=code, retry_after=retry_after)
 
 
-def auth_for(source: SourceConfig, *, refresh_after: float, label: str) -> httpx.Auth | None:
+def auth_for(source: SourceSettings, *, refresh_after: float, label: str) -> httpx.Auth | None:
     """What the source's credentials ask for: a key id and secret to exchange, a ready token,
     or nothing (open-source Conductor has no auth by default)."""
     key_id = source.secret("key_id_env")

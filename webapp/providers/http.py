@@ -6,20 +6,17 @@ import logging
 import ssl
 import time
 from collections.abc import Generator
-from typing import TYPE_CHECKING
 
 import httpx
 
+from webapp.providers.source import SourceSettings
 from webapp.version import __version__
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 log = logging.getLogger("webapp.upstream")
 
 
 def build_client(
-    source: SourceConfig,
+    source: SourceSettings,
     *,
     auth: httpx.Auth | None = None,
     headers: dict[str, str] | None = None,

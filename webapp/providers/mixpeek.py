@@ -20,7 +20,6 @@ import shlex
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from typing import Any
 
 import httpx
@@ -46,14 +45,12 @@ from webapp.providers.payload import validate_payload
 from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import RateLimitState
 from webapp.providers.ratelimit import parse_rate_limit
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 API_PREFIX = "/v1/tasks"
 
@@ -159,19 +156,19 @@ class MixpeekProvider(Provider):
     batch_size = 100
 
     def __init__(
-        self, source: SourceConfig, client: httpx.Client, *, limiter: Limiter | None = None
+        self, source: SourceSettings, client: httpx.Client, *, limiter: Limiter | None = None
     ) -> None:
         super().__init__(source, client, limiter=limiter)
         self._rate_lock = threading.Lock()
         self._rate_limit_state: RateLimitState | None = None
 
     @classmethod
-    def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
+    def client_auth(cls, source: SourceSettings) -> httpx.Auth | None:
         api_key = source.secret("api_key_env")
         return BearerAuth(api_key) if api_key else None
 
     @classmethod
-    def client_headers(cls, source: SourceConfig) -> dict[str, str]:
+    def client_headers(cls, source: SourceSettings) -> dict[str, str]:
         # The task operations do not declare X-Namespace (PROVIDERS.md 2.4): send it only when
         # the source names a namespace, never an empty one.
         namespace = source.setting("namespace")

@@ -26,7 +26,6 @@ import math
 import shlex
 from collections.abc import Callable
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from typing import Any
 
 import httpx
@@ -57,13 +56,11 @@ from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
 from webapp.providers.payload import validate_payload
 from webapp.providers.ratelimit import Limiter
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import TaskUrl
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +197,7 @@ class NclueProvider(Provider):
 
     def __init__(
         self,
-        source: SourceConfig,
+        source: SourceSettings,
         client: httpx.Client,
         *,
         limiter: Limiter | None = None,
@@ -212,7 +209,7 @@ class NclueProvider(Provider):
     @classmethod
     def create(
         cls,
-        source: SourceConfig,
+        source: SourceSettings,
         *,
         transport: httpx.BaseTransport | None = None,
         now_ms: Callable[[], int] | None = None,
@@ -229,7 +226,7 @@ class NclueProvider(Provider):
 
     @classmethod
     def client_auth(
-        cls, source: SourceConfig, *, now_ms: Callable[[], int] | None = None
+        cls, source: SourceSettings, *, now_ms: Callable[[], int] | None = None
     ) -> httpx.Auth | None:
         access_key = source.secret("access_key_env")
         secret_key = source.secret("secret_key_env")

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 from typing import Annotated
 from typing import Any
 
@@ -40,14 +39,12 @@ from webapp.providers.payload import list_or_empty
 from webapp.providers.payload import read_json_as
 from webapp.providers.payload import strict_int
 from webapp.providers.payload import validate_payload
+from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
 
 API_PREFIX = "/_plugins/_ml/tasks"
 
@@ -238,14 +235,14 @@ class OpenSearchMLProvider(Provider):
     batch_size = 100
 
     @classmethod
-    def client_auth(cls, source: SourceConfig) -> httpx.Auth | None:
+    def client_auth(cls, source: SourceSettings) -> httpx.Auth | None:
         username = source.secret("username_env")
         if username is None:
             return None
         return httpx.BasicAuth(username, source.secret("password_env") or "")
 
     @classmethod
-    def client_headers(cls, source: SourceConfig) -> dict[str, str]:
+    def client_headers(cls, source: SourceSettings) -> dict[str, str]:
         tenant = source.setting("tenant_id")
         return {"x-tenant-id": tenant} if tenant else {}
 

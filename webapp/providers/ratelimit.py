@@ -29,15 +29,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
-from typing import TYPE_CHECKING
 from typing import Protocol
 
 import httpx
 
 from webapp.providers.payload import tolerant_float
-
-if TYPE_CHECKING:
-    from webapp.config import SourceConfig
+from webapp.providers.source import SourceSettings
 
 
 class WaitTooLong(Exception):
@@ -112,7 +109,7 @@ _BUCKETS: dict[tuple[str, str], TokenBucket] = {}
 _BUCKETS_LOCK = threading.Lock()
 
 
-def limiter_for(source: SourceConfig) -> TokenBucket:
+def limiter_for(source: SourceSettings) -> TokenBucket:
     """The bucket shared by every provider object of one source in this process."""
     key = (source.name, source.base_url)
     rate = source.effective_rate_limit

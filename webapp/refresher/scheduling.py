@@ -26,10 +26,10 @@ from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 
-from webapp.config import SourceConfig
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
+from webapp.providers.source import SourceSettings
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ def make_policy(
     return PollPolicy(poll_interval)
 
 
-def policy_for(source: SourceConfig) -> PollPolicy:
+def policy_for(source: SourceSettings) -> PollPolicy:
     """A source's policy (the refresher's lanes, and the importer for a first schedule)."""
     return make_policy(
         source.poll_interval,
