@@ -23,8 +23,14 @@ Choices where the docs are silent (all [unverified], PROVIDERS.md "Gaps"):
   (e.g. 10100 ACCESS_DENIED): an unknown task answers 404 ``{"message": "TASK_NOT_FOUND"}``
   and a bad ``index``/``limit`` 400 ``{"message": ...}``. The NCLUE code for an unknown task
   is not documented, so none is invented.
-* DELETE answers 204 with no body (the delete page's answer could not be read) and removes the
-  task; a ``registered`` task is thereby cancelled before it is built.
+* DELETE of a ``pending`` or ``in_progress`` task is refused with 400 ``{"message": ...}``: the
+  delete page says only that "you will receive an error message", so status and wording are
+  [unverified] and follow this module's other NCLUE errors.
+
+DELETE itself follows ``nclue-deletetask``: it is allowed in ``registered``, ``completed`` and
+``failed`` (a ``registered`` task is thereby cancelled before it is built), answers 200
+``{"task_id": ...}`` and removes the task, so a second DELETE is a 404 like any unknown task.
+Writes pass the same gateway check and throttle as reads (PROVIDERS.md part 3).
 """
 
 from __future__ import annotations
@@ -63,6 +69,8 @@ from webapp.simulators.core import simulated
 PREFIX = "/api/v1/tasks"
 SUCCEEDED = frozenset({"completed", "complete"})
 TERMINAL = SUCCEEDED | {"failed"}
+#: ``nclue-deletetask``: a task being built cannot be deleted; every other state can.
+UNDELETABLE = frozenset({"pending", "in_progress"})
 MAX_LIST_LIMIT = 100
 DEFAULT_LIST_LIMIT = 20
 
@@ -307,11 +315,15 @@ def create_app(
     @app.delete(f"{PREFIX}/<path:task_id>")
     @simulated("delete")
     def delete_task(task_id: str) -> Response:
-        task = state.get(task_id)
-        if task is None:
-            return nclue_error(404, "TASK_NOT_FOUND")
-        task.gone = True
-        return Response(status=204)
+        with state.lock:
+            task = state.get(task_id)
+            if task is None:
+                return nclue_error(404, "TASK_NOT_FOUND")
+            status = task.status(state.clock.now())
+            if status in UNDELETABLE:
+                return nclue_error(400, f"The task cannot be deleted while it is {status}.")
+            task.gone = True
+        return jsonify({"task_id": task_id})
 
     return app
 
