@@ -41,6 +41,11 @@ REFUSED = {
     "nclue": ("GET", "/api/v1/tasks?limit=0", 400, "list"),
 }
 MALFORMED_BODY = b'{"truncated": [1, 2,'
+#: The upstream writes each simulator serves (PROVIDERS.md part 3): method, rule, counted kind.
+WRITES = {
+    "mixpeek": {("DELETE", "/v1/tasks/<path:task_id>", "delete")},
+    "nclue": {("DELETE", "/api/v1/tasks/<path:task_id>", "delete")},
+}
 
 Authenticate = Callable[[httpx.Client, str, str, str], dict[str, str]]
 
@@ -192,6 +197,11 @@ def test_every_upstream_route_has_the_prologue(upstream: Upstream) -> None:
     assert with_prologue
     exempt = WITHOUT_PROLOGUE.get(upstream.name, set())
     assert with_prologue == upstream.upstream_routes() - exempt
+
+
+@pytest.mark.parametrize("upstream", list(WRITES), indirect=True)
+def test_every_write_is_served_with_the_prologue(upstream: Upstream) -> None:
+    assert WRITES[upstream.name] <= set(upstream.routes())
 
 
 def test_a_fault_set_through_the_control_api_answers_on_every_route(upstream: Upstream) -> None:

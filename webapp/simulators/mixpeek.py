@@ -5,7 +5,9 @@ QUEUED task says where it waits (``queue_position``, ``estimated_wait_minutes``)
 ``POST /v1/tasks/list`` takes paging in the query string and filters (by ``task_id`` too) in
 the JSON body (:mod:`webapp.simulators.mixpeek_search`), and a request it refuses gets a 422
 ``ErrorResponse`` envelope listing ``details.validation_errors``; ``DELETE /v1/tasks/{task_id}``
-kills a task and succeeds whether or not the task exists. A missing or wrong bearer key gets
+kills a task and succeeds whether or not the task exists (SDK ``kill_task``: "idempotent"): an
+active task turns ``CANCELED`` where it stands and moves no more, a finished one stays as it
+ended, an unknown id gets the same ``GenericDeleteResponse``. A missing or wrong bearer key gets
 the 401 envelope. Every authenticated answer carries ``X-RateLimit-*`` headers from a token
 bucket per key; an empty bucket answers 429 ``TooManyRequestsError`` with ``Retry-After``. A
 task ``ttl_seconds`` old (by the simulator clock) is gone from Redis: GET answers 404
