@@ -178,9 +178,10 @@ def test_only_a_remote_batch_prediction_has_a_job_to_cancel(
     state: SimulatorState, http: httpx.Client
 ) -> None:
     local_task(state, "deploy-3")
+    running: list[tuple[str, float | None]] = [("RUNNING", None)]
     state.add(
         "local-batch",
-        [("RUNNING", None)],
+        running,
         fields={"task_type": "BATCH_PREDICTION", "function_name": "TEXT_EMBEDDING"},
     )
     for task_id in ("deploy-3", "local-batch"):

@@ -25,6 +25,8 @@ Faithful points:
   before a restart (``POST /_control/restart`` or :func:`restart`;
   :mod:`webapp.simulators.conductor_tokens`). ``token``: one fixed token. ``none``:
   open-source Conductor, no auth and no ``/api/token``.
+- Writes (terminate a workflow, retry its failed tasks, post to a task's log):
+  :mod:`webapp.simulators.conductor_writes`.
 """
 
 from __future__ import annotations

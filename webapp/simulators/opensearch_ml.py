@@ -7,7 +7,8 @@ multi-tenancy on, a missing ``x-tenant-id`` gets 403. ``_search`` is
 :mod:`webapp.simulators.opensearch_ml_search` (the query DSL, ``sort``, ``search_after``,
 ``_source``, the 10,000-hit result window). ``BATCH_PREDICTION`` tasks of remote models carry
 ``remote_job`` and move only when a GET (or ML Commons' minutely update job) asks the remote
-service (:mod:`webapp.simulators.opensearch_ml_remote`).
+service (:mod:`webapp.simulators.opensearch_ml_remote`). Writes: ``DELETE`` a task (not while
+its stored state is ``RUNNING``) and ``_cancel`` a remote batch job (the service stops it).
 """
 
 from __future__ import annotations
