@@ -152,6 +152,13 @@ def test_cancelling_stops_the_remote_job(
     stopped = http.get(f"{TASKS}/{task_id}").json()
     assert stopped["state"] == "CANCELLED"
     assert stopped["remote_job"][field] == remote.WORDS[service]["CANCELLED"]
+    if service == "sagemaker":
+        # Stopping is not the end: the end time comes with Stopped.
+        assert "TransformEndTime" not in stopping["remote_job"]
+        assert "TransformEndTime" in stopped["remote_job"]
+    if service == "openai":
+        job = stopped["remote_job"]
+        assert job["cancelled_at"] - job["cancelling_at"] == remote.STOP_SECONDS
     # A stopped job cannot be stopped again: the service's 400, passed on by ML Commons.
     status, kind, reason = envelope(http.post(f"{TASKS}/{task_id}/_cancel"))
     assert (status, kind) == (400, "status_exception")

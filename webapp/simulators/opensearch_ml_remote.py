@@ -128,7 +128,8 @@ def _moments(task: SimTask, job: RemoteJob, at: float) -> Moments:
     """When the job was submitted, started running and ended, as of ``at``."""
     history = task.history(at)
     running = task.started_at + job.extra["queued_seconds"]
-    ended = history[-1][1] if len(history) > 1 else None
+    # A job that was asked to stop has not ended while it stops.
+    ended = history[-1][1] if len(history) > 1 and history[-1][0] != "CANCELLING" else None
     return task.started_at, running if at >= running else None, ended
 
 
@@ -201,6 +202,7 @@ def cancel(task: SimTask, job: RemoteJob, at: float) -> tuple[int, dict[str, Any
     if index == 0:
         ran = at - task.started_at
         task.phases = [Phase("RUNNING", ran), Phase("CANCELLING", STOP_SECONDS), Phase("CANCELLED")]
+        job.extra["stopping_at"] = at
     return None
 
 
@@ -310,7 +312,7 @@ def _openai(job: RemoteJob, word: str, moments: Moments) -> dict[str, Any]:
         "completed_at": end if word == "completed" else None,
         "failed_at": end if word == "failed" else None,
         "expired_at": end if word == "expired" else None,
-        "cancelling_at": end if word in ("cancelling", "cancelled") else None,
+        "cancelling_at": _stopping(job, end) if word in ("cancelling", "cancelled") else None,
         "cancelled_at": end if word == "cancelled" else None,
         "request_counts": {"total": total, "completed": done, "failed": 0},
         "metadata": None,
@@ -319,3 +321,9 @@ def _openai(job: RemoteJob, word: str, moments: Moments) -> dict[str, Any]:
         error = {"code": "invalid_json_line", "message": "This line is not parseable as JSON."}
         answer["errors"] = {"object": "list", "data": [{**error, "param": None, "line": 1}]}
     return answer
+
+
+def _stopping(job: RemoteJob, end: int | None) -> int | None:
+    """When the job was asked to stop: the cancel request's moment, else when it ended."""
+    at = job.extra.get("stopping_at")
+    return end if at is None else int(at)
