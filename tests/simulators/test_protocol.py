@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import inspect
 import random
+import re
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -189,7 +190,8 @@ def upstream(
 
 
 def concrete(rule: str, task_id: str) -> str:
-    return rule.replace("<path:task_id>", task_id)
+    """The rule with ``task_id`` for its one variable (a task's, or a workflow's)."""
+    return re.sub(r"<[^>]+>", task_id, rule)
 
 
 def test_every_upstream_route_has_the_prologue(upstream: Upstream) -> None:

@@ -25,12 +25,14 @@ Faithful points:
   before a restart (``POST /_control/restart`` or :func:`restart`;
   :mod:`webapp.simulators.conductor_tokens`). ``token``: one fixed token. ``none``:
   open-source Conductor, no auth and no ``/api/token``.
+- Writes (terminate a workflow, retry its failed tasks, post to a task's log):
+  :mod:`webapp.simulators.conductor_writes`.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any
 from typing import Literal
 
@@ -44,6 +46,10 @@ from webapp.simulators.conductor_search import Search
 from webapp.simulators.conductor_tokens import EXPIRED_TOKEN
 from webapp.simulators.conductor_tokens import INVALID_TOKEN
 from webapp.simulators.conductor_tokens import TokenIssuer
+from webapp.simulators.conductor_writes import TERMINAL
+from webapp.simulators.conductor_writes import Workflows
+from webapp.simulators.conductor_writes import register_writes
+from webapp.simulators.conductor_writes import workflow_of
 from webapp.simulators.core import CONTROL_PREFIX
 from webapp.simulators.core import Fault
 from webapp.simulators.core import Refused
@@ -57,17 +63,6 @@ from webapp.simulators.core import read_seed
 from webapp.simulators.core import simulated
 
 PREFIX = "/api/tasks"
-TERMINAL = frozenset(
-    {
-        "COMPLETED",
-        "COMPLETED_WITH_ERRORS",
-        "FAILED",
-        "FAILED_WITH_TERMINAL_ERROR",
-        "TIMED_OUT",
-        "CANCELED",
-        "SKIPPED",
-    }
-)
 #: Words under which a task has not started running (``startTime`` stays 0).
 NOT_STARTED = frozenset({"SCHEDULED", "SKIPPED", "CANCELED"})
 #: ``ErrorResponse.instance``: the answering server's host name.
@@ -98,11 +93,6 @@ def load_seed_tasks(state: SimulatorState) -> list[str]:
 
 def _ms(seconds: float) -> int:
     return int(round(seconds * 1000))
-
-
-def _workflow_id(task: SimTask) -> str:
-    value = task.fields.get("workflowInstanceId")
-    return value if isinstance(value, str) else str(uuid.uuid5(uuid.NAMESPACE_URL, task.task_id))
 
 
 def document(task: SimTask, now: float) -> dict[str, Any]:
@@ -141,15 +131,17 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
             "endTime": end,
             "updateTime": update,
             "startDelayInSeconds": 0,
-            "retried": False,
+            "retried": bool(fields.get("retried")),
             "executed": terminal,
             "callbackFromWorker": True,
             "responseTimeoutSeconds": fields.get("responseTimeoutSeconds", 600),
-            "workflowInstanceId": _workflow_id(task),
+            "workflowInstanceId": workflow_of(task),
             "workflowType": fields.get("workflowType", "sim_workflow"),
             "taskId": task.task_id,
         }
     )
+    if fields.get("retriedTaskId"):
+        doc["retriedTaskId"] = fields["retriedTaskId"]
     if status in TERMINAL and status != "COMPLETED" and fields.get("reasonForIncompletion"):
         doc["reasonForIncompletion"] = fields["reasonForIncompletion"]
     doc["callbackAfterSeconds"] = 0
@@ -193,11 +185,14 @@ def document(task: SimTask, now: float) -> dict[str, Any]:
     return doc
 
 
-def logs(task: SimTask, now: float) -> list[dict[str, Any]]:
-    """``TaskExecLog`` entries written so far: the pick-up, progress lines, the outcome."""
+def logs(
+    task: SimTask, now: float, posted: Sequence[tuple[float, str]] = ()
+) -> list[dict[str, Any]]:
+    """``TaskExecLog`` entries written so far: the pick-up, progress lines, the outcome, and
+    the ``posted`` ones (``POST /api/tasks/{taskId}/log``), oldest first."""
+    entries: list[tuple[float, str]] = list(posted)
     if task.fixed_payload is not None:
-        return []
-    entries: list[tuple[float, str]] = []
+        return _exec_logs(task.task_id, entries)
     history = task.history(now)
     worker = task.fields.get("workerId", "sim-worker")
     for position, (word, began) in enumerate(history):
@@ -212,7 +207,12 @@ def logs(task: SimTask, now: float) -> list[dict[str, Any]]:
             reason = task.fields.get("reasonForIncompletion")
             text = f"Task {word}" + (f": {reason}" if reason and word != "COMPLETED" else "")
             entries.append((began, text))
-    return [{"log": text, "taskId": task.task_id, "createdTime": _ms(at)} for at, text in entries]
+    return _exec_logs(task.task_id, entries)
+
+
+def _exec_logs(task_id: str, entries: list[tuple[float, str]]) -> list[dict[str, Any]]:
+    ordered = sorted(entries, key=lambda entry: entry[0])
+    return [{"log": text, "taskId": task_id, "createdTime": _ms(at)} for at, text in ordered]
 
 
 def error_response(
@@ -278,6 +278,8 @@ def create_app(
     app = new_simulator_app("conductor", state, render_fault_for(not_found_style))
     issuer = TokenIssuer(state, token_ttl_seconds)
     app.extensions["conductor_tokens"] = issuer
+    workflows = Workflows(state)
+    register_writes(app, workflows, error_response)
 
     @before_upstream(app)
     def check_access() -> Response | None:
@@ -340,7 +342,9 @@ def create_app(
     @simulated("log")
     def get_task_log(task_id: str) -> Response:
         task = _lookup(state, task_id)
-        entries = logs(task, state.clock.now()) if task is not None else []
+        posted = workflows.posted_logs(task_id)
+        now = state.clock.now()
+        entries = logs(task, now, posted) if task is not None else _exec_logs(task_id, posted)
         if not entries:
             return Response(status=204)
         return jsonify(entries)

@@ -7,7 +7,8 @@ multi-tenancy on, a missing ``x-tenant-id`` gets 403. ``_search`` is
 :mod:`webapp.simulators.opensearch_ml_search` (the query DSL, ``sort``, ``search_after``,
 ``_source``, the 10,000-hit result window). ``BATCH_PREDICTION`` tasks of remote models carry
 ``remote_job`` and move only when a GET (or ML Commons' minutely update job) asks the remote
-service (:mod:`webapp.simulators.opensearch_ml_remote`).
+service (:mod:`webapp.simulators.opensearch_ml_remote`). Writes: ``DELETE`` a task (not while
+its stored state is ``RUNNING``) and ``_cancel`` a remote batch job (the service stops it).
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ from webapp.simulators.opensearch_ml_search import SearchError
 from webapp.simulators.opensearch_ml_search import rest_error
 
 PREFIX = "/_plugins/_ml/tasks"
+TASK_INDEX = ".plugins-ml-task"
+RUNNING_NOT_DELETED = "Task cannot be deleted in running state. Try after some time."
+NO_BATCH_JOB = "The task ID you provided does not have any associated batch job"
 TERMINAL = frozenset(
     {"COMPLETED", "COMPLETED_WITH_ERROR", "FAILED", "CANCELLED", "EXPIRED", "UNREACHABLE"}
 )
@@ -249,6 +253,50 @@ def create_app(
                 remote.refresh(task, job, now)
                 return jsonify(_remote_document(task, job))
         return jsonify(document(task, now))
+
+    @app.delete(f"{PREFIX}/<path:task_id>")
+    @simulated("delete")
+    def delete_task(task_id: str) -> Response:
+        # DeleteTaskTransportAction reads the stored task first; only RUNNING is refused, by a
+        # plain Exception, which the REST layer answers as a 500 of type "exception".
+        task = state.get(task_id)
+        if task is None:
+            return error_envelope(404, "status_exception", "Failed to find task")
+        with state.lock:
+            doc, version = indexed(state, task, state.clock.now())
+            if doc.get("state") == "RUNNING":
+                return error_envelope(500, "exception", RUNNING_NOT_DELETED)
+            task.gone = True
+        return jsonify(
+            {
+                "_index": TASK_INDEX,
+                "_id": task_id,
+                "_version": version + 1,
+                "result": "deleted",
+                "_shards": {"total": 2, "successful": 2, "failed": 0},
+                "_seq_no": int(state.next_id("")),
+                "_primary_term": 1,
+            }
+        )
+
+    @app.post(f"{PREFIX}/<path:task_id>/_cancel")
+    @simulated("cancel")
+    def cancel_batch_job(task_id: str) -> Response:
+        # CancelBatchJobTransportAction: only a remote model's BATCH_PREDICTION has a job to
+        # stop; the task's own state is not checked, the service answers for the job.
+        task = state.get(task_id)
+        if task is None:
+            return error_envelope(404, "status_exception", "Fail to find task")
+        job = remote_job(task)
+        if job is None:
+            return error_envelope(400, "illegal_argument_exception", NO_BATCH_JOB)
+        with state.lock:
+            refusal = remote.cancel(task, job, state.clock.now())
+        if refusal is not None:
+            status, body = refusal
+            reason = "Error from remote service: " + json.dumps(body, separators=(",", ":"))
+            return error_envelope(status, "status_exception", reason)
+        return jsonify({"status": "OK"})
 
     return app
 

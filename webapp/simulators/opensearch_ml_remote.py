@@ -27,6 +27,7 @@ from datetime import UTC
 from datetime import datetime
 from typing import Any
 
+from webapp.simulators.core import Phase
 from webapp.simulators.core import SimTask
 
 #: Seconds between runs of ML Commons' BATCH_TASK_UPDATE job.
@@ -59,6 +60,8 @@ WORDS: dict[str, dict[str, str]] = {
     },
 }
 SERVICES = tuple(WORDS)
+#: Seconds a job the service was asked to stop stays stopping before it is stopped.
+STOP_SECONDS = 5.0
 _ACCOUNT = "802041417063"
 _S3 = "s3://offlinebatch"
 _ALNUM = string.ascii_letters + string.digits
@@ -125,7 +128,8 @@ def _moments(task: SimTask, job: RemoteJob, at: float) -> Moments:
     """When the job was submitted, started running and ended, as of ``at``."""
     history = task.history(at)
     running = task.started_at + job.extra["queued_seconds"]
-    ended = history[-1][1] if len(history) > 1 else None
+    # A job that was asked to stop has not ended while it stops.
+    ended = history[-1][1] if len(history) > 1 and history[-1][0] != "CANCELLING" else None
     return task.started_at, running if at >= running else None, ended
 
 
@@ -133,7 +137,8 @@ def word_at(task: SimTask, job: RemoteJob, at: float) -> str:
     """The service's status word at ``at``: the task's one ``RUNNING`` phase is the job's time
     in the queue, then its run; the last phase is the final state."""
     index, _ = task.progress(at)
-    if index == len(task.phases) - 1 and index > 0:
+    if index > 0:
+        # Past the one RUNNING phase: stopping (after a cancel) or the final state.
         return WORDS[job.service][task.phases[index].status]
     queued = at < task.started_at + job.extra["queued_seconds"]
     return WORDS[job.service]["queued" if queued else "running"]
@@ -180,6 +185,37 @@ def catch_up(task: SimTask, job: RemoteJob, now: float) -> None:
         if due > now:
             return
         refresh(task, job, due)
+
+
+def cancel(task: SimTask, job: RemoteJob, at: float) -> tuple[int, dict[str, Any]] | None:
+    """Ask the service to stop the job (ML Commons' ``CANCEL_BATCH_PREDICT`` connector action):
+    ``None`` when it took the request, else its error (status, body) for a job that has ended.
+
+    ML Commons writes nothing to the task here: the next GET or minutely update reads the
+    service's stopping word (``CANCELLING``), later the stopped one (``CANCELLED``). A job
+    already stopping takes the request again.
+    """
+    index, _ = task.progress(at)
+    status = task.phases[index].status
+    if index > 0 and status != "CANCELLING":
+        return 400, _cannot_stop(job, WORDS[job.service][status])
+    if index == 0:
+        ran = at - task.started_at
+        task.phases = [Phase("RUNNING", ran), Phase("CANCELLING", STOP_SECONDS), Phase("CANCELLED")]
+        job.extra["stopping_at"] = at
+    return None
+
+
+def _cannot_stop(job: RemoteJob, word: str) -> dict[str, Any]:
+    """The service's 400 for a stop request on an ended job (wording not verified against the
+    services; the status and the shape of each service's error body are theirs)."""
+    if job.service == "sagemaker":
+        message = f"Transform job {job.name} is in status {word} and cannot be stopped."
+        return {"__type": "ValidationException", "message": message}
+    if job.service == "bedrock":
+        return {"message": f"The job {job.job_id} is in status {word} and cannot be stopped."}
+    error = {"message": f"Cannot cancel a batch with status '{word}'."}
+    return {"error": {**error, "type": "invalid_request_error", "param": None, "code": None}}
 
 
 def stored_remote_job(job: RemoteJob) -> dict[str, Any]:
@@ -276,7 +312,7 @@ def _openai(job: RemoteJob, word: str, moments: Moments) -> dict[str, Any]:
         "completed_at": end if word == "completed" else None,
         "failed_at": end if word == "failed" else None,
         "expired_at": end if word == "expired" else None,
-        "cancelling_at": end if word in ("cancelling", "cancelled") else None,
+        "cancelling_at": _stopping(job, end) if word in ("cancelling", "cancelled") else None,
         "cancelled_at": end if word == "cancelled" else None,
         "request_counts": {"total": total, "completed": done, "failed": 0},
         "metadata": None,
@@ -285,3 +321,9 @@ def _openai(job: RemoteJob, word: str, moments: Moments) -> dict[str, Any]:
         error = {"code": "invalid_json_line", "message": "This line is not parseable as JSON."}
         answer["errors"] = {"object": "list", "data": [{**error, "param": None, "line": 1}]}
     return answer
+
+
+def _stopping(job: RemoteJob, end: int | None) -> int | None:
+    """When the job was asked to stop: the cancel request's moment, else when it ended."""
+    at = job.extra.get("stopping_at")
+    return end if at is None else int(at)
