@@ -60,12 +60,13 @@ class RedactingFilter(logging.Filter):
             return True
         message = record.getMessage()
         cleaned = message
-        for secret in self.secrets:
+        # Longest first: a secret that contains a shorter one must be masked whole.
+        for secret in sorted(self.secrets, key=len, reverse=True):
             cleaned = cleaned.replace(secret, "***")
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            for secret in self.secrets:
+            for secret in sorted(self.secrets, key=len, reverse=True):
                 record.exc_text = record.exc_text.replace(secret, "***")
         if cleaned != message:
             record.msg, record.args = cleaned, None

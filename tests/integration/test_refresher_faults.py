@@ -166,10 +166,11 @@ def test_soak_random_faults_lose_nothing_and_record_every_change_once(
         force_all_due()
         refresher.run_once()
 
-    # Thousands, though fewer than while Mixpeek cost a request a task: a batch now meets one
-    # fault where forty GETs met a few, so fewer rounds are needed to catch up.
+    # Thousands, though fewer than while Mixpeek cost a request a task: every upstream now
+    # batches, so a batch meets one fault where forty GETs met a few, and fewer rounds are
+    # needed to catch up (a few dozen failed fetches, where there were hundreds).
     assert polls > 2000, polls
-    assert failed > 100, "the faults did not bite"
+    assert failed > 20, "the faults did not bite"
     now = clock.now()
     for source in specs:
         rows = tasks_of(app, source)

@@ -97,3 +97,12 @@ def test_favicon_and_version(client, runner):
 
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_a_secret_that_contains_another_is_masked_whole():
+    record = logging.LogRecord(
+        "t", logging.INFO, __file__, 1, "%s", ("x s3cret-signing-key y",), None
+    )
+    redactor = logs.RedactingFilter()
+    redactor.add(["s3cret", "s3cret-signing-key"])
+    assert redactor.filter(record) and record.getMessage() == "x *** y"
