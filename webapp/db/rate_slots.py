@@ -8,6 +8,12 @@ memory). Taking a slot is one atomic upsert that moves that time one interval on
 it, so two processes can never take the same slot; the caller then sleeps until its slot,
 outside any transaction. A slot further away than the caller will wait is not taken.
 
+Slots are a little more than one interval apart (:data:`MARGIN`): a request reaches the
+upstream some milliseconds after its slot (waking up, signing, connecting), a different few
+each time, so two requests sent exactly one interval apart can arrive closer than that and count
+twice in one of the upstream's windows. NCLUE's gateway answers that with a 429; on a busy
+machine the spread between processes reaches tens of milliseconds.
+
 Times are Unix seconds. SQLite's processes share one machine and its clock; on PostgreSQL the
 statement reads the database server's clock, so workers on several machines agree even when
 their own clocks drift.
@@ -23,6 +29,11 @@ from collections.abc import Callable
 import sqlalchemy as sa
 
 from webapp.providers.ratelimit import WaitTooLong
+
+#: Slots are spaced this fraction of an interval further apart than the rate says...
+MARGIN = 0.1
+#: ...but never more than this many seconds further (a slow rate needs no larger guard).
+MAX_MARGIN_SECONDS = 0.1
 
 #: SQLite: the caller's clock is the machine's, passed in as :now.
 _SQLITE_TAKE = sa.text(
@@ -62,7 +73,7 @@ class DatabaseLimiter:
         self._engine = engine
         self.source = source
         self.rate = rate
-        self.interval = 1.0 / rate
+        self.interval = 1.0 / rate + min(MARGIN / rate, MAX_MARGIN_SECONDS)
         self._sleep = sleep
         self._lock = threading.Lock()
 
