@@ -3,6 +3,10 @@ margin apart for every limiter of a source, a refused slot left untaken, a row p
 
 from __future__ import annotations
 
+import sqlite3
+import threading
+import time
+
 import pytest
 
 from webapp.db.models import db
@@ -37,3 +41,23 @@ def test_the_margin_is_a_tenth_of_an_interval_at_most_100_ms(app):
     assert DatabaseLimiter(lambda: engine, "a", rate=10).interval == pytest.approx(0.11)
     assert DatabaseLimiter(lambda: engine, "b", rate=1).interval == pytest.approx(1.1)
     assert DatabaseLimiter(lambda: engine, "c", rate=0.5).interval == pytest.approx(2.1)
+
+
+@pytest.mark.sqlite_only
+def test_a_slot_is_timed_from_when_the_write_lock_was_ours(app_factory, instance_path):
+    # Another process holds SQLite's write lock for a while: the slot taken once it is free
+    # must start then, not when we began to wait (the next caller would go too soon after us).
+    path = instance_path / "locked.sqlite"
+    app = app_factory(DATABASE_URL=f"sqlite:///{path}")
+    with app.app_context():
+        engine = db.engine
+    first, second = (DatabaseLimiter(lambda: engine, "nc", rate=1.0) for _ in range(2))
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    holder.execute("BEGIN IMMEDIATE")
+    threading.Timer(0.5, holder.execute, args=("COMMIT",)).start()
+    sent = []
+    for limiter in (first, second):
+        wait = limiter.reserve()
+        sent.append(time.monotonic() + wait)
+    holder.close()
+    assert sent[1] - sent[0] >= first.interval - 0.05
