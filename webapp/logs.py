@@ -85,14 +85,17 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
+        # Longest first: a secret that holds a shorter one would otherwise be replaced only in
+        # part, and the rest of it logged.
+        secrets = sorted(self.secrets, key=len, reverse=True)
         message = record.getMessage()
         cleaned = message
-        for secret in self.secrets:
+        for secret in secrets:
             cleaned = cleaned.replace(secret, "***")
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            for secret in self.secrets:
+            for secret in secrets:
                 record.exc_text = record.exc_text.replace(secret, "***")
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -97,3 +97,11 @@ def test_favicon_and_version(client, runner):
 
     result = runner.invoke(cli, ["--version"])
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_a_secret_that_holds_another_is_redacted_whole():
+    redactor = logs.RedactingFilter()
+    redactor.add(["s3cret", "s3cret-signing-key", "signing"])
+    record = logging.LogRecord("t", logging.INFO, "", 0, "key s3cret-signing-key", None, None)
+    redactor.filter(record)
+    assert record.getMessage() == "key ***"
