@@ -125,10 +125,10 @@ class RecordingSimulators:
                     out.setdefault((hit.provider, task_id), []).append((hit.at, hit.done))
         return out
 
-    def in_flight(self) -> int:
-        """Requests about some task that have not been answered yet."""
+    def in_flight(self) -> set[tuple[str, str]]:
+        """(provider, task id) of every task a request not answered yet asks about."""
         with self.lock:
-            return sum(1 for h in self.hits if h.task_ids and h.done is None)
+            return {(h.provider, t) for h in self.hits if h.done is None for t in h.task_ids}
 
     def answered(self, provider: str, status: int) -> int:
         """How many of ``provider``'s answers had ``status`` (control requests included)."""

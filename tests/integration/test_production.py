@@ -481,11 +481,11 @@ def test_sigterm_in_the_middle_of_a_pass_leaves_no_lease(
         else:
             pids = {server.process.pid}
 
-    def mid_pass() -> bool:
+    def mid_pass() -> set[tuple[str, str]]:
         owners = {int(owner.split(":")[1]) for owner in deployment.lease_owners()}
-        return upstreams.recorder.in_flight() > 0 and owners == pids
+        return upstreams.recorder.in_flight() if owners == pids else set()
 
-    wait_for(mid_pass, timeout=30, what="leases held and requests in flight")
+    in_flight = wait_for(mid_pass, timeout=30, what="leases held and requests in flight")
     if kind == "worker":
         worker.process.send_signal(signal.SIGTERM)
         assert worker.process.wait(timeout=15) == 0, worker.output()
@@ -494,8 +494,13 @@ def test_sigterm_in_the_middle_of_a_pass_leaves_no_lease(
         assert server.terminate(timeout=15) == 0, server.output()
         output = server.output()
     assert deployment.leased() == []
-    # Nothing was dropped: every task is still scheduled.
-    assert all(row.next_poll_at is not None for row in deployment.rows())
+    rows = deployment.rows()
+    # The fetches under way at the signal were finished and written...
+    sources = {"opensearch-ml": "ml", "mixpeek": "mx"}
+    fetched = {(row.source, row.task_id) for row in rows if row.last_fetched_at is not None}
+    assert {(sources[provider], task_id) for provider, task_id in in_flight} <= fetched
+    # ...and nothing was dropped: every task is still scheduled.
+    assert all(row.next_poll_at is not None for row in rows)
     # Each refresher said it stopped (under gunicorn: worker_exit in each worker).
     stopped = {int(pid) for pid in re.findall(r"refresher [^\s:]+:(\d+):[0-9a-f]+ stopped", output)}
     assert stopped == pids, output[-3000:]
