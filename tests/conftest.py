@@ -3,17 +3,13 @@ throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
-import glob
 import os
 import random
-import shutil
-import socket
 import sqlite3
-import subprocess
-import tempfile
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +21,9 @@ from flask.testing import FlaskCliRunner
 from tests.helpers import fetched_state  # noqa: F401 - tests import it from here too
 from tests.helpers import track  # noqa: F401
 from tests.helpers import wait_for  # noqa: F401
+from tests.postgres import PostgresUnavailable
+from tests.postgres import free_port  # noqa: F401 - tests import it from here
+from tests.postgres import throwaway_server
 from webapp import create_app
 from webapp.config import SourceConfig
 from webapp.config import build_source
@@ -217,62 +216,17 @@ def ml_app(app_factory: Callable[..., Flask], ml_source: SourceConfig) -> Flask:
 # -- PostgreSQL ----------------------------------------------------------------------------
 
 
-def _postgres_bin() -> Path:
-    candidates = sorted(
-        glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name)
-    )
-    for directory in reversed(candidates):
-        if (Path(directory) / "initdb").exists() and (Path(directory) / "pg_ctl").exists():
-            return Path(directory)
-    pytest.fail(
-        "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin: "
-        "run ./scripts/setup.sh --test (it apt-installs postgresql)",
-        pytrace=False,
-    )
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A PostgreSQL server of its own in a temporary directory, on a free loopback port.
-
-    As root the server runs as the ``postgres`` system user (it refuses to run as root).
-    Yields the URL of its ``postgres`` database; stopped and deleted at the end of the session.
-    """
-    bindir = _postgres_bin()
-    base = Path(tempfile.mkdtemp(prefix="taskdeck-pg-"))
-    as_root = os.geteuid() == 0
-
-    def run(*args: str) -> subprocess.CompletedProcess[str]:
-        command = ["runuser", "-u", "postgres", "--", *args] if as_root else list(args)
-        return subprocess.run(command, capture_output=True, text=True, timeout=120)
-
-    if as_root:
-        shutil.chown(base, "postgres", "postgres")
-    data, log = base / "data", base / "server.log"
-    port = free_port()
-    initdb = run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust",
-                 "-E", "UTF8", "--no-sync")  # fmt: skip
-    if initdb.returncode != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"initdb failed: {initdb.stderr.strip()}", pytrace=False)
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
-    started = run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-o", options,
-                  "start")  # fmt: skip
-    if started.returncode != 0:
-        detail = log.read_text() if log.exists() else started.stderr
-        shutil.rmtree(base, ignore_errors=True)
-        pytest.fail(f"PostgreSQL did not start: {detail.strip()[-2000:]}", pytrace=False)
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
-        shutil.rmtree(base, ignore_errors=True)
+    """A PostgreSQL server of its own in a temporary directory, on a free loopback port
+    (:func:`tests.postgres.throwaway_server`). Yields the URL of its ``postgres`` database;
+    stopped and deleted at the end of the session."""
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(throwaway_server())
+        except PostgresUnavailable as exc:
+            pytest.fail(str(exc), pytrace=False)
+        yield url
 
 
 @pytest.fixture

@@ -35,8 +35,14 @@ def track(app: Flask, source: str, *task_ids: str) -> None:
         db.session.commit()
 
 
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    """Poll ``condition`` until it returns something truthy, failing after ``timeout`` seconds."""
+def wait_for(
+    condition: Callable[[], Any],
+    timeout: float = 10.0,
+    what: str = "condition",
+    every: float = 0.02,
+) -> Any:
+    """Poll ``condition`` every ``every`` seconds until it returns something truthy, failing
+    after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
@@ -44,7 +50,7 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "c
             return result
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(every)
 
 
 def fetched_state(app: Flask, source: str, task_id: str) -> str | None:

@@ -10,6 +10,7 @@ from flask import Flask
 
 from webapp import commands
 from webapp import logs
+from webapp import metrics
 from webapp import views
 from webapp.config import DEFAULTS
 from webapp.config import ConfigError
@@ -63,6 +64,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
         sources = _load_configured_sources(app)
     app.config["SOURCES"] = list(sources)
 
+    metrics.ensure_multiprocess_dir()
     logs.init_app(app)
     db_setup.init_app(app)
     sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))

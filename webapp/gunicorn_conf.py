@@ -4,7 +4,8 @@ Every value can still be overridden on the command line or through ``GUNICORN_CM
 What this file adds over plain gunicorn:
 
 - ``PROMETHEUS_MULTIPROC_DIR`` for ``/metrics`` across workers (a fresh temporary folder unless
-  you set one), emptied when the server starts and told when a worker dies;
+  you set one, removed when the server exits), emptied when the server starts and told when a
+  worker dies;
 - a clean stop: on SIGTERM (or a worker restart) each worker stops its in-process refresher,
   which finishes running fetches and gives its other leases back, so nothing stays leased;
 - an access log line that carries the request id.
@@ -18,8 +19,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+#: The folder this config made (removed again when the server exits), or ``None``.
+_MADE_METRICS_DIR: str | None = None
 if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="taskdeck-metrics-")
+    _MADE_METRICS_DIR = tempfile.mkdtemp(prefix="taskdeck-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = _MADE_METRICS_DIR
 
 bind = os.environ.get("TASKDECK_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("TASKDECK_WORKERS", "2"))
@@ -52,3 +56,9 @@ def child_exit(server: Any, worker: Any) -> None:
     from prometheus_client import multiprocess
 
     multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server: Any) -> None:
+    """A temporary folder of our own would otherwise be left behind by every start."""
+    if _MADE_METRICS_DIR is not None:
+        shutil.rmtree(_MADE_METRICS_DIR, ignore_errors=True)

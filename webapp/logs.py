@@ -2,22 +2,28 @@
 
 ``X-Request-ID`` is taken from the request when a proxy sent a sane one, or made up, and given
 back on the response. The id lives in a context variable, so lines logged while a request is
-served carry it whatever thread or module logs them. ``TASKDECK_LOG_FORMAT=json`` writes one JSON
-object per line. A filter on the handler replaces every configured secret value (upstream
-credentials, the secret key) with ``***`` in case one ever reaches a message.
+served carry it whatever module logs them; work the request hands to another thread (an
+import's preview and its run) takes it along with :func:`with_request_id`.
+``TASKDECK_LOG_FORMAT=json`` writes one JSON object per line. A filter on the handler replaces
+every configured secret value (upstream credentials, the secret key) with ``***`` in case one
+ever reaches a message.
 """
 
 from __future__ import annotations
 
 import contextvars
+import functools
 import json
 import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from collections.abc import Iterable
 from datetime import UTC
 from datetime import datetime
+from typing import ParamSpec
+from typing import TypeVar
 
 from flask import Flask
 from flask import Response
@@ -34,6 +40,27 @@ _SANE_ID = re.compile(r"^[A-Za-z0-9._:@/+=-]{1,128}$")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "taskdeck_request_id", default=None
 )
+
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+
+def with_request_id(work: Callable[Params, Result]) -> Callable[Params, Result]:
+    """``work``, to run in another thread on behalf of the current request: its log lines
+    carry this request's id (a thread starts without the context variables of the one that
+    made it, and a pool's threads serve many requests)."""
+    request_id = request_id_var.get()
+
+    @functools.wraps(work)
+    def run(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        token = request_id_var.set(request_id)
+        try:
+            return work(*args, **kwargs)
+        finally:
+            request_id_var.reset(token)
+
+    return run
 
 
 class RequestIdFilter(logging.Filter):
@@ -58,15 +85,17 @@ class RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:
             return True
+        # Longest first: a secret that holds a shorter one would otherwise be replaced only in
+        # part, and the rest of it logged.
+        secrets = sorted(self.secrets, key=len, reverse=True)
         message = record.getMessage()
         cleaned = message
-        # Longest first: a secret that contains a shorter one must be masked whole.
-        for secret in sorted(self.secrets, key=len, reverse=True):
+        for secret in secrets:
             cleaned = cleaned.replace(secret, "***")
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
-            for secret in sorted(self.secrets, key=len, reverse=True):
+            for secret in secrets:
                 record.exc_text = record.exc_text.replace(secret, "***")
         if cleaned != message:
             record.msg, record.args = cleaned, None

@@ -52,6 +52,18 @@ HTTP_SECONDS = Histogram(
 )
 
 
+def ensure_multiprocess_dir() -> None:
+    """Make ``PROMETHEUS_MULTIPROC_DIR`` if it is set and missing.
+
+    prometheus_client writes each process's values in files there, and fails every observation
+    (so every request and every fetch) while the folder does not exist: an environment shared
+    by gunicorn and ``taskdeck worker`` or ``taskdeck run`` may name it before gunicorn made it.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+
+
 def observe_upstream(source: str, outcome: str, seconds: float | None) -> None:
     """One request to an upstream: ``outcome`` is ``2xx``…``5xx`` or a fetch-error kind."""
     UPSTREAM_REQUESTS.labels(source=source, outcome=outcome).inc()

@@ -40,6 +40,10 @@ class Hit:
     provider: str
     kind: str
     task_ids: list[str]
+    #: The answer's HTTP status, once the simulator has answered.
+    status: int | None = None
+    #: When the answer's last byte was handed to the server (``None`` while in flight).
+    done: float | None = None
 
 
 class RecordingSimulators:
@@ -55,15 +59,30 @@ class RecordingSimulators:
         self.hits: list[Hit] = []
         self.lock = threading.Lock()
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterator[bytes]:
         at = time.monotonic()
         provider, _, rest = environ.get("PATH_INFO", "").lstrip("/").partition("/")
         kind, ids = "other", []
         if "/_control" not in "/" + rest:
             kind, ids = self._about(provider, "/" + rest, environ)
+        hit = Hit(at, provider, kind, ids)
         with self.lock:
-            self.hits.append(Hit(at, provider, kind, ids))
-        return self.app(environ, start_response)
+            self.hits.append(hit)
+
+        def recording_start_response(status: str, headers: Any, exc_info: Any = None) -> Any:
+            hit.status = int(status.split(" ", 1)[0])
+            return start_response(status, headers, exc_info)
+
+        # A generator, so the hit is done only once the server has taken the whole answer
+        # (a slow fault sleeps inside the app call).
+        body = self.app(environ, recording_start_response)
+        try:
+            yield from body
+        finally:
+            close = getattr(body, "close", None)
+            if close is not None:
+                close()
+            hit.done = time.monotonic()
 
     @staticmethod
     def _about(provider: str, path: str, environ: dict[str, Any]) -> tuple[str, list[str]]:
@@ -109,6 +128,25 @@ class RecordingSimulators:
                 for task_id in hit.task_ids:
                     out.setdefault((hit.provider, task_id), []).append(hit.at)
         return out
+
+    def fetch_spans(self) -> dict[tuple[str, str], list[tuple[float, float | None]]]:
+        """(provider, task id) -> (arrival, done) of every request that asked for it."""
+        out: dict[tuple[str, str], list[tuple[float, float | None]]] = {}
+        with self.lock:
+            for hit in self.hits:
+                for task_id in hit.task_ids:
+                    out.setdefault((hit.provider, task_id), []).append((hit.at, hit.done))
+        return out
+
+    def in_flight(self) -> set[tuple[str, str]]:
+        """(provider, task id) of every task a request not answered yet asks about."""
+        with self.lock:
+            return {(h.provider, t) for h in self.hits if h.done is None for t in h.task_ids}
+
+    def answered(self, provider: str, status: int) -> int:
+        """How many of ``provider``'s answers had ``status`` (control requests included)."""
+        with self.lock:
+            return sum(1 for h in self.hits if h.provider == provider and h.status == status)
 
     def count(self, provider: str | None = None) -> int:
         with self.lock:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+import time
 from typing import Any
 
 import click
+import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
@@ -13,6 +15,7 @@ from webapp.commands.common import fail
 from webapp.commands.common import require_source
 from webapp.commands.common import with_database
 from webapp.db import store
+from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.imports.importer import import_tasks
 from webapp.refresher.engine import Refresher
@@ -28,7 +31,7 @@ from webapp.sources.registry import registry
 def track_command(source: str, task_ids: tuple[str, ...]) -> None:
     """Start tracking tasks of SOURCE, and fetch them once at once."""
 
-    require_source(source)
+    config = require_source(source)
     rows = []
     for task_id in task_ids:
         try:
@@ -43,6 +46,7 @@ def track_command(source: str, task_ids: tuple[str, ...]) -> None:
         refresher.run_once(only_task_ids=ids)
     finally:
         refresher.close()
+    _await_other_fetches(ids, timeout=2 * config.timeout + 1)
     db.session.expire_all()
     for task, created in rows:
         db.session.refresh(task)
@@ -51,6 +55,22 @@ def track_command(source: str, task_ids: tuple[str, ...]) -> None:
             click.echo(f"{verb} {source}/{task.task_id}: {task.fetch_error}", err=True)
         else:
             click.echo(f"{verb} {source}/{task.task_id}: {task.state} ({task.upstream_status})")
+
+
+def _await_other_fetches(ids: list[int], timeout: float) -> None:
+    """Wait for the first fetch of tasks that a running worker or server claimed before we
+    could (they poll what is due, and a new task is due at once), so the command reports what
+    the upstream said rather than "unknown". ``timeout`` covers a wait for a slot of the
+    source's request budget and the request itself."""
+    deadline = time.monotonic() + timeout
+    pending = sa.select(sa.func.count(Task.id)).where(
+        Task.id.in_(ids), Task.last_fetched_at.is_(None), Task.lease_owner.is_not(None)
+    )
+    while db.session.scalar(pending) and time.monotonic() < deadline:
+        # End the read transaction, so the next look sees what the other process wrote.
+        db.session.rollback()
+        time.sleep(0.1)
+    db.session.rollback()
 
 
 @click.command("import")

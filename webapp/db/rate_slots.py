@@ -8,6 +8,12 @@ memory). Taking a slot is one atomic upsert that moves that time one interval on
 it, so two processes can never take the same slot; the caller then sleeps until its slot,
 outside any transaction. A slot further away than the caller will wait is not taken.
 
+Slots are a little more than one interval apart (:data:`MARGIN`): a request reaches the
+upstream some milliseconds after its slot (waking up, signing, connecting), a different few
+each time, so two requests sent exactly one interval apart can arrive closer than that and count
+twice in one of the upstream's windows. NCLUE's gateway answers that with a 429; on a busy
+machine the spread between processes reaches tens of milliseconds.
+
 Times are Unix seconds. SQLite's processes share one machine and its clock; on PostgreSQL the
 statement reads the database server's clock, so workers on several machines agree even when
 their own clocks drift.
@@ -24,15 +30,26 @@ import sqlalchemy as sa
 
 from webapp.providers.ratelimit import WaitTooLong
 
-#: SQLite: the caller's clock is the machine's, passed in as :now.
+#: Slots are spaced this fraction of an interval further apart than the rate says...
+MARGIN = 0.1
+#: ...but never more than this many seconds further (a slow rate needs no larger guard).
+MAX_MARGIN_SECONDS = 0.1
+
+#: SQLite: the machine's clock (Unix seconds, to the millisecond), read by the statement itself
+#: once it holds the write lock (it is the same for the whole statement): a time read before
+#: waiting for the lock would be stale by then, and every slot taken from it too early.
+_SQLITE_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
 _SQLITE_TAKE = sa.text(
-    "INSERT INTO rate_slots (source, next_free) VALUES (:source, :now + :interval) "
-    "ON CONFLICT (source) DO UPDATE SET next_free = MAX(next_free, :now) + :interval "
-    "WHERE MAX(rate_slots.next_free, :now) - :now <= :max_wait "
-    "RETURNING next_free - :interval - :now"
+    f"INSERT INTO rate_slots (source, next_free) VALUES (:source, {_SQLITE_NOW} + :interval) "
+    f"ON CONFLICT (source) DO UPDATE SET next_free = MAX(next_free, {_SQLITE_NOW}) + :interval "
+    f"WHERE MAX(rate_slots.next_free, {_SQLITE_NOW}) - {_SQLITE_NOW} <= :max_wait "
+    f"RETURNING next_free - :interval - {_SQLITE_NOW}"
 )
-_SQLITE_PEEK = sa.text("SELECT MAX(next_free, :now) - :now FROM rate_slots WHERE source = :source")
-#: PostgreSQL: the server's clock, so every machine's workers agree.
+_SQLITE_PEEK = sa.text(
+    f"SELECT MAX(next_free, {_SQLITE_NOW}) - {_SQLITE_NOW} FROM rate_slots WHERE source = :source"
+)
+#: PostgreSQL: the server's clock, so every machine's workers agree; ``clock_timestamp()`` is
+#: read as the statement runs, after the row lock is ours.
 _PG_NOW = "extract(epoch from clock_timestamp())"
 _PG_TAKE = sa.text(
     f"INSERT INTO rate_slots (source, next_free) VALUES (:source, {_PG_NOW} + :interval) "
@@ -62,7 +79,7 @@ class DatabaseLimiter:
         self._engine = engine
         self.source = source
         self.rate = rate
-        self.interval = 1.0 / rate
+        self.interval = 1.0 / rate + min(MARGIN / rate, MAX_MARGIN_SECONDS)
         self._sleep = sleep
         self._lock = threading.Lock()
 
@@ -75,16 +92,17 @@ class DatabaseLimiter:
             "source": self.source,
             "interval": self.interval,
             "max_wait": max_wait if math.isfinite(max_wait) else 1e12,
-            "now": time.time(),
         }
         # One statement at a time per process: SQLite would make this process's own threads
         # queue on its write lock anyway, and the lock keeps them from retrying in a herd.
         with self._lock, engine.begin() as connection:
             wait = connection.execute(_PG_TAKE if postgres else _SQLITE_TAKE, params).scalar()
+            answered = time.monotonic()
             if wait is None:
                 ahead = connection.execute(_PG_PEEK if postgres else _SQLITE_PEEK, params).scalar()
                 raise WaitTooLong(float(ahead or 0.0))
-        return max(0.0, float(wait))
+        # The wait was measured when the statement ran: the commit since then is part of it.
+        return max(0.0, float(wait) - (time.monotonic() - answered))
 
     def acquire(self, max_wait: float = math.inf) -> float:
         """Wait for a slot; returns the seconds waited."""

@@ -28,6 +28,7 @@ from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.domain import NormalizedTask
 from webapp.imports.importer import import_tasks
+from webapp.logs import with_request_id
 from webapp.providers import provider_class
 from webapp.providers.base import Provider
 from webapp.sources.registry import registry
@@ -92,7 +93,7 @@ def _query_problem(exc: ValueError) -> ImportProblem:
 def preview(source_name: str, query: str | None) -> Preview:
     """The first results of the upstream search; raises :class:`ImportProblem`."""
     provider = _provider(source_name)
-    future = _preview_pool.submit(provider.search_page, query, 0, PREVIEW_SIZE)
+    future = _preview_pool.submit(with_request_id(provider.search_page), query, 0, PREVIEW_SIZE)
     try:
         page = future.result(timeout=PREVIEW_TIMEOUT)
     except FutureTimeout:
@@ -126,7 +127,9 @@ def start(source_name: str, query: str | None, limit: int) -> ImportJob:
     db.session.add(job)
     db.session.commit()
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    threading.Thread(target=_run, args=(app, job.id), name=f"import-{job.id}", daemon=True).start()
+    threading.Thread(
+        target=with_request_id(_run), args=(app, job.id), name=f"import-{job.id}", daemon=True
+    ).start()
     return job
 
 
