@@ -11,6 +11,7 @@ from typing import Any
 from bs4 import BeautifulSoup
 from flask import Flask
 from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def soup(response: Any) -> BeautifulSoup:
@@ -60,3 +61,12 @@ def fetched_state(app: Flask, source: str, task_id: str) -> str | None:
     with app.app_context():
         task = store.get_task(source, task_id)
         return task.upstream_status if task is not None else None
+
+
+def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of a Prometheus text exposition, read by prometheus_client's own parser."""
+    found = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return found

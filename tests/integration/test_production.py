@@ -31,10 +31,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 from flask import Flask
-from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import free_port
 from tests.conftest import wait_for
+from tests.helpers import samples
 from tests.integration.conftest import RecordingSimulators
 from tests.integration.conftest import Upstreams
 from tests.integration.conftest import WorkerProcess
@@ -507,15 +507,6 @@ def test_sigterm_in_the_middle_of_a_pass_leaves_no_lease(
 
 
 # -- 3. /metrics across workers ---------------------------------------------------------------
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text exposition, read by prometheus_client's own parser."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 def total(

@@ -7,21 +7,11 @@ import json
 import logging
 import random
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import track
+from tests.helpers import samples
 from webapp import logs
 from webapp.simulators import SIMULATORS
 from webapp.version import __version__
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of a Prometheus text exposition, parsed by prometheus_client's parser."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 def test_every_response_carries_a_request_id(client):
