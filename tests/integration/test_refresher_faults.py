@@ -101,6 +101,7 @@ def test_soak_random_faults_lose_nothing_and_record_every_change_once(
     }
     app = make_app(specs)
     expected = {}
+    rules = []
     for provider, module in SIMULATORS.items():
         state = upstreams.state(provider)
         for _ in range(40):
@@ -114,10 +115,12 @@ def test_soak_random_faults_lose_nothing_and_record_every_change_once(
             expected[(f"{provider}-soak", task.task_id)] = task
             track_at(app, clock, f"{provider}-soak", task.task_id)
         # First hit wins: about 3% each of 429, 500, malformed, and 1.5% slower than the timeout.
-        state.set_fault(Fault.RATE_LIMITED, probability=0.03, seconds=2)
-        state.set_fault(Fault.SERVER_ERROR, probability=0.03)
-        state.set_fault(Fault.MALFORMED, probability=0.03)
-        state.set_fault(Fault.SLOW, probability=0.015, seconds=0.35)
+        rules += [
+            state.set_fault(Fault.RATE_LIMITED, probability=0.03, seconds=2),
+            state.set_fault(Fault.SERVER_ERROR, probability=0.03),
+            state.set_fault(Fault.MALFORMED, probability=0.03),
+            state.set_fault(Fault.SLOW, probability=0.015, seconds=0.35),
+        ]
     refresher = refreshers(app)
 
     def cached() -> dict[tuple[str, str], str | None]:
@@ -168,9 +171,10 @@ def test_soak_random_faults_lose_nothing_and_record_every_change_once(
 
     # Thousands, though fewer than while Mixpeek cost a request a task: every upstream now
     # batches, so a batch meets one fault where forty GETs met a few, and fewer rounds are
-    # needed to catch up (a few dozen failed fetches, where there were hundreds).
+    # needed to catch up. The faults the simulators served are counted where they happen.
     assert polls > 2000, polls
-    assert failed > 20, "the faults did not bite"
+    assert sum(rule.hits for rule in rules) >= 10, "the faults did not bite"
+    assert failed > 0
     now = clock.now()
     for source in specs:
         rows = tasks_of(app, source)

@@ -139,6 +139,8 @@ class FaultRule:
     seconds: float = 1.0
     #: Chance (0..1) that a matching request is hit, for soak tests; seeded by the caller.
     probability: float = 1.0
+    #: Requests it has answered so far (what a soak test checks really happened).
+    hits: int = 0
 
 
 class SimulatorState:
@@ -228,6 +230,7 @@ class SimulatorState:
                     continue
                 if rule.remaining is not None:
                     rule.remaining -= 1
+                rule.hits += 1
                 return rule
         return None
 
