@@ -11,6 +11,7 @@ import logging
 import random
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -29,7 +30,10 @@ from webapp.providers.mixpeek import MixpeekProvider
 from webapp.refresher.engine import Refresher
 from webapp.refresher.scheduling import CIRCUIT_THRESHOLD
 from webapp.simulators import SIMULATORS
+from webapp.simulators import SimulatorSuite
 from webapp.simulators.core import Fault
+from webapp.simulators.core import SimulatorState
+from webapp.simulators.server import ServerThread
 from webapp.sources.registry import registry
 
 
@@ -217,21 +221,32 @@ def test_429_pauses_the_source_for_retry_after(
     assert all(t.fetch_error is None for t in tasks_of(app, "mx"))
 
 
+@contextmanager
+def budgeted_mixpeek(
+    suite: SimulatorSuite, app_factory: Callable[..., Flask], requests_a_minute: int
+) -> Iterator[tuple[Flask, SimulatorState]]:
+    """A Mixpeek simulator that allows ``requests_a_minute`` and says so in X-RateLimit-*
+    headers, served on loopback, and an app with one source ``mx`` on it (one request at a
+    time, polled rarely so only the test's passes fetch)."""
+    mixpeek = SIMULATORS["mixpeek"]
+    suite.apps["mixpeek"] = mixpeek.create_app(
+        suite.states["mixpeek"],
+        **mixpeek.DEMO_CREDENTIALS,
+        rate_limit=requests_a_minute,
+        rate_window=60,
+    )
+    with ServerThread(suite.wsgi_app()) as server:
+        entry, environ = mixpeek.demo_source("mx", suite.base_url(server.url, "mixpeek"))
+        fields = {"max_concurrency": 1, "poll_interval": 100.0}
+        yield app_factory([build_source({**entry, **fields}, environ)]), suite.states["mixpeek"]
+
+
 def test_mixpeek_stops_when_its_budget_is_spent_until_the_reset(
     per_task_mixpeek, app_factory, make_source, suite, clock, refreshers
 ):
     # A simulator that allows 5 requests a minute and says so in X-RateLimit-* headers.
     mixpeek = SIMULATORS["mixpeek"]
-    suite.apps["mixpeek"] = mixpeek.create_app(
-        suite.states["mixpeek"], **mixpeek.DEMO_CREDENTIALS, rate_limit=5, rate_window=60
-    )
-    from webapp.simulators.server import ServerThread
-
-    with ServerThread(suite.wsgi_app()) as server:
-        entry, environ = mixpeek.demo_source("mx", suite.base_url(server.url, "mixpeek"))
-        fields = {"max_concurrency": 1, "poll_interval": 100.0}
-        app = app_factory([build_source({**entry, **fields}, environ)])
-        state = suite.states["mixpeek"]
+    with budgeted_mixpeek(suite, app_factory, requests_a_minute=5) as (app, state):
         for i in range(8):
             mixpeek.add_demo_task(state, random.Random(i), task_id=f"t{i}")
             track_at(app, clock, "mx", f"t{i}")
@@ -278,16 +293,7 @@ def test_mixpeek_batches_stop_when_the_budget_is_spent_until_the_reset(
 ):
     # Two requests a minute: two list calls of 100 tasks, then the wait for the reset.
     mixpeek = SIMULATORS["mixpeek"]
-    suite.apps["mixpeek"] = mixpeek.create_app(
-        suite.states["mixpeek"], **mixpeek.DEMO_CREDENTIALS, rate_limit=2, rate_window=60
-    )
-    from webapp.simulators.server import ServerThread
-
-    with ServerThread(suite.wsgi_app()) as server:
-        entry, environ = mixpeek.demo_source("mx", suite.base_url(server.url, "mixpeek"))
-        fields = {"max_concurrency": 1, "poll_interval": 100.0}
-        app = app_factory([build_source({**entry, **fields}, environ)])
-        state = suite.states["mixpeek"]
+    with budgeted_mixpeek(suite, app_factory, requests_a_minute=2) as (app, state):
         for i in range(250):
             mixpeek.add_demo_task(state, random.Random(i), task_id=f"t{i:03d}")
         track_at(app, clock, "mx", *(f"t{i:03d}" for i in range(250)))
