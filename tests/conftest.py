@@ -146,6 +146,8 @@ def bare_app_factory(
             "SOURCES": sources or [],
             # Tests drive the refresher themselves, pass by pass.
             "REFRESHER": False,
+            # Sign-in has tests of its own (tests/access); elsewhere it is off, as in the demo.
+            "AUTH": "none",
         }
         settings.update(config)
         app = create_app(settings)

@@ -291,4 +291,8 @@ DEFAULTS: dict[str, Any] = {
     #: ``text`` or ``json`` (one JSON object per line).
     "LOG_FORMAT": "text",
     "DEMO": False,
+    #: ``local`` (users and passwords here), ``proxy``, ``oidc``, or ``none`` (no sign-in).
+    "AUTH": "local",
+    #: Refuse and hide every write, whoever asks.
+    "READ_ONLY": False,
 }

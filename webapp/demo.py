@@ -128,7 +128,13 @@ def build_demo(
     populated = populate_simulators(suite)
     reachable = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     sources = demo_sources(f"http://{reachable}:{port}{UPSTREAM_PREFIX}")
-    config = {"DEMO": True, "SOURCES": sources, "UI_POLL_SECONDS": 2, "REFRESH_TICK": 0.5}
+    config = {
+        "DEMO": True,
+        "AUTH": "none",
+        "SOURCES": sources,
+        "UI_POLL_SECONDS": 2,
+        "REFRESH_TICK": 0.5,
+    }
     if instance_path:
         config["DATABASE_URL"] = f"sqlite:///{Path(instance_path) / 'demo.sqlite'}"
     app = create_app(config) if instance_path else _fresh_demo_app(config)

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask
 
+from webapp import access
 from webapp import commands
 from webapp import logs
 from webapp import metrics
@@ -19,7 +20,6 @@ from webapp.config import load_sources_file
 from webapp.db import setup as db_setup
 from webapp.refresher import background as refresher
 from webapp.sources import registry as sources_registry
-from webapp.web import auth
 from webapp.web import htmx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +70,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))
     logs.redactor.add(s.secret(f) for s in app.config["SOURCES"] for f in s.credentials)
     htmx.init_app(app)
-    auth.init_app(app)
+    access.init_app(app)
     views.init_app(app)
     commands.init_app(app)
     refresher.init_app(app)

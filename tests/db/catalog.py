@@ -8,6 +8,7 @@ leave out Alembic's own ``alembic_version`` table.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,7 +17,11 @@ VERSION_TABLE = "alembic_version"
 
 
 def _spaced(sql: str | None) -> str | None:
-    return None if sql is None else " ".join(sql.split())
+    """Runs of whitespace as one space, and the table name unquoted: SQLite keeps a rebuilt
+    table's ``CREATE TABLE "name"`` as Alembic's batch mode wrote it."""
+    if sql is None:
+        return None
+    return re.sub(r'^CREATE TABLE "(\w+)"', r"CREATE TABLE \1", " ".join(sql.split()))
 
 
 def describe(connection: sa.Connection) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 from bs4 import BeautifulSoup
 
 
@@ -15,8 +16,9 @@ def create_user(app, name="ana", password="correct horse battery"):
     return result
 
 
-def test_open_without_users(client):
-    assert client.get("/").status_code == 200
+@pytest.fixture
+def app(app_factory):
+    return app_factory(AUTH="local")
 
 
 def test_create_user_then_pages_need_sign_in(app):

@@ -7,12 +7,12 @@ import sys
 import click
 import sqlalchemy as sa
 from flask.cli import with_appcontext
-from werkzeug.security import generate_password_hash
 
+from webapp.access.accounts import MIN_PASSWORD_LENGTH
+from webapp.access.accounts import hash_password
 from webapp.commands.common import with_database
 from webapp.db.models import User
 from webapp.db.models import db
-from webapp.web.auth import MIN_PASSWORD_LENGTH
 
 
 @click.command("create-user")
@@ -37,6 +37,6 @@ def create_user_command(username: str, password_stdin: bool, update: bool) -> No
     if user is None:
         user = User(username=username)
         db.session.add(user)
-    user.password_hash = generate_password_hash(password)
+    user.password_hash = hash_password(password)
     db.session.commit()
     click.echo(f"user {username} {'updated' if update else 'created'}; signing in is now required")

@@ -98,6 +98,8 @@ class Source(Model):
     circuit: so.Mapped[str] = so.mapped_column(sa.String(16), default="closed")
     #: No request to this source before this time (429 Retry-After, an open circuit).
     blocked_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: Credentials typed in the UI, encrypted with ``TASKDECK_SECRETS_KEY`` (a Fernet token).
+    encrypted_credentials: so.Mapped[str | None] = so.mapped_column(sa.Text)
 
     tasks: so.WriteOnlyMapped[Task] = so.relationship(
         back_populates="source_row", passive_deletes=True
@@ -213,14 +215,87 @@ class SavedView(Model):
 
 
 class User(Model):
-    """Someone who may sign in. With no users at all, the dashboard is open (the demo)."""
+    """Someone who may sign in: with a password (``local``), or made on first sign-in through a
+    trusted proxy or an OpenID provider (no password)."""
 
     __tablename__ = "users"
+    __table_args__ = (sa.Index("ix_users_oidc_subject", "oidc_subject", unique=True),)
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
     username: so.Mapped[str] = so.mapped_column(sa.String(80), unique=True)
-    password_hash: so.Mapped[str] = so.mapped_column(sa.String(256))
+    #: ``None`` for people who sign in through a proxy or an OpenID provider.
+    password_hash: so.Mapped[str | None] = so.mapped_column(sa.String(256))
     created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    #: ``viewer``, ``editor`` or ``admin`` (:class:`webapp.access.roles.Role`).
+    role: so.Mapped[str] = so.mapped_column(sa.String(16), default="viewer")
+    email: so.Mapped[str | None] = so.mapped_column(sa.String(254))
+    #: ``issuer subject`` of an OpenID Connect account, the stable key of its person.
+    oidc_subject: so.Mapped[str | None] = so.mapped_column(sa.String(512))
+    last_login_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+
+class ApiToken(Model):
+    """A bearer token for ``/api/v1`` and ``/metrics``. Only its SHA-256 digest is kept: the
+    token is printed once, when it is made."""
+
+    __tablename__ = "api_tokens"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(80), unique=True)
+    role: so.Mapped[str] = so.mapped_column(sa.String(16))
+    token_hash: so.Mapped[str] = so.mapped_column(sa.String(64), unique=True)
+    #: The first characters of the token, to tell tokens apart in lists and logs.
+    prefix: so.Mapped[str] = so.mapped_column(sa.String(16))
+    created_by: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+
+class ShareLink(Model):
+    """A read-only link to one task's page for someone without an account. The URL carries a
+    signed id; this row says whether it still holds."""
+
+    __tablename__ = "share_links"
+    __table_args__ = (sa.Index("ix_share_links_task", "source", "task_id"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    source: so.Mapped[str] = so.mapped_column(sa.String(64))
+    task_id: so.Mapped[str] = so.mapped_column(sa.String(512))
+    created_by: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    expires_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime)
+    revoked_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+
+class AuditEvent(Model):
+    """Who changed what, and when. Appended, never updated."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (sa.Index("ix_audit_events_at", sa.text("at DESC"), sa.text("id DESC")),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    #: The user or token name, ``cli`` for the command line, ``anonymous`` with sign-in off.
+    actor: so.Mapped[str] = so.mapped_column(sa.String(120), index=True)
+    #: ``user``, ``token``, ``cli`` or ``anonymous``.
+    actor_kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    #: ``task.track``, ``source.update``, ``token.revoke``...
+    action: so.Mapped[str] = so.mapped_column(sa.String(48), index=True)
+    #: What was acted on: ``ml-prod/abc123``, a source, user or token name.
+    target: so.Mapped[str | None] = so.mapped_column(sa.String(600))
+    details: so.Mapped[dict[str, Any]] = so.mapped_column(JSONValue, default=dict)
+    remote_addr: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+
+
+class LoginThrottle(Model):
+    """Failed sign-ins per user name and per client address, shared by every process."""
+
+    __tablename__ = "login_throttle"
+
+    key: so.Mapped[str] = so.mapped_column(sa.String(200), primary_key=True)
+    failures: so.Mapped[int] = so.mapped_column(default=0)
+    window_started_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    blocked_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
 
 
 class ImportJob(Model):

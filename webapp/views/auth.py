@@ -11,17 +11,19 @@ from flask import session
 from flask import url_for
 from werkzeug.wrappers import Response
 
-from webapp.web.auth import check_credentials
+from webapp.access.accounts import check_password
+from webapp.access.guard import public
 from webapp.web.urls import local_path
 
 bp = Blueprint("auth", __name__)
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@public
 def login() -> Response | str:
     """Sign in."""
     if request.method == "POST":
-        user = check_credentials(request.form.get("username", ""), request.form.get("password", ""))
+        user = check_password(request.form.get("username", ""), request.form.get("password", ""))
         if user is not None:
             session.clear()
             session["user_id"] = user.id
@@ -31,6 +33,7 @@ def login() -> Response | str:
 
 
 @bp.post("/logout")
+@public
 def logout() -> Response:
     """Sign out."""
     session.clear()

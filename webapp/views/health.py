@@ -9,6 +9,7 @@ from flask import redirect
 from flask import url_for
 from werkzeug.wrappers import Response
 
+from webapp.access.guard import public
 from webapp.db import migrate
 from webapp.db.models import db
 from webapp.db.setup import shown_url
@@ -18,12 +19,14 @@ bp = Blueprint("health", __name__)
 
 
 @bp.get("/favicon.ico")
+@public
 def favicon() -> Response:
     """Browsers ask for /favicon.ico whatever the page says: send them the SVG."""
     return redirect(url_for("static", filename="favicon.svg"), 301)
 
 
 @bp.get("/healthz")
+@public
 def healthz() -> Response:
     """200 when the database answers at the schema this code needs, 503 otherwise.
 

@@ -1,0 +1,11 @@
+"""Who may do what: sign-in modes, roles, API tokens, share links and the audit log."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from webapp.access import guard
+
+
+def init_app(app: Flask) -> None:
+    guard.init_app(app)
