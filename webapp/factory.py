@@ -20,6 +20,7 @@ from webapp.config import load_sources_file
 from webapp.db import setup as db_setup
 from webapp.refresher import background as refresher
 from webapp.sources import registry as sources_registry
+from webapp.web import headers
 from webapp.web import htmx
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +71,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))
     logs.redactor.add(s.secret(f) for s in app.config["SOURCES"] for f in s.credentials)
     htmx.init_app(app)
+    headers.init_app(app)
     access.init_app(app)
     views.init_app(app)
     commands.init_app(app)

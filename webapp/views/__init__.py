@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask import Flask
+from flask import Response
 from flask import jsonify
 from flask import render_template
 from flask import request
@@ -21,6 +22,9 @@ from webapp.web import csrf
 from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
+
+#: What a person sees when even the error page cannot be drawn: never the error itself.
+PLAIN_500 = "Taskdeck hit an error showing this page. It has been logged.\n"
 
 BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth)
 
@@ -51,4 +55,8 @@ def init_app(app: Flask) -> None:
         app.logger.exception("unhandled error on %s", request.path)
         if request.path.startswith("/api/"):
             return jsonify({"error": "internal error", "status": 500}), 500
-        return render_template("errors/500.html"), 500
+        try:
+            return render_template("errors/500.html"), 500
+        except Exception:  # the page itself failed (say, the database is gone): say less
+            app.logger.exception("the error page failed too")
+            return Response(PLAIN_500, 500, mimetype="text/plain")

@@ -57,3 +57,42 @@ def human_bytes(value: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{value} B"
+
+
+#: The timeline bar's drawing width (SVG user units; the bar stretches to its box).
+TIMELINE_WIDTH = 1000.0
+TIMELINE_GAP = 4.0
+#: A moment in a state still shows as a sliver.
+TIMELINE_MIN_SEGMENT = 6.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One state's stretch of the detail page's timeline bar, in SVG user units."""
+
+    x: float
+    width: float
+
+
+def timeline_segments(seconds: list[float | None]) -> list[Segment]:
+    """Where each state's stretch of the timeline bar goes, as wide as the time spent in it
+    (a final state, ``None``, gets the sliver).
+
+    Drawn as SVG geometry, not inline ``style`` widths, which the Content-Security-Policy
+    (``style-src 'self'``) would refuse.
+    """
+    if not seconds:
+        return []
+    count = len(seconds)
+    room = TIMELINE_WIDTH - TIMELINE_GAP * (count - 1)
+    floor = min(TIMELINE_MIN_SEGMENT, room / count)
+    spare = room - floor * count
+    spent = [max(s or 0.0, 0.0) for s in seconds]
+    total = sum(spent)
+    segments = []
+    x = 0.0
+    for value in spent:
+        width = floor + (spare * value / total if total else spare / count)
+        segments.append(Segment(round(x, 1), round(width, 1)))
+        x += width + TIMELINE_GAP
+    return segments

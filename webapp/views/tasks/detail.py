@@ -33,7 +33,9 @@ from webapp.web.htmx import STOP_POLLING
 from webapp.web.htmx import is_htmx
 from webapp.web.lookup import get_task_or_404
 from webapp.web.presentation import RAW_DISPLAY_LIMIT
+from webapp.web.presentation import TIMELINE_WIDTH
 from webapp.web.presentation import split_details
+from webapp.web.presentation import timeline_segments
 
 DETAIL_TEMPLATE = "tasks/detail.html"
 
@@ -92,7 +94,10 @@ def timeline(task: Task) -> dict[str, Any]:
         items.append(
             {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
         )
-    return {"timeline": items, "timeline_total": sum(i["seconds"] or 0 for i in items) or 1}
+    segments = timeline_segments([item["seconds"] for item in items])
+    for item, segment in zip(items, segments, strict=True):
+        item["segment"] = segment
+    return {"timeline": items, "timeline_width": TIMELINE_WIDTH}
 
 
 @bp.get("/tasks/<source>/<taskid:task_id>/raw.json")
