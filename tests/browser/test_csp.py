@@ -36,9 +36,11 @@ def watched(page):  # type: ignore[no-untyped-def]
     page.add_init_script(RECORD_VIOLATIONS)
     page.on(
         "console",
-        lambda message: console.append(message.text)
-        if message.type == "error" or "Content Security Policy" in message.text
-        else None,
+        lambda message: (
+            console.append(message.text)
+            if message.type == "error" or "Content Security Policy" in message.text
+            else None
+        ),
     )
     page.on("pageerror", lambda error: console.append(f"page error: {error}"))
     yield page, console

@@ -108,7 +108,14 @@ def test_our_scripts_build_no_markup_or_code_from_strings(script):
     assert not re.search(r"setTimeout\(\s*['\"]", text)
 
 
-LEAKS = ("Traceback", "RuntimeError", "no_such_table_marker", "SELECT", "sqlite3", "OperationalError")
+LEAKS = (
+    "Traceback",
+    "RuntimeError",
+    "no_such_table_marker",
+    "SELECT",
+    "sqlite3",
+    "OperationalError",
+)
 
 
 @pytest.fixture

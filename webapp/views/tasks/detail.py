@@ -85,7 +85,7 @@ def timeline(task: Task) -> dict[str, Any]:
     """The state changes with the time spent in each (the last one runs until now, if active)."""
     events = list(task.events)
     now = utcnow()
-    items = []
+    items: list[dict[str, Any]] = []
     for index, event in enumerate(events):
         ended = events[index + 1].at if index + 1 < len(events) else None
         spent = (
