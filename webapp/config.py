@@ -28,6 +28,7 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import SecretStr
 from pydantic import ValidationError
+from pydantic import ValidationInfo
 from pydantic import create_model
 from pydantic import field_validator
 from pydantic import model_validator
@@ -36,6 +37,8 @@ from webapp.providers import find_provider_spec
 from webapp.providers import provider_names
 from webapp.providers import provider_spec
 from webapp.providers import provider_specs
+from webapp.providers.addresses import refusal_message
+from webapp.providers.addresses import refused_host
 from webapp.providers.spec import ProviderSpec
 
 #: Source names that would collide with Taskdeck's own pages under ``/tasks/``.
@@ -46,8 +49,10 @@ class ConfigError(Exception):
     """A configuration problem, with one message naming the source and the field."""
 
 
-def check_url(value: str | None) -> str | None:
-    """An http(s) URL with a host and no query or fragment, without its trailing slash."""
+def check_url(value: str | None, *, allow_link_local: bool = False) -> str | None:
+    """An http(s) URL with a host and no query or fragment, without its trailing slash; not
+    a link-local or cloud-metadata address unless ``allow_link_local``
+    (:mod:`webapp.providers.addresses`; the connection itself is checked again)."""
     if value is None:
         return value
     parts = urlsplit(value)
@@ -55,7 +60,20 @@ def check_url(value: str | None) -> str | None:
         raise ValueError("must be an http:// or https:// URL with a host")
     if parts.query or parts.fragment:
         raise ValueError("must not have a query string or fragment")
+    reason = None if allow_link_local else refused_host(parts.hostname)
+    if reason is not None:
+        raise ValueError(refusal_message(reason))
     return value.rstrip("/")
+
+
+def _checked_url(value: str | None, info: ValidationInfo) -> str | None:
+    """:func:`check_url` as a validator: the validation context says whether link-local
+    addresses are allowed (:func:`build_source`'s ``allow_link_local``)."""
+    return check_url(value, allow_link_local=_context(info).get("allow_link_local", False))
+
+
+def _context(info: ValidationInfo) -> dict[str, Any]:
+    return info.context if isinstance(info.context, dict) else {}
 
 
 class SourceConfig(BaseModel):
@@ -85,13 +103,18 @@ class SourceConfig(BaseModel):
 
     #: Where this source was defined: the config file, the web UI (database) or the demo.
     origin: Literal["file", "database", "demo"] = "file"
-    #: Secrets read from the named environment variables; never written anywhere.
+    #: Secrets read from the named environment variables, or typed in the UI and stored
+    #: encrypted (:mod:`webapp.sources.sealed`); never written anywhere in clear.
     credentials: dict[str, SecretStr] = Field(default_factory=dict, exclude=True, repr=False)
 
     @model_validator(mode="before")
     @classmethod
-    def _provider_fields(cls, data: Any) -> Any:
-        """Check the fields that the provider declares, and fill in its defaults."""
+    def _provider_fields(cls, data: Any, info: ValidationInfo) -> Any:
+        """Check the fields that the provider declares, and fill in its defaults.
+
+        A credential counts as given when the entry names its variable or when the
+        validation context's ``typed_credentials`` holds it (a secret typed in the UI).
+        """
         if not isinstance(data, dict):
             return data
         spec = (
@@ -108,11 +131,12 @@ class SourceConfig(BaseModel):
             ):
                 raise ValueError(f"{key}: not used by provider {spec.name!r}")
         try:
-            options = provider_options(spec).model_validate(own)
+            options = provider_options(spec).model_validate(own, context=info.context)
         except ValidationError as exc:
             raise ValueError(_first_error(exc)) from None
         settings = options.model_dump(exclude_none=True)
-        _check_credentials(spec, set(settings))
+        typed = set(_context(info).get("typed_credentials", ()))
+        _check_credentials(spec, set(settings) | typed)
         return {"poll_interval": spec.default_poll_interval, **common, **settings}
 
     @field_validator("provider", mode="before")
@@ -131,8 +155,8 @@ class SourceConfig(BaseModel):
 
     @field_validator("base_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        return check_url(value) or value
+    def _check_url(cls, value: str, info: ValidationInfo) -> str:
+        return _checked_url(value, info) or value
 
     @field_validator("timezone")
     @classmethod
@@ -175,7 +199,7 @@ class SourceConfig(BaseModel):
 def provider_options(spec: ProviderSpec) -> type[BaseModel]:
     """The model of the fields ``spec``'s provider adds to a source: its ``*_env`` credential
     fields and its settings, every one optional text (URLs checked)."""
-    url = Annotated[str | None, AfterValidator(check_url)]
+    url = Annotated[str | None, AfterValidator(_checked_url)]
     fields: dict[str, Any] = {name: (str | None, None) for name in spec.credentials.fields}
     for setting in spec.settings:
         fields[setting.name] = (url if setting.kind == "url" else str | None, None)
@@ -205,18 +229,39 @@ class SourcesFile(BaseModel):
 
 
 def build_source(
-    data: Mapping[str, Any], environ: Mapping[str, str] | None = None, *, origin: str = "file"
+    data: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    origin: str = "file",
+    typed: Mapping[str, str] | None = None,
+    allow_link_local: bool = False,
 ) -> SourceConfig:
-    """Validate one source and read its credentials; raises :class:`ConfigError`."""
+    """Validate one source and read its credentials; raises :class:`ConfigError`.
+
+    Each credential field (``api_key_env``…) either names an environment variable, read from
+    ``environ``, or has its secret in ``typed`` (typed in the UI, stored encrypted). URLs
+    may point at link-local and cloud-metadata addresses only with ``allow_link_local``
+    (``TASKDECK_ALLOW_LINK_LOCAL``).
+    """
     environ = os.environ if environ is None else environ
+    typed = {field: value for field, value in (typed or {}).items() if value}
     label = data.get("name") if isinstance(data.get("name"), str) else "?"
+    context = {"typed_credentials": set(typed), "allow_link_local": allow_link_local}
     try:
-        source = SourceConfig.model_validate({**data, "origin": origin})
+        source = SourceConfig.model_validate({**data, "origin": origin}, context=context)
     except ValidationError as exc:
         raise ConfigError(f"source {label!r}: {_first_error(exc)}") from None
     credentials: dict[str, SecretStr] = {}
     for field_name in source.spec.credentials.fields:
         variable = source.setting(field_name)
+        if variable is not None and field_name in typed:
+            raise ConfigError(
+                f"source {source.name!r}: field {field_name!r}: give either the name of the "
+                "environment variable or the secret itself, not both"
+            )
+        if field_name in typed:
+            credentials[field_name] = SecretStr(typed[field_name])
+            continue
         if variable is None:
             continue
         value = environ.get(variable)
@@ -230,7 +275,10 @@ def build_source(
 
 
 def load_sources_file(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    *,
+    allow_link_local: bool = False,
 ) -> list[SourceConfig]:
     """Read and validate a sources TOML file; raises :class:`ConfigError` with one message."""
     path = Path(path)
@@ -249,7 +297,7 @@ def load_sources_file(
     sources: list[SourceConfig] = []
     seen: set[str] = set()
     for entry in parsed.sources:
-        source = build_source(entry, environ)
+        source = build_source(entry, environ, allow_link_local=allow_link_local)
         if source.name in seen:
             raise ConfigError(f"source {source.name!r}: field 'name': used by two sources")
         seen.add(source.name)
@@ -295,4 +343,10 @@ DEFAULTS: dict[str, Any] = {
     "AUTH": "local",
     #: Refuse and hide every write, whoever asks.
     "READ_ONLY": False,
+    #: Fernet key(s) for upstream secrets typed in the UI, comma-separated, the first one
+    #: encrypting (older ones still decrypt: key rotation). ``None``: such secrets are refused.
+    "SECRETS_KEY": None,
+    #: Let sources use link-local and cloud-metadata addresses (169.254.169.254…), refused
+    #: by default (webapp/providers/addresses.py).
+    "ALLOW_LINK_LOCAL": False,
 }

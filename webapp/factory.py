@@ -20,6 +20,7 @@ from webapp.config import load_sources_file
 from webapp.db import setup as db_setup
 from webapp.refresher import background as refresher
 from webapp.sources import registry as sources_registry
+from webapp.sources import sealed
 from webapp.web import headers
 from webapp.web import htmx
 
@@ -67,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
 
     metrics.ensure_multiprocess_dir()
     logs.init_app(app)
+    sealed.init_app(app)
     db_setup.init_app(app)
     sources_registry.init_app(app, app.config["SOURCES"], app.config.get("TRANSPORT_FACTORY"))
     logs.redactor.add(s.secret(f) for s in app.config["SOURCES"] for f in s.credentials)
@@ -86,4 +88,4 @@ def _load_configured_sources(app: Flask) -> list[SourceConfig]:
         if not default.exists():
             return []
         path = default
-    return load_sources_file(path)
+    return load_sources_file(path, allow_link_local=bool(app.config["ALLOW_LINK_LOCAL"]))

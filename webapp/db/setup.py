@@ -17,7 +17,13 @@ from webapp.config import build_source
 from webapp.db import migrate
 from webapp.db.models import Source
 from webapp.db.models import db
+from webapp.logs import redactor
+from webapp.sources import sealed
 from webapp.sources.registry import registry
+from webapp.sources.sealed import SealedCredentialsError
+from webapp.sources.sealed import SecretsBox
+from webapp.sources.sealed import open_sealed
+from webapp.sources.sealed import secrets_box
 
 #: Milliseconds a SQLite writer waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -135,14 +141,44 @@ def sync_sources(app: Flask) -> None:
             row.provider = source.provider
             row.origin = source.origin
             row.settings = source.public_settings()
+        box = secrets_box(app)
         for row in db.session.scalars(sa.select(Source).where(Source.origin == "database")):
             if row.name in configured:
                 continue
             try:
-                known.put(build_source(row.settings, origin="database"))
-            except ConfigError as exc:
+                known.put(load_database_source(row, box, app.config["ALLOW_LINK_LOCAL"]))
+            except (ConfigError, SealedCredentialsError) as exc:
                 app.logger.error("source %s from the database is not usable: %s", row.name, exc)
+                known.set_problem(row.name, str(exc))
         db.session.commit()
+
+
+def load_database_source(
+    row: Source, box: SecretsBox | None, allow_link_local: bool
+) -> SourceConfig:
+    """A source added in the UI, with its typed secrets opened (and sealed again with the
+    first key if an older one sealed them: key rotation)."""
+    typed = open_sealed(row.encrypted_credentials, box)
+    redactor.add(typed.values())
+    source = build_source(
+        row.settings, origin="database", typed=typed, allow_link_local=allow_link_local
+    )
+    if (
+        box is not None
+        and row.encrypted_credentials
+        and not box.is_current(row.encrypted_credentials)
+    ):
+        row.encrypted_credentials = box.seal(typed)
+    return source
+
+
+def typed_secrets(source: SourceConfig) -> dict[str, str]:
+    """The secrets of ``source`` that no environment variable holds: typed in the UI."""
+    return {
+        field: value.get_secret_value()
+        for field, value in source.credentials.items()
+        if source.setting(field) is None
+    }
 
 
 def save_database_source(source: SourceConfig) -> None:
@@ -154,5 +190,13 @@ def save_database_source(source: SourceConfig) -> None:
     row.provider = source.provider
     row.origin = "database"
     row.settings = source.model_dump(exclude={"credentials", "origin"}, exclude_none=True)
+    typed = typed_secrets(source)
+    if typed:
+        box = secrets_box()
+        if box is None:
+            raise ConfigError(f"source {source.name!r}: typed secrets need {sealed.SETTING}")
+        row.encrypted_credentials = box.seal(typed)
+    else:
+        row.encrypted_credentials = None
     db.session.commit()
     registry().put(source)

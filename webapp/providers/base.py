@@ -32,6 +32,7 @@ from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.metrics import observe_upstream
 from webapp.providers.http import build_client
+from webapp.providers.http import refusal
 from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
@@ -235,8 +236,9 @@ class Provider:
             ) from exc
         except httpx.TransportError as exc:
             observe_upstream(self.source.name, FetchErrorKind.NETWORK.value, None)
+            reason = refusal(exc) or type(exc).__name__
             raise FetchError(
-                FetchErrorKind.NETWORK, f"cannot reach {self.label}: {type(exc).__name__}"
+                FetchErrorKind.NETWORK, f"cannot reach {self.label}: {reason}"
             ) from exc
         observe_upstream(
             self.source.name,

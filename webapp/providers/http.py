@@ -7,8 +7,11 @@ import ssl
 import time
 from collections.abc import Generator
 
+import httpcore
 import httpx
 
+from webapp.providers.addresses import AddressRefused
+from webapp.providers.addresses import GuardedBackend
 from webapp.providers.source import SourceSettings
 from webapp.version import __version__
 
@@ -27,11 +30,8 @@ def build_client(
     ``transport`` lets unit tests plug in ``httpx.MockTransport``. Connection errors are retried
     once by the transport; status-based retries (429, 5xx) are the refresher's job.
     """
-    verify: ssl.SSLContext | bool = source.verify_tls
-    if source.ca_bundle and source.verify_tls:
-        verify = ssl.create_default_context(cafile=source.ca_bundle)
     if transport is None:
-        transport = httpx.HTTPTransport(retries=1, verify=verify)
+        transport = default_transport(source)
     return httpx.Client(
         base_url=source.base_url,
         auth=auth,
@@ -49,6 +49,30 @@ def build_client(
         transport=transport,
         event_hooks={"request": [_mark_start], "response": [_log_response]},
     )
+
+
+def default_transport(
+    source: SourceSettings, *, allow_link_local: bool = False
+) -> httpx.HTTPTransport:
+    """The real network transport for a source: its TLS options, one retry of a failed
+    connection, and (unless ``allow_link_local``) no connection to a link-local or
+    cloud-metadata address, whatever the host name resolves to (:mod:`.addresses`)."""
+    verify: ssl.SSLContext | bool = source.verify_tls
+    if source.ca_bundle and source.verify_tls:
+        verify = ssl.create_default_context(cafile=source.ca_bundle)
+    transport = httpx.HTTPTransport(retries=1, verify=verify)
+    if not allow_link_local:
+        pool = transport._pool
+        assert isinstance(pool, httpcore.ConnectionPool)  # no proxy is given to it
+        # httpx has no parameter for httpcore's network backend; the pool is new and unused.
+        pool._network_backend = GuardedBackend()
+    return transport
+
+
+def refusal(exc: httpx.TransportError) -> str | None:
+    """The reason a connection was refused by the address guard, if that is what happened."""
+    cause = exc.__cause__
+    return str(cause) if isinstance(cause, AddressRefused) else None
 
 
 def _mark_start(request: httpx.Request) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from collections.abc import Iterable
@@ -17,6 +18,7 @@ from webapp.db.rate_slots import DatabaseLimiter
 from webapp.logs import redactor
 from webapp.providers import PROVIDERS
 from webapp.providers import Provider
+from webapp.providers.http import default_transport
 from webapp.providers.ratelimit import Limiter
 
 TransportFactory = Callable[[SourceConfig], httpx.BaseTransport | None]
@@ -33,6 +35,8 @@ class SourceRegistry:
         limiter_factory: LimiterFactory | None = None,
     ) -> None:
         self._sources: dict[str, SourceConfig] = {}
+        #: Sources stored in the database that cannot be used, and why (shown on /sources).
+        self._problems: dict[str, str] = {}
         self._providers: dict[str, Provider] = {}
         self._lock = threading.Lock()
         self._transport_factory = transport_factory
@@ -59,9 +63,20 @@ class SourceRegistry:
         redactor.add(source.secret(name) for name in source.credentials)
         with self._lock:
             self._sources[source.name] = source
+            self._problems.pop(source.name, None)
             old = self._providers.pop(source.name, None)
         if old is not None:
             old.close()
+
+    def set_problem(self, name: str, message: str) -> None:
+        """Note that source ``name`` could not be loaded, and why (no secret in ``message``)."""
+        with self._lock:
+            self._problems[name] = message
+
+    def problems(self) -> dict[str, str]:
+        """Sources that could not be loaded, by name, with the reason."""
+        with self._lock:
+            return dict(sorted(self._problems.items()))
 
     def provider(self, name: str) -> Provider:
         """The provider for source ``name``; ``KeyError`` for an unknown source."""
@@ -91,6 +106,8 @@ EXTENSION_KEY = "taskdeck.sources"
 def init_app(
     app: Flask, sources: Iterable[SourceConfig], transport_factory: TransportFactory | None
 ) -> None:
+    if transport_factory is None and app.config.get("ALLOW_LINK_LOCAL"):
+        transport_factory = functools.partial(default_transport, allow_link_local=True)
     app.extensions[EXTENSION_KEY] = SourceRegistry(sources, transport_factory, shared_limiters(app))
 
 

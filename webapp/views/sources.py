@@ -20,9 +20,13 @@ from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
 from webapp.db.setup import save_database_source
+from webapp.db.setup import typed_secrets
+from webapp.logs import redactor
 from webapp.providers import provider_specs
 from webapp.sources.health import source_overview
+from webapp.sources import sealed
 from webapp.sources.registry import registry
+from webapp.sources.sealed import secrets_box
 
 bp = Blueprint("sources", __name__)
 
@@ -96,6 +100,7 @@ def index() -> str:
     return render_template(
         "sources/list.html",
         sources=source_overview(),
+        problems=registry().problems(),
         retention_days=current_app.config.get("RETENTION_DAYS"),
     )
 
@@ -132,11 +137,19 @@ def save(existing: SourceConfig | None) -> Response:
         values["name"] = existing.name
     known = registry()
     error = None
+    typed = typed_values(request.form, values, existing)
     if existing is None and values.get("name") in known:
         error = f"source {values['name']!r}: field 'name': already used by another source"
+    elif typed and secrets_box() is None:
+        error = TYPED_SECRETS_NEED_A_KEY
     else:
         try:
-            source = build_source(values, origin="database")
+            source = build_source(
+                values,
+                origin="database",
+                typed=typed,
+                allow_link_local=current_app.config["ALLOW_LINK_LOCAL"],
+            )
         except ConfigError as exc:
             error = str(exc)
     if error is not None:
@@ -145,6 +158,29 @@ def save(existing: SourceConfig | None) -> Response:
     save_database_source(source)
     flash(f"Source {source.name} saved; its tasks are fetched with the new settings.", "info")
     return redirect(url_for("sources.index") + f"#source-{source.name}", 303)
+
+
+TYPED_SECRETS_NEED_A_KEY = (
+    f"Typed secrets are stored encrypted, which needs {sealed.SETTING} on the server "
+    "(see the README's Security section); name an environment variable instead."
+)
+
+
+def typed_values(
+    form: Any, values: dict[str, Any], existing: SourceConfig | None
+) -> dict[str, str]:
+    """The secrets typed in the form, over the ones ``existing`` stores: a blank field keeps
+    the stored one, "clear" drops it, and naming a variable for the field replaces it."""
+    stored = typed_secrets(existing) if existing is not None else {}
+    typed: dict[str, str] = {}
+    for field, _ in credential_fields():
+        entered = form.get(f"secret-{field}", "")
+        if entered:
+            redactor.add([entered])
+            typed[field] = entered
+        elif field in stored and field not in values and form.get(f"clear-{field}") != "on":
+            typed[field] = stored[field]
+    return typed
 
 
 def editable_source_or_404(name: str) -> SourceConfig:
@@ -179,4 +215,8 @@ def form_context(values: dict[str, Any], existing: SourceConfig | None) -> dict[
         "providers": provider_specs(),
         "form_fields": form_fields(),
         "credential_fields": credential_fields(),
+        # Which fields hold a typed secret: names only, the form never shows a secret.
+        "stored_secrets": set(typed_secrets(existing)) if existing is not None else set(),
+        "secrets_enabled": secrets_box() is not None,
+        "secrets_setting": sealed.SETTING,
     }
