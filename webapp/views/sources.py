@@ -23,8 +23,8 @@ from webapp.db.setup import save_database_source
 from webapp.db.setup import typed_secrets
 from webapp.logs import redactor
 from webapp.providers import provider_specs
-from webapp.sources.health import source_overview
 from webapp.sources import sealed
+from webapp.sources.health import source_overview
 from webapp.sources.registry import registry
 from webapp.sources.sealed import secrets_box
 
