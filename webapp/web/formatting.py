@@ -16,6 +16,7 @@ from markupsafe import escape
 from webapp.db.models import utcnow
 from webapp.web.presentation import FIELD_LABELS
 from webapp.web.presentation import human_bytes
+from webapp.web.presentation import safe_link
 
 #: How times are shown; the choice is kept in a cookie so the server renders it.
 TIME_MODES = ("utc", "local", "relative")
@@ -121,6 +122,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(field_label)
     app.add_template_filter(human_bytes)
     app.add_template_filter(humanize_seconds)
+    app.add_template_filter(safe_link)
     app.add_template_global(when)
     app.add_template_global(time_mode)
     app.add_template_global(utcnow)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from webapp.providers import find_provider_spec
 from webapp.providers.spec import ProviderSpec
@@ -48,6 +50,27 @@ def split_details(provider: str, details: dict[str, Any]) -> tuple[list[Field], 
     first = [_field(spec, k, details[k]) for k in keys if k in details]
     rest = [_field(spec, k, v) for k, v in sorted(details.items()) if k not in keys]
     return first, rest
+
+
+#: Characters no link of ours may hold: whitespace and controls, which browsers strip or
+#: fold in ways that can turn ``java\tscript:`` back into a scheme.
+_UNSAFE_IN_LINKS = re.compile(r"[\x00-\x20\x7f-\x9f\\]")
+
+
+def safe_link(url: object) -> str | None:
+    """``url`` if it may be a link on our pages (an absolute http(s) URL with a host), else
+    ``None`` (shown as text). The one place that decides which upstream-given URLs become
+    ``href`` values: ``javascript:``, ``data:``, relative and protocol-relative ones never do.
+    """
+    if not isinstance(url, str) or not url or _UNSAFE_IN_LINKS.search(url):
+        return None
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return url
 
 
 def human_bytes(value: int) -> str:
