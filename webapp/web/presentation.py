@@ -107,7 +107,9 @@ def timeline_segments(seconds: list[float | None]) -> list[Segment]:
     if not seconds:
         return []
     count = len(seconds)
-    room = TIMELINE_WIDTH - TIMELINE_GAP * (count - 1)
+    # Gaps take at most half the bar, however many state changes a task went through.
+    gap = min(TIMELINE_GAP, TIMELINE_WIDTH / (2 * count))
+    room = TIMELINE_WIDTH - gap * (count - 1)
     floor = min(TIMELINE_MIN_SEGMENT, room / count)
     spare = room - floor * count
     spent = [max(s or 0.0, 0.0) for s in seconds]
@@ -117,5 +119,5 @@ def timeline_segments(seconds: list[float | None]) -> list[Segment]:
     for value in spent:
         width = floor + (spare * value / total if total else spare / count)
         segments.append(Segment(round(x, 1), round(width, 1)))
-        x += width + TIMELINE_GAP
+        x += width + gap
     return segments
