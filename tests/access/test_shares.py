@@ -3,15 +3,19 @@ that page and nothing else, until it expires or is revoked."""
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient
 from itsdangerous import URLSafeTimedSerializer
+from werkzeug.serving import make_server
 
 from tests.access.people import form_token
 from tests.access.people import signed_in
@@ -240,3 +244,27 @@ def test_the_status_fragment_polls_under_the_token_and_stops_when_final(app, edi
     assert fragment.select_one("#task-history[hx-swap-oob]")
     hrefs = [a["href"] for a in fragment.select("a[href]")]
     assert [h for h in hrefs if not h.startswith(("http", "#", path))] == []
+
+
+def test_share_tokens_are_masked_in_request_logs(app, editor, caplog):
+    path = share(editor)
+    token = path.rsplit("/", 1)[1]
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    caplog.set_level(logging.INFO)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{server.server_port}") as http:
+            assert http.get(path).status_code == 200
+            assert http.get(path + "/status").status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+    request_lines = [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+    assert any("GET /share/*** HTTP/1.1" in line for line in request_lines), request_lines
+    assert any("GET /share/***/status HTTP/1.1" in line for line in request_lines)
+    # Gunicorn's access log formats its line from a dict of atoms, as here.
+    logging.getLogger("gunicorn.access").info('"%(r)s" %(s)s', {"r": f"GET {path}", "s": "200"})
+    assert '"GET /share/***" 200' in caplog.records[-1].getMessage()
+    assert token not in caplog.text

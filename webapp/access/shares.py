@@ -8,6 +8,8 @@ same row can be signed again, which is why revoking is done on the row.
 
 from __future__ import annotations
 
+import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -132,3 +134,34 @@ def active_links_for(source: str, task_id: str) -> list[ShareLink]:
 
 def all_active_links() -> list[ShareLink]:
     return list(db.session.scalars(_active()))
+
+
+# -- keeping tokens out of the logs ----------------------------------------------------------
+
+#: A share link's token in a logged URL or request line.
+_TOKEN_IN_PATH = re.compile(r"(/share/)[^/\s?\"]+")
+#: The loggers that write request lines: werkzeug's (``taskdeck run``) and gunicorn's access
+#: log. Filters on a logger apply to every handler it writes to.
+ACCESS_LOGGERS = ("werkzeug", "gunicorn.access")
+
+
+class ShareTokenFilter(logging.Filter):
+    """Writes ``/share/***`` for ``/share/<token>`` in log lines: the token opens a task to
+    whoever holds it, and a log is read by more people than the link was sent to."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        cleaned = _TOKEN_IN_PATH.sub(r"\1***", message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return True
+
+
+def hide_tokens_in_logs(handler_name: str) -> None:
+    """Install :class:`ShareTokenFilter` on the access loggers and on the app's own log handler
+    (for lines such as an error's path), once per process."""
+    targets: list[logging.Filterer] = [logging.getLogger(name) for name in ACCESS_LOGGERS]
+    targets += [h for h in logging.getLogger().handlers if h.get_name() == handler_name]
+    for target in targets:
+        if not any(isinstance(f, ShareTokenFilter) for f in target.filters):
+            target.addFilter(ShareTokenFilter())

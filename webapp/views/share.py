@@ -22,6 +22,7 @@ from flask import url_for
 from jinja2_fragments.flask import render_blocks
 from werkzeug.wrappers import Response
 
+from webapp import logs
 from webapp.access import shares
 from webapp.access.guard import public
 from webapp.access.guard import requires
@@ -36,6 +37,7 @@ from webapp.web.task_page import detail_context
 from webapp.web.urls import local_path
 
 bp = Blueprint("share", __name__)
+bp.record_once(lambda _state: shares.hide_tokens_in_logs(logs.HANDLER_NAME))
 
 SHARE_TEMPLATE = "share/task.html"
 NO_LONGER_VALID = "This share link is no longer valid: it expired, was revoked, or is wrong."
