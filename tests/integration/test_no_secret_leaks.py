@@ -250,6 +250,10 @@ def test_a_full_run_shows_and_logs_no_secret(
             "/api/v1/tasks?view=all&limit=100",
             "/no/such/page",
             "/sources/ml-file/edit",
+            "/tokens",
+            "/audit",
+            "/audit/export.csv",
+            "/audit/export.json",
         ]:
             read(browser, url)
         send(browser, "/tasks/track", {"source": "ml-file", "task_ids": "x"})  # no CSRF token
@@ -290,6 +294,7 @@ def test_a_full_run_shows_and_logs_no_secret(
     assert len(outputs) > 40
     assert any(line.startswith("webapp.upstream") for line in raw.lines)
     assert any("401" in text or "refuses" in text for text in outputs.values())
+    assert "mx-ui" in outputs["GET /audit"] and "grep-ci" in outputs["GET /tokens"]
     leaks = [
         f"{label} in {where}"
         for label, secret in secrets.items()

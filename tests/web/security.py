@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from flask import Flask
 
-from webapp.access.tokens import new_token
-from webapp.access.tokens import token_digest
-from webapp.db.models import ApiToken
+from webapp.access.roles import Role
+from webapp.access.tokens import create_token
 from webapp.db.models import db
 
 
 def add_api_token(app: Flask, name: str = "ci", role: str = "editor") -> str:
-    """A new API token's row (its digest only, as the CLI stores it); the token itself."""
-    token = new_token()
+    """A new API token (its digest stored, as the CLI does); the token itself."""
     with app.app_context():
-        db.session.add(
-            ApiToken(name=name, role=role, token_hash=token_digest(token), prefix=token[:8])
-        )
+        _row, token = create_token(name, Role.parse(role), created_by="tests")
         db.session.commit()
     return token

@@ -11,13 +11,16 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.sources.registry import registry
 from webapp.views import api
+from webapp.views import audit
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
 from webapp.views import preferences
 from webapp.views import saved_views
+from webapp.views import share
 from webapp.views import sources
 from webapp.views import tasks
+from webapp.views import tokens
 from webapp.web import csrf
 from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
@@ -26,7 +29,19 @@ from webapp.web.urls import TaskIdConverter
 #: What a person sees when even the error page cannot be drawn: never the error itself.
 PLAIN_500 = "Taskdeck hit an error showing this page. It has been logged.\n"
 
-BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth)
+BLUEPRINTS = (
+    tasks,
+    sources,
+    api,
+    health,
+    metrics,
+    preferences,
+    saved_views,
+    auth,
+    tokens,
+    share,
+    audit,
+)
 
 
 def init_app(app: Flask) -> None:
