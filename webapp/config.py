@@ -295,4 +295,15 @@ DEFAULTS: dict[str, Any] = {
     "AUTH": "local",
     #: Refuse and hide every write, whoever asks.
     "READ_ONLY": False,
+    #: ``proxy`` mode: the header naming the user, and the one with their e-mail (optional).
+    "PROXY_USER_HEADER": "X-Forwarded-User",
+    "PROXY_EMAIL_HEADER": "X-Forwarded-Email",
+    #: Addresses or CIDR networks of the proxies whose user header is believed (comma-separated).
+    "TRUSTED_PROXIES": "",
+    #: The role of someone a proxy names the first time they come.
+    "DEFAULT_ROLE": "viewer",
+    #: Days a sign-in lasts.
+    "SESSION_DAYS": 14,
+    #: ``Secure`` session cookie; empty: on, except in debug, testing and the demo.
+    "SECURE_COOKIES": None,
 }

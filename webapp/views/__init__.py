@@ -17,12 +17,13 @@ from webapp.views import preferences
 from webapp.views import saved_views
 from webapp.views import sources
 from webapp.views import tasks
+from webapp.views import users
 from webapp.web import csrf
 from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
 
-BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth)
+BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth, users)
 
 
 def init_app(app: Flask) -> None:

@@ -21,6 +21,8 @@ from jinja2_fragments.flask import render_blocks
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
+from webapp.access.guard import requires
+from webapp.access.roles import Role
 from webapp.db import store
 from webapp.db.models import Source
 from webapp.db.models import Task
@@ -120,6 +122,9 @@ def annotate(source: str, task_id: str) -> Response:
 
 
 @bp.post("/tasks/<source>/<taskid:task_id>/refresh")
+# A viewer may ask: it fetches sooner what the refresher fetches anyway, and changes nothing
+# that anyone wrote.
+@requires(Role.VIEWER)
 def refresh_now(source: str, task_id: str) -> Response:
     """Ask the refresher to fetch this task on its next pass (this view never calls upstream)."""
     task = get_task_or_404(source, task_id)
