@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -10,6 +11,7 @@ import pytest
 from flask import Flask
 from flask import request
 from flask.testing import FlaskClient
+from werkzeug.security import generate_password_hash
 
 from tests.helpers import csrf
 from webapp.access import accounts
@@ -17,6 +19,17 @@ from webapp.access.roles import Role
 from webapp.db.models import db
 
 PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(autouse=True)
+def quick_password_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hash the tests' passwords with a small scrypt cost (checking reads the cost from the
+    hash): the default's tenth of a second per user adds up over hundreds of apps."""
+    monkeypatch.setattr(
+        accounts,
+        "generate_password_hash",
+        functools.partial(generate_password_hash, method="scrypt:1024:8:1"),
+    )
 
 
 def add_user(app: Flask, name: str, role: Role, password: str | None = PASSWORD) -> int:

@@ -63,7 +63,6 @@ EXPECTED_ROLE: dict[str, Role] = {
     "users.create": ADMIN,
     "users.set_role": ADMIN,
     "users.remove": ADMIN,
-
 }
 
 SAMPLE_VALUES: dict[str, object] = {

@@ -3,87 +3,39 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from flask import Flask
 from flask import request
-from flask import url_for
 from werkzeug.test import TestResponse
 
-from tests.access.conftest import add_user
 from tests.access.conftest import sign_in_as
 from tests.access.routes import EXPECTED_ROLE
-from tests.access.routes import IMPLICIT_METHODS
 from tests.access.routes import PUBLIC
-from tests.access.routes import SAMPLE_VALUES
 from tests.access.routes import is_machine_path
-from tests.conftest import close_app
+from tests.access.urlmap import ROUTES
+from tests.access.urlmap import module_app
+from tests.access.urlmap import sample_url
 from tests.helpers import csrf
-from webapp import create_app
 from webapp.access.roles import Role
-from webapp.db.setup import upgrade_database
 
-BASE_CONFIG = {
-    "TESTING": True,
-    "SECRET_KEY": "test",
-    "SOURCES": [],
-    "REFRESHER": False,
-}
-
-
-def _routes() -> list[tuple[str, str]]:
-    """``(endpoint, method)`` for every rule of the app, read from its URL map at collection."""
-    with tempfile.TemporaryDirectory() as folder, pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TASKDECK_INSTANCE_PATH", folder)
-        app = create_app({**BASE_CONFIG, "DATABASE_URL": f"sqlite:///{folder}/map.sqlite"})
-        found = {
-            (rule.endpoint, method)
-            for rule in app.url_map.iter_rules()
-            for method in (rule.methods or set()) - IMPLICIT_METHODS
-        }
-        close_app(app)
-    return sorted(found)
-
-
-ROUTES = _routes()
 GUARDED = [(endpoint, method) for endpoint, method in ROUTES if endpoint not in PUBLIC]
 
 
 @pytest.fixture(scope="module")
 def shared_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
-    """One ``local`` app for the whole module (the requests below change nothing), with a
-    viewer, an editor and an admin, recording which requests got past the gate."""
-    folder: Path = tmp_path_factory.mktemp("url-map")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("TASKDECK_INSTANCE_PATH", str(folder))
-        app = create_app(
-            {**BASE_CONFIG, "AUTH": "local", "DATABASE_URL": f"sqlite:///{folder}/db.sqlite"}
-        )
-    upgrade_database(app)
-    app.config["USER_IDS"] = {
-        role: add_user(app, role.label, role) for role in (Role.VIEWER, Role.EDITOR, Role.ADMIN)
-    }
-    app.config["PASSED"] = passed = []
+    """One ``local`` app for the module, recording which requests got past the gate."""
+    with module_app(tmp_path_factory.mktemp("url-map"), AUTH="local") as app:
+        app.config["PASSED"] = passed = []
 
-    @app.before_request
-    def note_passed() -> None:
-        # Runs after the app's own before-request checks (sign-in, role, CSRF), only if all
-        # of them let the request through.
-        passed.append(request.endpoint)
+        @app.before_request
+        def note_passed() -> None:
+            # Runs after the app's own before-request checks (sign-in, role, CSRF), only if
+            # all of them let the request through.
+            passed.append(request.endpoint)
 
-    yield app
-    close_app(app)
-
-
-def url(app: Flask, endpoint: str) -> str:
-    rule = next(app.url_map.iter_rules(endpoint))
-    missing = [name for name in rule.arguments if name not in SAMPLE_VALUES]
-    assert not missing, f"add sample values for {missing} to tests/access/routes.py"
-    with app.test_request_context():
-        return url_for(endpoint, **{name: SAMPLE_VALUES[name] for name in rule.arguments})
+        yield app
 
 
 def test_every_route_is_in_exactly_one_table() -> None:
@@ -100,7 +52,7 @@ def test_a_stranger_is_refused_everywhere_but_public_endpoints(
     shared_app: Flask, endpoint: str, method: str
 ) -> None:
     assert endpoint in PUBLIC or endpoint in EXPECTED_ROLE, f"{endpoint}: in neither table"
-    path = url(shared_app, endpoint)
+    path = sample_url(shared_app, endpoint)
     client = shared_app.test_client()
     data = {"csrf_token": csrf(client, "/login")} if method != "GET" else None
     with client.open(path, method=method, data=data) as response:
@@ -129,7 +81,7 @@ def test_role_matrix(shared_app: Flask, endpoint: str, method: str, role: Role) 
     passed: list[str] = shared_app.config["PASSED"]
     passed.clear()
     response = client.open(
-        url(shared_app, endpoint),
+        sample_url(shared_app, endpoint),
         method=method,
         data={"csrf_token": token} if method != "GET" else None,
         headers={"X-CSRF-Token": token},
