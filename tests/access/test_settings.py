@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import close_app
+from tests.helpers import soup
 from webapp import create_app
 from webapp.config import ConfigError
 
@@ -60,3 +61,10 @@ def test_sign_in_is_local_unless_said_otherwise():
     from webapp.config import DEFAULTS
 
     assert DEFAULTS["AUTH"] == "local"
+
+
+def test_with_sign_in_off_every_page_says_so(client):
+    # The shared fixtures run with AUTH="none", as the demo does.
+    for path in ("/", "/sources", "/tasks/import", "/users", "/login"):
+        notice = soup(client.get(path)).select_one("#sign-in-off")
+        assert notice is not None and "Sign-in is off" in notice.get_text(), path

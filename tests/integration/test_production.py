@@ -150,6 +150,9 @@ def deploy(
             "TASKDECK_CONFIG": str(config),
             "TASKDECK_SECRET_KEY": SECRET_KEY,
             "TASKDECK_INSTANCE_PATH": str(tmp_path / "instance"),
+            # Sign-in has its own tests (tests/access); these are about serving, over plain HTTP.
+            "TASKDECK_AUTH": "none",
+            "TASKDECK_SECURE_COOKIES": "false",
             **settings,
         }
         for _, environ in entries:
