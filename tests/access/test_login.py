@@ -160,6 +160,13 @@ def test_failures_for_one_name_from_many_addresses_block_the_name(local_app):
         )
         db.session.commit()
     assert login(local_app.test_client(), "ada", **fresh).status_code == 303
+    # The next failure anywhere clears out the counters that are over.
+    login(local_app.test_client(), "vera", "wrong", **fresh)
+    with local_app.app_context():
+        assert set(db.session.scalars(sa.select(LoginThrottle.key))) == {
+            "name:vera",
+            "addr:192.168.7.7",
+        }
 
 
 def test_the_counters_are_shared_by_every_process(local_app, app_factory):

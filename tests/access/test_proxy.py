@@ -88,6 +88,9 @@ def test_a_trusted_proxy_that_names_nobody_is_refused(trusted):
     assert "did not say who you are (no X-Forwarded-User header)" in page.text
     api = client.get("/api/v1/tasks")
     assert api.status_code == 401 and "X-Forwarded-User" in api.json()["error"]
+    # A bearer token is the API's own way in, whatever the sign-in mode: an unknown one is a 401.
+    unknown = client.get("/api/v1/tasks", headers={"Authorization": "Bearer tdk_nothing"})
+    assert unknown.status_code == 401 and "Sign in first" in unknown.json()["error"]
 
 
 def test_the_header_from_an_untrusted_peer_is_ignored_logged_and_refused(untrusted, caplog):

@@ -152,11 +152,10 @@ def authorize() -> Response | None:
 
 
 def sign_in_first() -> Response:
-    mode = current_app.config["AUTH"]
-    if mode == "proxy":
-        refusal: proxy.ProxyRefusal = g.proxy_refusal
+    refusal: proxy.ProxyRefusal | None = g.get("proxy_refusal")
+    if refusal is not None:
         return refuse(refusal.status, refusal.message)
-    if mode == "local" and not accounts.users_exist():
+    if current_app.config["AUTH"] == "local" and not accounts.users_exist():
         return first_admin_only()
     if is_machine_request():
         refused = jsonify(

@@ -66,6 +66,14 @@ def blocked_until(username: str, address: str | None) -> datetime | None:
 def record_failure(username: str, address: str | None) -> datetime | None:
     """Count a failed sign-in; returns when the block it caused ends, if it caused one."""
     now = utcnow()
+    # Counters whose window and block are over count nothing: drop them, so that guesses at
+    # ever new names do not grow the table.
+    db.session.execute(
+        sa.delete(LoginThrottle).where(
+            LoginThrottle.window_started_at < _at(now - WINDOW),
+            sa.or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until <= _at(now)),
+        )
+    )
     for counter in counters(username, address):
         _count(counter, now)
     db.session.commit()
