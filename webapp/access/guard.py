@@ -132,15 +132,17 @@ def authorize() -> Response | None:
     g.principal = None
     if request.endpoint is None:
         return None  # a 404: nothing to protect
+    public = is_public_endpoint()
+    # Identified first, so that even a refusal's page shows who is signed in.
+    principal = g.principal = None if public else identify()
     if (
         request.method not in SAFE_METHODS
         and is_read_only()
         and request.endpoint not in SESSION_ENDPOINTS
     ):
         return refuse(403, READ_ONLY_MESSAGE)
-    if is_public_endpoint():
+    if public:
         return None
-    principal = g.principal = identify()
     if principal is None:
         return sign_in_first()
     if principal.kind == "share":
