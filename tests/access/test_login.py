@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -191,8 +192,6 @@ def test_a_success_clears_the_name_counter(local_app):
 
 
 def test_basic_auth_is_throttled_too(local_app):
-    import base64
-
     def basic(password: str) -> dict[str, str]:
         return {"Authorization": "Basic " + base64.b64encode(f"ed:{password}".encode()).decode()}
 

@@ -7,6 +7,7 @@ import pytest
 from tests.conftest import close_app
 from tests.helpers import soup
 from webapp import create_app
+from webapp.config import DEFAULTS
 from webapp.config import ConfigError
 
 
@@ -58,8 +59,6 @@ def test_settings_from_the_environment_are_read(instance_path, monkeypatch):
 
 
 def test_sign_in_is_local_unless_said_otherwise():
-    from webapp.config import DEFAULTS
-
     assert DEFAULTS["AUTH"] == "local"
 
 
