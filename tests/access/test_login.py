@@ -243,3 +243,27 @@ def test_secure_cookies_default_on_outside_development(app_factory, config, secu
     assert app.config["SESSION_COOKIE_SECURE"] is secure
     assert app.config["SESSION_COOKIE_HTTPONLY"] is True
     assert app.config["SESSION_COOKIE_SAMESITE"] == "Lax"
+
+
+def test_behind_a_trusted_proxy_each_client_is_counted_by_its_forwarded_address(app_factory):
+    app = app_factory(AUTH="local", TRUSTED_PROXIES="10.0.0.1")
+    add_user(app, "ed", Role.EDITOR)
+    proxy = from_address("10.0.0.1")
+
+    def through_proxy(client_chain: str, password: str) -> int:
+        response = login(
+            app.test_client(), "ed", password, headers={"X-Forwarded-For": client_chain}, **proxy
+        )
+        return response.status_code
+
+    # The proxy appends the address it saw; what the client wrote to the left is not believed.
+    for _ in range(throttle.ADDRESS_LIMIT):
+        through_proxy("6.6.6.6, 203.0.113.9", "wrong")
+    assert through_proxy("7.7.7.7, 203.0.113.9", PASSWORD) == 429
+    assert through_proxy("203.0.113.10", PASSWORD) == 303  # another client of the same proxy
+    # From a peer that is not a trusted proxy, X-Forwarded-For changes nothing.
+    stranger = from_address("198.51.100.1")
+    for _ in range(throttle.ADDRESS_LIMIT):
+        login(app.test_client(), "ed", "wrong", headers={"X-Forwarded-For": "1.1.1.1"}, **stranger)
+    spoofed = login(app.test_client(), "ed", headers={"X-Forwarded-For": "2.2.2.2"}, **stranger)
+    assert spoofed.status_code == 429

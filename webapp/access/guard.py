@@ -117,7 +117,7 @@ def identify() -> Principal | None:
 
 def basic_auth(username: str, password: str) -> Principal | None:
     """HTTP basic auth for scripts, throttled like the sign-in form."""
-    address = request.remote_addr
+    address = proxy.client_address()
     if throttle.blocked_until(username, address) is not None:
         refuse(429, "Too many failed sign-ins; try again later.")
     user = accounts.check_password(username, password)

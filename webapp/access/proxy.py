@@ -1,9 +1,11 @@
 """``TASKDECK_AUTH=proxy``: a trusted reverse proxy (oauth2-proxy, a company SSO gateway) signs
-people in and names them in a request header.
+people in and names them in a request header. Behind a proxy in any mode, :func:`client_address`
+tells the client apart for sign-in throttling.
 
 The header is believed only from a peer listed in ``TASKDECK_TRUSTED_PROXIES``. The peer is the
 TCP connection's other end (``REMOTE_ADDR``), never an address from ``X-Forwarded-For``, which
-any client can write. A header from anyone else is ignored and logged, and the request refused.
+any client can write (only a trusted proxy's own entries in it are believed, and only to count
+failed sign-ins). A header from anyone else is ignored and logged, and the request refused.
 """
 
 from __future__ import annotations
@@ -18,6 +20,22 @@ from webapp.access.principal import Principal
 from webapp.access.settings import access_settings
 
 log = logging.getLogger(__name__)
+
+
+def client_address() -> str | None:
+    """The client's address, for counting its failed sign-ins: the direct peer, unless that is
+    a trusted proxy; then the nearest address in ``X-Forwarded-For`` that is not one (the
+    entries to its left are the client's to write)."""
+    settings = access_settings()
+    address = request.remote_addr
+    if not settings.is_trusted_proxy(address):
+        return address
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    for hop in reversed([entry.strip() for entry in forwarded.split(",") if entry.strip()]):
+        address = hop
+        if not settings.is_trusted_proxy(hop):
+            break
+    return address
 
 
 @dataclass(frozen=True)

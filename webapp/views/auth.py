@@ -16,6 +16,7 @@ from flask import url_for
 from werkzeug.wrappers import Response
 
 from webapp.access import accounts
+from webapp.access import proxy
 from webapp.access import throttle
 from webapp.access.guard import public
 from webapp.db.models import User
@@ -39,7 +40,7 @@ def login() -> Response:
     if request.method == "GET":
         return make_response(render_template(LOGIN_TEMPLATE, no_users=not accounts.users_exist()))
     username = request.form.get("username", "").strip()
-    address = request.remote_addr
+    address = proxy.client_address()
     blocked = throttle.blocked_until(username, address)
     if blocked is None:
         user = accounts.check_password(username, request.form.get("password", ""))
