@@ -29,8 +29,9 @@ bp = Blueprint("users", __name__, url_prefix="/users")
 
 
 def user_changed(action: str, username: str, **details: object) -> None:
-    """Hook: a change to the accounts was committed. The audit log's
-    ``webapp.access.audit.record(action, username, **details)`` is to be called from here."""
+    """Hook: a change to the accounts, about to be committed (``user.create``, ``user.update``,
+    ``user.delete``). The audit log's ``webapp.access.audit.record(action, username,
+    **details)`` is to be called from here, so its event joins the change's transaction."""
 
 
 def _back() -> Response:
@@ -87,8 +88,8 @@ def create() -> Response:
     except accounts.AccountError as exc:
         flash(f"Not added: {exc}.", "error")
         return _back()
-    db.session.commit()
     user_changed("user.create", user.username, role=role.label)
+    db.session.commit()
     flash(f"Added {user.username} as {role.label}.", "info")
     return _back()
 
@@ -108,9 +109,9 @@ def set_role(user_id: int) -> Response:
     except accounts.AccountError as exc:
         flash(f"Not changed: {exc}.", "error")
         return _back()
-    db.session.commit()
     if before != role.label:
-        user_changed("user.role", user.username, role=role.label, previous=before)
+        user_changed("user.update", user.username, role=role.label, previous=before)
+    db.session.commit()
     flash(f"{user.username} is {role.label}.", "info")
     return _back()
 
@@ -125,7 +126,7 @@ def remove(user_id: int) -> Response:
     except accounts.AccountError as exc:
         flash(f"Not removed: {exc}.", "error")
         return _back()
+    user_changed("user.delete", user.username)
     db.session.commit()
-    user_changed("user.remove", user.username)
     flash(f"Removed {user.username}.", "info")
     return _back()
