@@ -18,6 +18,9 @@ PUBLIC = frozenset(
         "health.healthz",
         "auth.login",
         "auth.logout",
+        # A share link checks its own signed token, and shows that one task alone.
+        "share.page",
+        "share.status",
     }
 )
 
@@ -54,6 +57,8 @@ EXPECTED_ROLE: dict[str, Role] = {
     "saved_views.create": EDITOR,
     "saved_views.set_default": EDITOR,
     "saved_views.delete": EDITOR,
+    "share.create": EDITOR,
+    "share.revoke": EDITOR,
     # Sources and users: admins (the forms too, not only what they post).
     "sources.new": ADMIN,
     "sources.edit": ADMIN,
@@ -63,6 +68,13 @@ EXPECTED_ROLE: dict[str, Role] = {
     "users.create": ADMIN,
     "users.set_role": ADMIN,
     "users.remove": ADMIN,
+    # API tokens and the audit log: admins.
+    "tokens.index": ADMIN,
+    "tokens.create": ADMIN,
+    "tokens.revoke": ADMIN,
+    "audit.index": ADMIN,
+    "audit.export_csv": ADMIN,
+    "audit.export_json": ADMIN,
 }
 
 SAMPLE_VALUES: dict[str, object] = {
@@ -74,6 +86,9 @@ SAMPLE_VALUES: dict[str, object] = {
     "job_id": 999999,
     "view_id": 999999,
     "user_id": 999999,
+    "token_id": 999999,
+    "link_id": 999999,
+    "token": "not-a-share-token",
 }
 
 #: Methods every route answers without a view of ours.

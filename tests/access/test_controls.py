@@ -21,12 +21,16 @@ from tests.access.urlmap import sample_url
 from tests.helpers import csrf
 from tests.helpers import soup
 from tests.helpers import track
+from webapp.access import shares
+from webapp.access import tokens
 from webapp.access.guard import SESSION_ENDPOINTS
 from webapp.access.roles import Role
+from webapp.db import store
+from webapp.db.models import db
 
 TASK = "task/1"
 DETAIL = f"/tasks/ml-prod/{quote(TASK, safe='')}"
-PAGES = ["/?view=all", DETAIL, "/sources", "/tasks/import", "/users", "/sources/new"]
+PAGES = ["/?view=all", DETAIL, "/sources", "/tasks/import", "/users", "/sources/new", "/tokens"]
 
 
 def post_forms(client: FlaskClient, path: str) -> set[str]:
@@ -43,6 +47,11 @@ def build(app_factory: Callable[..., Flask], ml_source, **config) -> tuple[Flask
     app = app_factory([ml_source], AUTH="local", **config)
     track(app, "ml-prod", TASK)
     ids = {role: add_user(app, role.label, role) for role in Role}
+    with app.app_context():
+        # A token and a share link, so that their pages would offer to revoke them.
+        tokens.create_token("ci", Role.VIEWER)
+        shares.create_link(store.get_task("ml-prod", TASK), "1d")
+        db.session.commit()
     return app, ids
 
 
@@ -61,6 +70,8 @@ def test_each_role_sees_the_controls_it_may_use(app_factory, ml_source):
         f"{DETAIL}/refresh",
         f"{DETAIL}/untrack",
         f"{DETAIL}/annotations",
+        f"{DETAIL}/share",
+        "/share/links/1/revoke",
     }
     assert post_forms(editor, "/tasks/import") == {"/tasks/import"}
     assert not soup(editor.get("/sources")).select("a[href='/sources/new']")
@@ -131,6 +142,8 @@ def test_read_only_still_lets_people_sign_in_and_out(read_only_app):
         ["import", "ml-prod"],
         ["create-user", "newcomer", "--password-stdin"],
         ["create-user", "viewer", "--update", "--role", "admin"],
+        ["token", "create", "ci"],
+        ["token", "revoke", "ci"],
     ],
     ids=lambda args: " ".join(args[:2]),
 )
@@ -139,8 +152,9 @@ def test_read_only_commands_that_write_stop_with_one_line(read_only_app, args):
     result = app.test_cli_runner().invoke(args=args, input=PASSWORD + "\n")
     assert result.exit_code != 0
     lines = result.output.strip().splitlines()
+    command = " ".join(args[:2]) if args[0] == "token" else args[0]
     assert lines == [
-        f"Error: Taskdeck is read-only (TASKDECK_READ_ONLY=true): {args[0]!r} changes nothing"
+        f"Error: Taskdeck is read-only (TASKDECK_READ_ONLY=true): {command!r} changes nothing"
     ]
 
 
@@ -149,5 +163,6 @@ def test_read_only_commands_that_read_or_migrate_still_work(read_only_app):
     runner = app.test_cli_runner()
     listing = runner.invoke(args=["users"])
     assert listing.exit_code == 0 and "admin" in listing.output
+    assert runner.invoke(args=["token", "list"]).exit_code == 0
     assert runner.invoke(args=["db", "upgrade"]).exit_code == 0
     assert runner.invoke(args=["sources"]).exit_code == 0

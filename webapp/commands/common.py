@@ -102,7 +102,8 @@ def refuse_when_read_only(command: Callable[Params, Result]) -> Callable[Params,
     @functools.wraps(command)
     def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
         if is_read_only(current_app._get_current_object()):  # type: ignore[attr-defined]
-            name = click.get_current_context().info_name
+            # "track", "token create": the command as typed, without the program's own name.
+            name = " ".join(click.get_current_context().command_path.split()[1:])
             fail(f"Taskdeck is read-only (TASKDECK_READ_ONLY=true): {name!r} changes nothing")
         return command(*args, **kwargs)
 
