@@ -5,7 +5,9 @@ from __future__ import annotations
 from flask import Flask
 
 from webapp.access import guard
+from webapp.access import oidc
 
 
 def init_app(app: Flask) -> None:
     guard.init_app(app)
+    oidc.init_app(app)

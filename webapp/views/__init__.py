@@ -13,6 +13,7 @@ from webapp.views import api
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
+from webapp.views import oidc
 from webapp.views import preferences
 from webapp.views import saved_views
 from webapp.views import sources
@@ -22,7 +23,7 @@ from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
 
-BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth)
+BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth, oidc)
 
 
 def init_app(app: Flask) -> None:

@@ -11,6 +11,7 @@ from flask import session
 from flask import url_for
 from werkzeug.wrappers import Response
 
+from webapp.access import oidc
 from webapp.access.accounts import check_password
 from webapp.access.guard import public
 from webapp.web.urls import local_path
@@ -22,6 +23,9 @@ bp = Blueprint("auth", __name__)
 @public
 def login() -> Response | str:
     """Sign in."""
+    if oidc.is_enabled():
+        # No passwords in this mode: the OpenID provider signs people in.
+        return render_template("auth/oidc_login.html", provider_name=oidc.provider_name())
     if request.method == "POST":
         user = check_password(request.form.get("username", ""), request.form.get("password", ""))
         if user is not None:
