@@ -135,14 +135,13 @@ def load_settings(config: Mapping[str, Any]) -> OidcSettings:
     """Check the ``OIDC_*`` settings; raises :class:`ConfigError` naming the variable."""
     issuer = _url("OIDC_ISSUER", text_setting(config, "OIDC_ISSUER") or None)
     metadata_url = _url("OIDC_METADATA_URL", text_setting(config, "OIDC_METADATA_URL") or None)
-    if issuer is None and metadata_url is None:
-        raise ConfigError(
-            "TASKDECK_OIDC_ISSUER: required with TASKDECK_AUTH=oidc (the provider's issuer "
-            "URL, such as https://sso.example.com/realms/main; or give its discovery document "
-            "as TASKDECK_OIDC_METADATA_URL)"
-        )
     if metadata_url is None:
-        assert issuer is not None
+        if issuer is None:
+            raise ConfigError(
+                "TASKDECK_OIDC_ISSUER: required with TASKDECK_AUTH=oidc (the provider's issuer "
+                "URL, such as https://sso.example.com/realms/main; or give its discovery "
+                "document as TASKDECK_OIDC_METADATA_URL)"
+            )
         metadata_url = issuer.rstrip("/") + DISCOVERY_PATH
     client_id = _required(config, "OIDC_CLIENT_ID", "the client id registered at the provider")
     client_secret = _required(
