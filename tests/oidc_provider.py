@@ -8,7 +8,8 @@ token carrying the nonce), ``/jwks`` and ``/userinfo``.
 
 Tests turn its knobs to misbehave: :attr:`deny` answers ``/authorize`` with an error,
 :attr:`id_token_changes` alters the ID token's claims, :attr:`sign_with` signs it with another
-key, :attr:`omit_id_token` leaves it out.
+key, :attr:`omit_id_token` leaves it out, :attr:`token_page_instead` answers ``/token`` with an
+HTML page.
 """
 
 from __future__ import annotations
@@ -84,6 +85,8 @@ class OpenIDProvider:
         #: Sign ID tokens with this key instead of the published one.
         self.sign_with: RSAKey | None = None
         self.omit_id_token = False
+        #: Answer ``/token`` with a gateway's HTML page and a 200.
+        self.token_page_instead = False
         #: What ``/authorize`` and ``/token`` were sent, for the tests to inspect.
         self.authorize_requests: list[dict[str, str]] = []
         self.token_requests: list[dict[str, str]] = []
@@ -159,6 +162,8 @@ class OpenIDProvider:
     def token(self) -> tuple[Response, int] | Response:
         form = request.form.to_dict()
         self.token_requests.append(form)
+        if self.token_page_instead:
+            return Response("<html><body>Gateway says hello</body></html>", mimetype="text/html")
         auth = request.authorization
         client_id, secret = (
             (auth.username, auth.password)

@@ -309,6 +309,15 @@ def test_an_answer_without_an_id_token_is_refused(site, provider):
     assert site.users() == []
 
 
+def test_a_token_answer_that_is_not_json_gives_a_clear_502(site, provider):
+    provider.token_page_instead = True
+    with site.browser() as browser:
+        response = sign_in(browser)
+    assert response.status_code == 502
+    assert "Test SSO cannot be reached or answered with an error" in error_text(response)
+    assert site.users() == []
+
+
 def test_access_denied_at_the_provider_gives_a_clear_page(site, provider, caplog):
     provider.deny = "access_denied"
     with site.browser() as browser:

@@ -302,7 +302,9 @@ def finish_sign_in() -> tuple[dict[str, Any], str]:
             "so you are not signed in. Please sign in again.",
             f"ID token refused: {type(exc).__name__}: {exc}",
         ) from None
-    except requests.RequestException as exc:
+    except (requests.RequestException, ValueError) as exc:
+        # ValueError: an answer that is not the JSON object asked for (a gateway's error page
+        # served with 200, keys that cannot be read).
         raise unreachable(settings, exc) from None
     return claims, next_path
 
@@ -370,7 +372,7 @@ def provider_refused(settings: OidcSettings, error: str, description: str | None
     )
 
 
-def unreachable(settings: OidcSettings, exc: requests.RequestException) -> SignInError:
+def unreachable(settings: OidcSettings, exc: Exception) -> SignInError:
     return SignInError(
         502,
         f"{settings.provider_name} cannot be reached or answered with an error, so signing in "
