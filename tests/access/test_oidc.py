@@ -27,6 +27,7 @@ from tests.oidc_provider import new_key
 from tests.postgres import free_port
 from webapp import logs
 from webapp.access import oidc
+from webapp.access import oidc_accounts
 from webapp.config import ConfigError
 from webapp.db.models import User
 from webapp.db.models import db
@@ -455,3 +456,24 @@ def test_settings_from_the_environment_keep_their_text(bare_app_factory, monkeyp
     assert (settings.client_id, settings.client_secret) == ("12345", "1e3")
     assert settings.scopes == ("openid", "groups")
     assert settings.metadata_url == f"{provider.issuer}/.well-known/openid-configuration"
+
+
+def test_a_name_taken_between_the_check_and_the_insert_is_retried(app_factory, monkeypatch):
+    """Two first sign-ins with one name at the same moment: the loser takes the next name."""
+    app = app_factory()
+    settings = oidc.OidcSettings(
+        issuer="https://sso.example.test", metadata_url="unused", client_id="c", client_secret="s"
+    )
+    claims = {"iss": "https://sso.example.test", "sub": "s-1", "preferred_username": "alice"}
+    real_free_username = oidc_accounts.free_username
+    answers = iter(["alice"])  # what the check saw, before the other request inserted "alice"
+    monkeypatch.setattr(
+        oidc_accounts,
+        "free_username",
+        lambda wanted: next(answers, None) or real_free_username(wanted),
+    )
+    with app.app_context():
+        db.session.add(User(username="alice", oidc_subject="https://sso.example.test s-0"))
+        db.session.commit()
+        user = oidc_accounts.sign_in(settings, claims)
+        assert (user.username, user.oidc_subject) == ("alice-2", "https://sso.example.test s-1")
