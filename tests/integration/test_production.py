@@ -150,6 +150,8 @@ def deploy(
             "TASKDECK_CONFIG": str(config),
             "TASKDECK_SECRET_KEY": SECRET_KEY,
             "TASKDECK_INSTANCE_PATH": str(tmp_path / "instance"),
+            # Sign-in is tested on its own (tests/access); these tests are about serving.
+            "TASKDECK_AUTH": "none",
             **settings,
         }
         for _, environ in entries:

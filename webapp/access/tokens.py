@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
+from webapp.access import audit
 from webapp.access.principal import Principal
 from webapp.access.roles import Role
 from webapp.db.models import ApiToken
@@ -43,3 +44,59 @@ def principal_for_token(token: str) -> Principal | None:
         )
         db.session.commit()
     return Principal(name=row.name, role=Role.parse(row.role), kind="token", token_id=row.id)
+
+
+# -- managing tokens (``taskdeck token …`` and ``/tokens``) ------------------------------------
+
+MAX_NAME = 80
+#: How many characters of a token lists show, to tell tokens apart (``tdk_`` and four more:
+#: far too few to guess the rest from).
+SHOWN_PREFIX = len(TOKEN_PREFIX) + 4
+
+
+class TokenProblem(ValueError):
+    """Why a token cannot be made or revoked, in words for the person asking."""
+
+
+def create_token(name: str, role: Role, created_by: str | None = None) -> tuple[ApiToken, str]:
+    """Make a token for ``role`` and record it in the audit log (not committed).
+
+    Returns the row and the token itself, which is never stored: show it once, then forget it.
+    """
+    name = " ".join(name.split())
+    if not name or len(name) > MAX_NAME:
+        raise TokenProblem(f"give the token a name of 1 to {MAX_NAME} characters")
+    if find_token(name) is not None:
+        raise TokenProblem(f"a token called {name!r} exists already; revoke it or pick another")
+    token = new_token()
+    row = ApiToken(
+        name=name,
+        role=role.label,
+        token_hash=token_digest(token),
+        prefix=token[:SHOWN_PREFIX],
+        created_by=created_by or audit.current_actor()[0],
+        created_at=utcnow(),
+    )
+    db.session.add(row)
+    db.session.flush()
+    audit.record("token.create", name, role=role.label, token_id=row.id)
+    return row, token
+
+
+def revoke_token(name: str) -> ApiToken:
+    """Delete the token called ``name`` (it stops working at once) and record it (not
+    committed). The audit log keeps its history; the row goes."""
+    row = find_token(name)
+    if row is None:
+        raise TokenProblem(f"there is no token called {name!r}")
+    audit.record("token.revoke", row.name, role=row.role, token_id=row.id)
+    db.session.delete(row)
+    return row
+
+
+def find_token(name: str) -> ApiToken | None:
+    return db.session.scalar(sa.select(ApiToken).where(ApiToken.name == name))
+
+
+def all_tokens() -> list[ApiToken]:
+    return list(db.session.scalars(sa.select(ApiToken).order_by(ApiToken.name)))

@@ -16,6 +16,7 @@ from webapp.commands.serving import worker_command
 from webapp.commands.tasks import import_command
 from webapp.commands.tasks import sources_command
 from webapp.commands.tasks import track_command
+from webapp.commands.tokens import token_group
 from webapp.commands.users import create_user_command
 
 APP_COMMANDS = (
@@ -28,6 +29,7 @@ APP_COMMANDS = (
     create_user_command,
     init_db_command,
     db_group,
+    token_group,
 )
 
 

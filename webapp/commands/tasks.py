@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from flask import current_app
 from flask.cli import with_appcontext
 
+from webapp.access import audit
 from webapp.commands.common import fail
 from webapp.commands.common import require_source
 from webapp.commands.common import with_database
@@ -38,6 +39,8 @@ def track_command(source: str, task_ids: tuple[str, ...]) -> None:
             task, created = store.track(source, task_id)
         except ValueError as exc:
             fail(f"{task_id!r}: {exc}")
+        if created:
+            audit.record("task.track", audit.task_target(source, task.task_id))
         rows.append((task, created))
     db.session.commit()
     ids = [task.id for task, _ in rows]
@@ -92,6 +95,16 @@ def import_command(source: str, query: str | None, limit: int) -> None:
         report = import_tasks(config.name, provider, query, limit, progress=_progress)
     except ValueError as exc:
         fail(str(exc))
+    audit.record(
+        "task.import",
+        config.name,
+        query=query,
+        limit=limit,
+        tracked=report.tracked,
+        skipped=report.skipped,
+        failed=report.failed,
+        commit=True,
+    )
     click.echo(
         f"imported from {source}: {report.tracked} tracked, {report.skipped} already tracked, "
         f"{report.failed} failed"

@@ -10,20 +10,36 @@ from werkzeug.exceptions import HTTPException
 
 from webapp.sources.registry import registry
 from webapp.views import api
+from webapp.views import audit
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
 from webapp.views import oidc
 from webapp.views import preferences
 from webapp.views import saved_views
+from webapp.views import share
 from webapp.views import sources
 from webapp.views import tasks
+from webapp.views import tokens
 from webapp.web import csrf
 from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
 
-BLUEPRINTS = (tasks, sources, api, health, metrics, preferences, saved_views, auth, oidc)
+BLUEPRINTS = (
+    tasks,
+    sources,
+    api,
+    health,
+    metrics,
+    preferences,
+    saved_views,
+    auth,
+    tokens,
+    share,
+    audit,
+    oidc,
+)
 
 
 def init_app(app: Flask) -> None:

@@ -17,6 +17,7 @@ from flask import request
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Response
 
+from webapp.access import audit
 from webapp.db.models import SavedView
 from webapp.db.models import db
 from webapp.listing.query import QueryError
@@ -57,6 +58,7 @@ def create() -> Response:
     db.session.add(view)
     if request.form.get("default"):
         _make_default(view)
+    audit.record("view.create", name, query=view.query_string, default=bool(view.is_default))
     db.session.commit()
     flash(f"Saved the view “{name}” for the team.", "info")
     return redirect(view_url(view), 303)
@@ -78,6 +80,7 @@ def set_default(view_id: int) -> Response:
     else:
         view.is_default = False
         flash("The task list opens with every task again.", "info")
+    audit.record("view.default", view.name, default=view.is_default)
     db.session.commit()
     return redirect(local_path(request.form.get("next")), 303)
 
@@ -87,6 +90,7 @@ def delete(view_id: int) -> Response:
     """Delete a saved view (for everyone)."""
     view = _get_or_404(view_id)
     db.session.delete(view)
+    audit.record("view.delete", view.name, query=view.query_string)
     db.session.commit()
     flash(f"Deleted the view “{view.name}”.", "info")
     return redirect(local_path(request.form.get("next")), 303)

@@ -16,6 +16,7 @@ from flask import request
 from flask import url_for
 from werkzeug.wrappers import Response
 
+from webapp.access import audit
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
@@ -142,9 +143,31 @@ def save(existing: SourceConfig | None) -> Response:
     if error is not None:
         context = form_context(values, existing)
         return make_response(render_template("sources/form.html", error=error, **context), 422)
+    audit.record(
+        "source.create" if existing is None else "source.update",
+        source.name,
+        provider=source.provider,
+        changed=changed_settings(existing, source),
+    )
     save_database_source(source)
     flash(f"Source {source.name} saved; its tasks are fetched with the new settings.", "info")
     return redirect(url_for("sources.index") + f"#source-{source.name}", 303)
+
+
+def changed_settings(existing: SourceConfig | None, source: SourceConfig) -> list[str]:
+    """The names of the settings a save changed; never their values, which may name or hold
+    credentials."""
+    after = source.model_dump(exclude={"origin"})
+    before = existing.model_dump(exclude={"origin"}) if existing is not None else {}
+    changed = {key for key, value in after.items() if before.get(key) != value}
+    # Credentials are left out of dumps; which ones changed is still worth a line.
+    old_credentials = existing.credentials if existing is not None else {}
+    changed.update(
+        f"credentials.{name}"
+        for name in set(source.credentials) | set(old_credentials)
+        if source.credentials.get(name) != old_credentials.get(name)
+    )
+    return sorted(changed)
 
 
 def editable_source_or_404(name: str) -> SourceConfig:

@@ -7,9 +7,7 @@ and register on this module's blueprint.
 from __future__ import annotations
 
 import json
-from typing import Any
 
-from flask import current_app
 from flask import flash
 from flask import make_response
 from flask import redirect
@@ -21,21 +19,16 @@ from jinja2_fragments.flask import render_blocks
 from werkzeug.utils import secure_filename
 from werkzeug.wrappers import Response
 
+from webapp.access import audit
 from webapp.db import store
-from webapp.db.models import Source
-from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
-from webapp.providers import find_provider_spec
-from webapp.sources.registry import registry
 from webapp.views.tasks import bp
 from webapp.web.htmx import STOP_POLLING
 from webapp.web.htmx import is_htmx
 from webapp.web.lookup import get_task_or_404
-from webapp.web.presentation import RAW_DISPLAY_LIMIT
-from webapp.web.presentation import split_details
-
-DETAIL_TEMPLATE = "tasks/detail.html"
+from webapp.web.task_page import DETAIL_TEMPLATE
+from webapp.web.task_page import detail_context
 
 
 @bp.get("/tasks/<source>/<taskid:task_id>")
@@ -58,43 +51,6 @@ def status(source: str, task_id: str) -> Response:
     return make_response(body, STOP_POLLING if task.terminal else 200)
 
 
-def detail_context(task: Task) -> dict[str, Any]:
-    """Everything the detail page and its fragments render (blocks need the whole context)."""
-    known = registry()
-    spec = find_provider_spec(task.provider)
-    key_fields, other_fields = split_details(task.provider, task.details or {})
-    return {
-        "task": task,
-        "source": known.get(task.source),
-        "source_health": db.session.get(Source, task.source),
-        "provider_label": spec.label if spec else task.provider,
-        "times_note": spec.times_note if spec else None,
-        "active_note": spec.active_note if spec else None,
-        "key_fields": key_fields,
-        "other_fields": other_fields,
-        "related": store.related_tasks(task),
-        "raw_limit": RAW_DISPLAY_LIMIT,
-        "poll_seconds": current_app.config["UI_POLL_SECONDS"],
-        **timeline(task),
-    }
-
-
-def timeline(task: Task) -> dict[str, Any]:
-    """The state changes with the time spent in each (the last one runs until now, if active)."""
-    events = list(task.events)
-    now = utcnow()
-    items = []
-    for index, event in enumerate(events):
-        ended = events[index + 1].at if index + 1 < len(events) else None
-        spent = (
-            None if ended is None and task.terminal else ((ended or now) - event.at).total_seconds()
-        )
-        items.append(
-            {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
-        )
-    return {"timeline": items, "timeline_total": sum(i["seconds"] or 0 for i in items) or 1}
-
-
 @bp.get("/tasks/<source>/<taskid:task_id>/raw.json")
 def raw_payload(source: str, task_id: str) -> Response:
     """The last upstream payload as a file."""
@@ -111,6 +67,9 @@ def annotate(source: str, task_id: str) -> Response:
     """Save the task's labels and note."""
     task = get_task_or_404(source, task_id)
     store.set_annotations(task, request.form.get("labels", ""), request.form.get("note", ""))
+    audit.record(
+        "task.annotate", audit.task_target(source, task_id), labels=task.labels, note=task.note
+    )
     db.session.commit()
     if is_htmx():
         context = detail_context(task)
@@ -139,6 +98,7 @@ def untrack(source: str, task_id: str) -> Response:
     """Stop tracking a task and forget its history."""
     task = get_task_or_404(source, task_id)
     store.untrack(task)
+    audit.record("task.untrack", audit.task_target(source, task_id))
     db.session.commit()
     flash(f"Stopped tracking {task_id}.", "info")
     return redirect(url_for("tasks.index"), 303)

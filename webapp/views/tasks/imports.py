@@ -18,6 +18,7 @@ from flask import url_for
 from jinja2_fragments.flask import render_block
 from werkzeug.wrappers import Response
 
+from webapp.access import audit
 from webapp.db.models import ImportJob
 from webapp.db.models import db
 from webapp.imports import jobs as import_jobs
@@ -90,6 +91,9 @@ def import_start() -> Response:
         job = import_jobs.start(form["source"], form["query"], form["limit"])
     except import_jobs.ImportProblem as exc:
         return _answer("import_result", 200, problem=str(exc))
+    audit.record(
+        "task.import", job.source, query=job.query, limit=job.limit, job_id=job.id, commit=True
+    )
     if is_partial():
         return _answer("import_result", job=job)
     return redirect(url_for("tasks.import_progress", job_id=job.id), 303)

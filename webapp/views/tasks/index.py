@@ -19,6 +19,7 @@ from flask import url_for
 from jinja2_fragments.flask import render_block
 from werkzeug.wrappers import Response
 
+from webapp.access import audit
 from webapp.db import store
 from webapp.db.models import Task
 from webapp.db.models import db
@@ -203,6 +204,8 @@ def track() -> Response:
         except (store.UnknownSource, ValueError) as exc:
             problems.append(f"{task_id}: {exc}")
             continue
+        if created:
+            audit.record("task.track", audit.task_target(source, task.task_id))
         tracked.append(task)
     db.session.commit()
     for problem in problems:
@@ -222,6 +225,7 @@ def untrack_selected() -> Response:
     ids = [int(v) for v in request.form.getlist("task") if v.isdigit()][:MAX_BULK]
     tasks = tasks_by_ids(ids)
     for task in tasks:
+        audit.record("task.untrack", audit.task_target(task.source, task.task_id))
         store.untrack(task)
     db.session.commit()
     if tasks:

@@ -1,0 +1,57 @@
+"""What a task's page renders: shared by its own page (``/tasks/<source>/<id>``) and by the
+read-only page a share link opens (``/share/<token>``), which reuse one template."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import current_app
+
+from webapp.db import store
+from webapp.db.models import Source
+from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.providers import find_provider_spec
+from webapp.sources.registry import registry
+from webapp.web.presentation import RAW_DISPLAY_LIMIT
+from webapp.web.presentation import split_details
+
+DETAIL_TEMPLATE = "tasks/detail.html"
+
+
+def detail_context(task: Task) -> dict[str, Any]:
+    """Everything the detail page and its fragments render (blocks need the whole context)."""
+    known = registry()
+    spec = find_provider_spec(task.provider)
+    key_fields, other_fields = split_details(task.provider, task.details or {})
+    return {
+        "task": task,
+        "source": known.get(task.source),
+        "source_health": db.session.get(Source, task.source),
+        "provider_label": spec.label if spec else task.provider,
+        "times_note": spec.times_note if spec else None,
+        "active_note": spec.active_note if spec else None,
+        "key_fields": key_fields,
+        "other_fields": other_fields,
+        "related": store.related_tasks(task),
+        "raw_limit": RAW_DISPLAY_LIMIT,
+        "poll_seconds": current_app.config["UI_POLL_SECONDS"],
+        **timeline(task),
+    }
+
+
+def timeline(task: Task) -> dict[str, Any]:
+    """The state changes with the time spent in each (the last one runs until now, if active)."""
+    events = list(task.events)
+    now = utcnow()
+    items = []
+    for index, event in enumerate(events):
+        ended = events[index + 1].at if index + 1 < len(events) else None
+        spent = (
+            None if ended is None and task.terminal else ((ended or now) - event.at).total_seconds()
+        )
+        items.append(
+            {"event": event, "seconds": spent, "ongoing": ended is None and not task.terminal}
+        )
+    return {"timeline": items, "timeline_total": sum(i["seconds"] or 0 for i in items) or 1}
