@@ -29,6 +29,7 @@ from webapp import logs
 from webapp.access import oidc
 from webapp.access import oidc_accounts
 from webapp.config import ConfigError
+from webapp.db.models import AuditEvent
 from webapp.db.models import User
 from webapp.db.models import db
 from webapp.simulators.server import ServerThread
@@ -41,6 +42,12 @@ class Site:
 
     def browser(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, follow_redirects=True, timeout=10)
+
+    def audit_events(self) -> list[tuple[str, str, str | None, dict[str, Any]]]:
+        """``(actor, action, target, details)`` of each audit event, oldest first."""
+        with self.app.app_context():
+            events = db.session.scalars(sa.select(AuditEvent).order_by(AuditEvent.id))
+            return [(e.actor, e.action, e.target, dict(e.details or {})) for e in events]
 
     def users(self) -> list[User]:
         with self.app.app_context():
@@ -140,6 +147,9 @@ def test_first_sign_in_creates_the_user_with_the_mapped_role_and_returns(site, p
     assert asked["redirect_uri"] == f"{site.url}/login/oidc/callback"
     [exchanged] = provider.token_requests
     assert exchanged["code_verifier"]
+    assert site.audit_events() == [
+        ("alice", "user.create", "alice", {"role": "editor", "via": "OpenID Connect"})
+    ]
 
 
 def test_second_sign_in_reuses_the_account_and_follows_the_providers_groups(site, provider):
@@ -155,6 +165,14 @@ def test_second_sign_in_reuses_the_account_and_follows_the_providers_groups(site
     assert again.username == "alice"  # the subject is the key; the name stays
     assert again.role == "admin"
     assert again.last_login_at > first.last_login_at
+    assert [event[:3] for event in site.audit_events()] == [
+        ("alice", "user.create", "alice"),
+        ("alice", "user.update", "alice"),
+    ]
+    assert site.audit_events()[1][3]["previous_role"] == "editor"
+    with site.browser() as browser:
+        sign_in(browser)  # nothing changed: nothing to record
+    assert len(site.audit_events()) == 2
 
 
 def test_without_a_roles_claim_newcomers_get_the_default_role_and_keep_roles_given_here(

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
+from flask import g
 
+from webapp.access import audit
+from webapp.access.accounts import principal_for_user
 from webapp.access.oidc import OidcSettings
 from webapp.access.roles import Role
 from webapp.db.models import User
@@ -118,6 +121,7 @@ def _update_or_create(settings: OidcSettings, claims: Mapping[str, Any]) -> User
     key = subject_key(claims)
     role = role_from_claims(settings, claims)
     user = find_by_subject(key)
+    created = user is None
     if user is None:
         user = User(
             username=free_username(wanted_username(settings, claims)),
@@ -125,11 +129,25 @@ def _update_or_create(settings: OidcSettings, claims: Mapping[str, Any]) -> User
             role=(role or settings.default_role).label,
         )
         db.session.add(user)
-    elif role is not None:
+        db.session.flush()
+    previous_role = user.role
+    if role is not None:
         # The provider's groups are the truth: leaving the admin group there ends being admin
         # here at the next sign-in.
         user.role = role.label
     user.email = email_from(claims) or user.email
     user.last_login_at = utcnow()
+    # The audit log names the person now signed in as the one who acted, not "anonymous".
+    g.principal = principal_for_user(user)
+    if created:
+        audit.record("user.create", user.username, role=user.role, via="OpenID Connect")
+    elif user.role != previous_role:
+        audit.record(
+            "user.update",
+            user.username,
+            role=user.role,
+            previous_role=previous_role,
+            via="OpenID Connect groups",
+        )
     db.session.commit()
     return user
