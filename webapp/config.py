@@ -293,6 +293,21 @@ DEFAULTS: dict[str, Any] = {
     "DEMO": False,
     #: ``local`` (users and passwords here), ``proxy``, ``oidc``, or ``none`` (no sign-in).
     "AUTH": "local",
+    #: ``oidc`` mode (README, "Sign-in with OpenID Connect"): the provider's issuer URL, or
+    #: its discovery document's URL; the client registered there; what to ask for, and how
+    #: claims become a user name and a role.
+    "OIDC_ISSUER": None,
+    "OIDC_METADATA_URL": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    "OIDC_SCOPES": "openid email profile",
+    "OIDC_USERNAME_CLAIM": "preferred_username",
+    "OIDC_ROLES_CLAIM": None,
+    "OIDC_ADMIN_VALUES": "",
+    "OIDC_EDITOR_VALUES": "",
+    "OIDC_PROVIDER_NAME": None,
+    "OIDC_REDIRECT_URI": None,
+    "OIDC_TIMEOUT": 10.0,
     #: Refuse and hide every write, whoever asks.
     "READ_ONLY": False,
     #: ``proxy`` mode: the header naming the user, and the one with their e-mail (optional).

@@ -18,6 +18,9 @@ PUBLIC = frozenset(
         "health.healthz",
         "auth.login",
         "auth.logout",
+        # The OpenID flow: it starts before anyone is signed in.
+        "oidc.start",
+        "oidc.callback",
         # A share link checks its own signed token, and shows that one task alone.
         "share.page",
         "share.status",

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from werkzeug.security import check_password_hash
 from werkzeug.security import generate_password_hash
 
+from webapp.access import audit
 from webapp.access.principal import Principal
 from webapp.access.roles import Role
 from webapp.db.models import User
@@ -146,6 +147,7 @@ def outside_user(username: str, email: str | None, role: Role) -> User:
     if user is None:
         user = User(username=name, role=role.label, email=email or None, last_login_at=utcnow())
         db.session.add(user)
+        audit.record("user.create", name, actor=(name, "user"), role=role.label, via="proxy")
         try:
             db.session.commit()
         except sa.exc.IntegrityError:

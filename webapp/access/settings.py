@@ -20,7 +20,9 @@ from webapp.access.roles import Role
 from webapp.config import ConfigError
 
 #: Sign-in modes (DESIGN.md, "Accounts and access"); OpenID Connect joins them in its own change.
-AUTH_MODES = ("local", "proxy", "none")
+AUTH_MODES = ("local", "proxy", "oidc", "none")
+#: Modes where people sign in somewhere else, so accounts here need no password.
+OUTSIDE_SIGN_IN = ("proxy", "oidc")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 

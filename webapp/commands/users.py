@@ -9,8 +9,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 
 from webapp.access import accounts
+from webapp.access import audit
 from webapp.access.roles import ROLE_NAMES
 from webapp.access.roles import Role
+from webapp.access.settings import OUTSIDE_SIGN_IN
 from webapp.commands.common import fail
 from webapp.commands.common import refuse_when_read_only
 from webapp.commands.common import with_database
@@ -41,7 +43,7 @@ def create_user_command(
 ) -> None:
     """Create a user who may sign in, or change one with --update.
 
-    With TASKDECK_AUTH=proxy no password is asked (the proxy signs people in): create the first
+    With TASKDECK_AUTH=proxy or oidc no password is asked (they sign in elsewhere): create the first
     admin with `taskdeck create-user NAME --role admin` under the name the proxy sends.
     """
     user = accounts.find_user(username.strip())
@@ -49,9 +51,11 @@ def create_user_command(
         fail(f"user {user.username!r} exists (use --update to change it)")
     if user is None and update:
         fail(f"there is no user {username.strip()!r} to update")
-    # Outside sign-in (a proxy) needs no password; a password change needs nothing else asked.
+    # Outside sign-in (a proxy, an OpenID provider) needs no password; a password change
+    # needs nothing else asked.
     wants_password = password_stdin or (
-        current_app.config["AUTH"] != "proxy" and (user is None or (role is None and email is None))
+        current_app.config["AUTH"] not in OUTSIDE_SIGN_IN
+        and (user is None or (role is None and email is None))
     )
     password = _read_password(password_stdin) if wants_password else None
     try:
@@ -68,6 +72,16 @@ def create_user_command(
             done = "updated"
     except accounts.AccountError as exc:
         fail(str(exc))
+    audit.record(
+        "user.create" if done == "created" else "user.update",
+        user.username,
+        role=user.role,
+        changed=[
+            name
+            for name, value in (("role", role), ("email", email), ("password", password))
+            if value is not None
+        ],
+    )
     db.session.commit()
     click.echo(f"user {user.username} {done} ({user.role})")
 

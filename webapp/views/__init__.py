@@ -14,6 +14,7 @@ from webapp.views import audit
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
+from webapp.views import oidc
 from webapp.views import preferences
 from webapp.views import saved_views
 from webapp.views import share
@@ -39,6 +40,7 @@ BLUEPRINTS = (
     share,
     audit,
     users,
+    oidc,
 )
 
 

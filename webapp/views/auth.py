@@ -16,6 +16,7 @@ from flask import url_for
 from werkzeug.wrappers import Response
 
 from webapp.access import accounts
+from webapp.access import oidc
 from webapp.access import proxy
 from webapp.access import throttle
 from webapp.access.guard import public
@@ -33,6 +34,10 @@ LOGIN_TEMPLATE = "auth/login.html"
 @public
 def login() -> Response:
     """Sign in with a user name and password (throttled per name and per client address)."""
+    if oidc.is_enabled():
+        # No passwords in this mode: the OpenID provider signs people in.
+        page = render_template("auth/oidc_login.html", provider_name=oidc.provider_name())
+        return make_response(page, 200 if request.method == "GET" else 400)
     if current_app.config["AUTH"] != "local":
         # Nothing to type here: the proxy signs people in, or sign-in is off.
         status = 200 if request.method == "GET" else 400

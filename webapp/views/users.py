@@ -17,6 +17,7 @@ from flask import url_for
 from werkzeug.wrappers import Response
 
 from webapp.access import accounts
+from webapp.access import audit
 from webapp.access.guard import requires
 from webapp.access.principal import current_principal
 from webapp.access.roles import ROLE_NAMES
@@ -26,12 +27,6 @@ from webapp.db.models import User
 from webapp.db.models import db
 
 bp = Blueprint("users", __name__, url_prefix="/users")
-
-
-def user_changed(action: str, username: str, **details: object) -> None:
-    """Hook: a change to the accounts, about to be committed (``user.create``, ``user.update``,
-    ``user.delete``). The audit log's ``webapp.access.audit.record(action, username,
-    **details)`` is to be called from here, so its event joins the change's transaction."""
 
 
 def _back() -> Response:
@@ -88,7 +83,7 @@ def create() -> Response:
     except accounts.AccountError as exc:
         flash(f"Not added: {exc}.", "error")
         return _back()
-    user_changed("user.create", user.username, role=role.label)
+    audit.record("user.create", user.username, role=role.label)
     db.session.commit()
     flash(f"Added {user.username} as {role.label}.", "info")
     return _back()
@@ -110,7 +105,7 @@ def set_role(user_id: int) -> Response:
         flash(f"Not changed: {exc}.", "error")
         return _back()
     if before != role.label:
-        user_changed("user.update", user.username, role=role.label, previous=before)
+        audit.record("user.update", user.username, role=role.label, previous=before)
     db.session.commit()
     flash(f"{user.username} is {role.label}.", "info")
     return _back()
@@ -126,7 +121,7 @@ def remove(user_id: int) -> Response:
     except accounts.AccountError as exc:
         flash(f"Not removed: {exc}.", "error")
         return _back()
-    user_changed("user.delete", user.username)
+    audit.record("user.delete", user.username)
     db.session.commit()
     flash(f"Removed {user.username}.", "info")
     return _back()
