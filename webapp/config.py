@@ -341,6 +341,21 @@ DEFAULTS: dict[str, Any] = {
     "DEMO": False,
     #: ``local`` (users and passwords here), ``proxy``, ``oidc``, or ``none`` (no sign-in).
     "AUTH": "local",
+    #: ``oidc`` mode (README, "Sign-in with OpenID Connect"): the provider's issuer URL, or
+    #: its discovery document's URL; the client registered there; what to ask for, and how
+    #: claims become a user name and a role.
+    "OIDC_ISSUER": None,
+    "OIDC_METADATA_URL": None,
+    "OIDC_CLIENT_ID": None,
+    "OIDC_CLIENT_SECRET": None,
+    "OIDC_SCOPES": "openid email profile",
+    "OIDC_USERNAME_CLAIM": "preferred_username",
+    "OIDC_ROLES_CLAIM": None,
+    "OIDC_ADMIN_VALUES": "",
+    "OIDC_EDITOR_VALUES": "",
+    "OIDC_PROVIDER_NAME": None,
+    "OIDC_REDIRECT_URI": None,
+    "OIDC_TIMEOUT": 10.0,
     #: Refuse and hide every write, whoever asks.
     "READ_ONLY": False,
     #: Fernet key(s) for upstream secrets typed in the UI, comma-separated, the first one
@@ -349,4 +364,15 @@ DEFAULTS: dict[str, Any] = {
     #: Let sources use link-local and cloud-metadata addresses (169.254.169.254…), refused
     #: by default (webapp/providers/addresses.py).
     "ALLOW_LINK_LOCAL": False,
+    #: ``proxy`` mode: the header naming the user, and the one with their e-mail (optional).
+    "PROXY_USER_HEADER": "X-Forwarded-User",
+    "PROXY_EMAIL_HEADER": "X-Forwarded-Email",
+    #: Addresses or CIDR networks of the proxies whose user header is believed (comma-separated).
+    "TRUSTED_PROXIES": "",
+    #: The role of someone a proxy names the first time they come.
+    "DEFAULT_ROLE": "viewer",
+    #: Days a sign-in lasts.
+    "SESSION_DAYS": 14,
+    #: ``Secure`` session cookie; empty: on, except in debug, testing and the demo.
+    "SECURE_COOKIES": None,
 }

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from flask import Flask
 
+from tests.access.people import PASSWORD
 from tests.access.people import form_token
 from tests.access.people import signed_in
 from tests.helpers import soup
@@ -158,8 +159,9 @@ def test_record_refuses_secret_details_and_names_the_command_line_user(app):
 
 def test_the_audit_page_is_for_admins(app):
     add_events(app, ("ed", "task.track", "ml-prod/a1", datetime.now(UTC)))
-    assert app.test_client().get("/audit").status_code == 302
     editor = signed_in(app, "ed", "editor")
+    # Once someone can sign in (before, every page explains how to make the first admin).
+    assert app.test_client().get("/audit").status_code == 302
     for path in ("/audit", "/audit/export.csv", "/audit/export.json"):
         assert editor.get(path).status_code == 403
     assert "Audit" not in soup(editor.get("/?view=all")).select_one("nav").get_text()
@@ -269,3 +271,48 @@ def test_csv_and_json_exports(logged):
         "remote_addr",
     }
     assert json.loads(admin.get("/audit/export.json?actor=nobody").get_data(as_text=True)) == []
+
+
+def test_account_changes_are_recorded_from_the_cli_the_users_page_and_a_proxy(
+    app, app_factory, monkeypatch
+):
+    monkeypatch.setattr(audit, "_login_name", lambda: "ops")
+    runner = app.test_cli_runner()
+    made = runner.invoke(
+        args=["create-user", "root", "--role", "admin", "--password-stdin"],
+        input=PASSWORD + "\n",
+    )
+    assert made.exit_code == 0, made.output
+    changed = runner.invoke(args=["create-user", "root", "--update", "--email", "r@example.org"])
+    assert changed.exit_code == 0, changed.output
+    admin = signed_in(app, "root")
+    response = admin.post(
+        "/users",
+        data={
+            "csrf_token": form_token(admin, "/users"),
+            "username": "bo",
+            "role": "editor",
+            "password": "another long one",
+        },
+    )
+    assert response.status_code == 303
+    assert events(app) == [
+        ("cli:ops", "user.create", "root"),
+        ("cli:ops", "user.update", "root"),
+        ("root", "user.create", "bo"),
+    ]
+    with app.app_context():
+        first = db.session.scalar(sa.select(AuditEvent).order_by(AuditEvent.id))
+        assert first is not None
+        assert first.details == {"role": "admin", "changed": ["role", "password"]}
+        # The password itself is never a detail: only that one was set.
+        assert PASSWORD not in json.dumps(
+            [e.details for e in db.session.scalars(sa.select(AuditEvent))]
+        )
+
+    proxied = app_factory(AUTH="proxy", TRUSTED_PROXIES="127.0.0.1")
+    page = proxied.test_client().get(
+        "/", headers={"X-Forwarded-User": "cy"}, environ_base={"REMOTE_ADDR": "127.0.0.1"}
+    )
+    assert page.status_code == 200
+    assert events(proxied)[-1] == ("cy", "user.create", "cy")

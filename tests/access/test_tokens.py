@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import make_server
 
+from tests.access.people import add_user
 from tests.access.people import form_token
 from tests.access.people import signed_in
 from tests.helpers import soup
@@ -31,6 +32,9 @@ TOKEN_SHAPE = re.compile(r"^tdk_[A-Za-z0-9_-]{43}$")
 @pytest.fixture
 def app(app_factory) -> Flask:
     app = app_factory(AUTH="local")
+    # Someone can sign in, so pages send strangers to the sign-in form (with nobody yet, they
+    # only explain how to make the first admin).
+    add_user(app, "owner", "admin")
 
     # Routes to probe the role a token carries: the API has no writing route yet, so these
     # stand for one (unmarked POST: editor) and for an admin-only one.

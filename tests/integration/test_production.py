@@ -150,8 +150,10 @@ def deploy(
             "TASKDECK_CONFIG": str(config),
             "TASKDECK_SECRET_KEY": SECRET_KEY,
             "TASKDECK_INSTANCE_PATH": str(tmp_path / "instance"),
-            # Sign-in is tested on its own (tests/access); these tests are about serving.
+            # Sign-in is tested on its own (tests/access); these tests are about serving, over
+            # plain HTTP (where a Secure session cookie would never come back).
             "TASKDECK_AUTH": "none",
+            "TASKDECK_SECURE_COOKIES": "false",
             **settings,
         }
         for _, environ in entries:

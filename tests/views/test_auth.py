@@ -1,4 +1,5 @@
-"""Optional sign-in: open with no users; required once `taskdeck create-user` made one."""
+"""Local sign-in: nothing but the first-admin page until `taskdeck create-user` made someone;
+then pages need a sign-in and the API takes basic auth."""
 
 from __future__ import annotations
 
@@ -22,8 +23,9 @@ def app(app_factory):
 
 
 def test_create_user_then_pages_need_sign_in(app):
-    assert "signing in is now required" in create_user(app).output
     client = app.test_client()
+    assert client.get("/?state=active").status_code == 503  # the first-admin page
+    assert "user ana created (viewer)" in create_user(app).output
     response = client.get("/?state=active")
     assert response.status_code == 302
     assert response.headers["Location"] == "/login?next=/?state%3Dactive"

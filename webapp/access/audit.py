@@ -57,20 +57,26 @@ MAX_DETAIL_TEXT = 200
 
 
 def record(
-    action: str, target: str | None = None, *, commit: bool = False, **details: Any
+    action: str,
+    target: str | None = None,
+    *,
+    commit: bool = False,
+    actor: tuple[str, str] | None = None,
+    **details: Any,
 ) -> AuditEvent:
     """Append an event for ``action`` on ``target`` by the current principal.
 
     Outside a request (the command line) the actor is ``cli:<login name>``. The event joins the
     session; pass ``commit=True`` when there is no change of the caller's own to commit with it.
+    ``actor`` (name, kind) names someone else: the person a proxy has just named, say.
     """
     refused = SECRET_KEYS.intersection(details)
     if refused:
         raise ValueError(f"audit details must not hold secrets: {', '.join(sorted(refused))}")
-    actor, actor_kind = current_actor()
+    actor_name, actor_kind = actor or current_actor()
     event = AuditEvent(
         at=utcnow(),
-        actor=actor[:120],
+        actor=actor_name[:120],
         actor_kind=actor_kind,
         action=action,
         target=target[:600] if target is not None else None,

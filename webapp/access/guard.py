@@ -3,7 +3,9 @@
 Each view says the least role it needs with :func:`requires`; a view that says nothing needs
 ``viewer`` to read and ``editor`` to write (any method but GET/HEAD/OPTIONS). Views marked
 :func:`public` (sign-in, health, static files, share links) let anyone in. The API and
-``/metrics`` answer 401 to strangers; pages send them to sign in.
+``/metrics`` answer 401 to strangers; pages send them to sign in, or, with ``local`` sign-in
+and no user yet, explain how to make the first admin. With ``TASKDECK_READ_ONLY`` every write
+but signing in and out is refused, whoever asks.
 """
 
 from __future__ import annotations
@@ -19,15 +21,20 @@ from flask import current_app
 from flask import g
 from flask import jsonify
 from flask import redirect
+from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
 from werkzeug.wrappers import Response
 
 from webapp.access import accounts
+from webapp.access import proxy
+from webapp.access import throttle
 from webapp.access.principal import ANONYMOUS
 from webapp.access.principal import Principal
+from webapp.access.principal import current_principal
 from webapp.access.roles import Role
+from webapp.access.settings import is_read_only
 from webapp.access.tokens import principal_for_token
 
 View = TypeVar("View", bound=Callable[..., Any])
@@ -37,6 +44,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MACHINE_PATHS = ("/api/", "/metrics")
 #: Flask's own static route has no view of ours to mark.
 PUBLIC_ENDPOINTS = frozenset({"static"})
+#: Writes that stay open under ``TASKDECK_READ_ONLY``: they change only the caller's session.
+SESSION_ENDPOINTS = frozenset({"auth.login", "auth.logout"})
+READ_ONLY_MESSAGE = (
+    "This dashboard is read-only (TASKDECK_READ_ONLY): it shows tasks but changes nothing."
+)
+FIRST_ADMIN_MESSAGE = (
+    "No one can sign in yet: create the first admin with `taskdeck create-user NAME --role admin`."
+)
 
 
 def requires(role: Role) -> Callable[[View], View]:
@@ -78,28 +93,56 @@ def required_role() -> Role:
 
 
 def identify() -> Principal | None:
-    """The principal behind this request, from its bearer token, session or basic auth."""
+    """The principal behind this request: its bearer token, else what the sign-in mode says
+    (a trusted proxy's header; the session of a local sign-in; HTTP basic auth)."""
     mode = current_app.config["AUTH"]
     authorization = request.authorization
     if authorization is not None and authorization.type == "bearer" and is_machine_request():
         return principal_for_token(authorization.token or "")
     if mode == "none":
         return ANONYMOUS
+    if mode == "proxy":
+        found = proxy.identify()
+        if isinstance(found, proxy.ProxyRefusal):
+            g.proxy_refusal = found
+            return None
+        return found
     user_id = session.get("user_id")
     if user_id is not None:
         return accounts.principal_for_user_id(user_id)
-    if authorization is not None and authorization.type == "basic":
-        user = accounts.check_password(authorization.username or "", authorization.password or "")
-        return accounts.principal_for_user(user) if user is not None else None
+    if authorization is not None and authorization.type == "basic" and mode == "local":
+        return basic_auth(authorization.username or "", authorization.password or "")
     return None
+
+
+def basic_auth(username: str, password: str) -> Principal | None:
+    """HTTP basic auth for scripts, throttled like the sign-in form."""
+    address = proxy.client_address()
+    if throttle.blocked_until(username, address) is not None:
+        refuse(429, "Too many failed sign-ins; try again later.")
+    user = accounts.check_password(username, password)
+    if user is None:
+        throttle.record_failure(username, address)
+        return None
+    return accounts.principal_for_user(user)
 
 
 def authorize() -> Response | None:
     """Before every request: let it through, or answer why not."""
     g.principal = None
-    if request.endpoint is None or is_public_endpoint():
-        return None  # a 404 or a public page: nothing to protect
-    principal = g.principal = identify()
+    if request.endpoint is None:
+        return None  # a 404: nothing to protect
+    public = is_public_endpoint()
+    # Identified first, so that even a refusal's page shows who is signed in.
+    principal = g.principal = None if public else identify()
+    if (
+        request.method not in SAFE_METHODS
+        and is_read_only()
+        and request.endpoint not in SESSION_ENDPOINTS
+    ):
+        return refuse(403, READ_ONLY_MESSAGE)
+    if public:
+        return None
     if principal is None:
         return sign_in_first()
     if principal.kind == "share":
@@ -111,6 +154,11 @@ def authorize() -> Response | None:
 
 
 def sign_in_first() -> Response:
+    refusal: proxy.ProxyRefusal | None = g.get("proxy_refusal")
+    if refusal is not None:
+        return refuse(refusal.status, refusal.message)
+    if current_app.config["AUTH"] == "local" and not accounts.users_exist():
+        return first_admin_only()
     if is_machine_request():
         refused = jsonify(
             {"error": "Sign in first (Authorization: Bearer <token>).", "status": 401}
@@ -127,8 +175,25 @@ def sign_in_first() -> Response:
     return redirect(login)
 
 
+def first_admin_only() -> Response:
+    """With ``local`` sign-in and nobody to sign in as, how to make the first admin, and
+    nothing else."""
+    if is_machine_request():
+        refused = jsonify({"error": FIRST_ADMIN_MESSAGE, "status": 401})
+        refused.status_code = 401
+        return refused
+    return Response(render_template("auth/first_admin.html"), status=503)
+
+
 def refuse(status: int, message: str) -> NoReturn:
     abort(status, description=message)
+
+
+def may(role: Role) -> bool:
+    """Whether the current principal may use a control that writes with ``role``: what
+    templates ask before showing a form or button."""
+    principal = current_principal()
+    return principal is not None and principal.can(role) and not is_read_only()
 
 
 def init_app(app: Flask) -> None:
@@ -141,4 +206,7 @@ def init_app(app: Flask) -> None:
             "principal": principal,
             "current_user": principal if principal and principal.kind == "user" else None,
             "Role": Role,
+            "may": may,
+            "read_only": is_read_only(),
+            "auth_mode": current_app.config["AUTH"],
         }

@@ -18,6 +18,7 @@ from webapp.commands.tasks import sources_command
 from webapp.commands.tasks import track_command
 from webapp.commands.tokens import token_group
 from webapp.commands.users import create_user_command
+from webapp.commands.users import users_command
 
 APP_COMMANDS = (
     run_command,
@@ -27,6 +28,7 @@ APP_COMMANDS = (
     worker_command,
     sources_command,
     create_user_command,
+    users_command,
     init_db_command,
     db_group,
     token_group,

@@ -14,6 +14,7 @@ import click
 from flask import current_app
 from werkzeug.serving import make_server
 
+from webapp.access.settings import is_read_only
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.db.setup import open_database
@@ -92,3 +93,18 @@ def _database_step(
 with_database = _database_step(open_database)
 #: For long-running commands (``run``, ``worker``): upgrade the schema first.
 with_upgraded_database = _database_step(upgrade_database)
+
+
+def refuse_when_read_only(command: Callable[Params, Result]) -> Callable[Params, Result]:
+    """For commands that change data: under ``TASKDECK_READ_ONLY`` they stop with one line
+    instead (the refresher and the schema commands keep working)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+        if is_read_only(current_app._get_current_object()):  # type: ignore[attr-defined]
+            # "track", "token create": the command as typed, without the program's own name.
+            name = " ".join(click.get_current_context().command_path.split()[1:])
+            fail(f"Taskdeck is read-only (TASKDECK_READ_ONLY=true): {name!r} changes nothing")
+        return command(*args, **kwargs)
+
+    return wrapper

@@ -13,6 +13,7 @@ from flask.cli import with_appcontext
 
 from webapp.access import audit
 from webapp.commands.common import fail
+from webapp.commands.common import refuse_when_read_only
 from webapp.commands.common import require_source
 from webapp.commands.common import with_database
 from webapp.db import store
@@ -28,6 +29,7 @@ from webapp.sources.registry import registry
 @click.argument("source")
 @click.argument("task_ids", nargs=-1, required=True)
 @with_appcontext
+@refuse_when_read_only
 @with_database
 def track_command(source: str, task_ids: tuple[str, ...]) -> None:
     """Start tracking tasks of SOURCE, and fetch them once at once."""
@@ -83,6 +85,7 @@ def _await_other_fetches(ids: list[int], timeout: float) -> None:
     "--limit", default=1000, show_default=True, type=int, help="Import at most this many."
 )
 @with_appcontext
+@refuse_when_read_only
 @with_database
 def import_command(source: str, query: str | None, limit: int) -> None:
     """Track the tasks an upstream search of SOURCE returns."""

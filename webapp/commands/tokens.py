@@ -11,6 +11,7 @@ from webapp.access import tokens
 from webapp.access.roles import ROLE_NAMES
 from webapp.access.roles import Role
 from webapp.commands.common import fail
+from webapp.commands.common import refuse_when_read_only
 from webapp.commands.common import with_database
 from webapp.db.models import db
 
@@ -30,6 +31,7 @@ def token_group() -> None:
     help="The most the token may do.",
 )
 @with_appcontext
+@refuse_when_read_only
 @with_database
 def create_token_command(name: str, role: str) -> None:
     """Create a token called NAME and print it, once.
@@ -53,6 +55,7 @@ def create_token_command(name: str, role: str) -> None:
 @token_group.command("revoke")
 @click.argument("name")
 @with_appcontext
+@refuse_when_read_only
 @with_database
 def revoke_token_command(name: str) -> None:
     """Revoke the token called NAME: it stops working at once."""

@@ -15,12 +15,14 @@ from webapp.views import audit
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
+from webapp.views import oidc
 from webapp.views import preferences
 from webapp.views import saved_views
 from webapp.views import share
 from webapp.views import sources
 from webapp.views import tasks
 from webapp.views import tokens
+from webapp.views import users
 from webapp.web import csrf
 from webapp.web import formatting
 from webapp.web.urls import RawPathMiddleware
@@ -41,6 +43,8 @@ BLUEPRINTS = (
     tokens,
     share,
     audit,
+    users,
+    oidc,
 )
 
 

@@ -1,4 +1,5 @@
-"""``/sources``: every source with its health and settings; adding and editing UI sources."""
+"""``/sources``: every source with its health and settings (anyone signed in); adding and editing
+UI sources (admins)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ from flask import url_for
 from werkzeug.wrappers import Response
 
 from webapp.access import audit
+from webapp.access.guard import requires
+from webapp.access.roles import Role
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
@@ -107,12 +110,14 @@ def index() -> str:
 
 
 @bp.get("/sources/new")
+@requires(Role.ADMIN)
 def new() -> str:
     """The form to add a source (stored in the database)."""
     return render_template("sources/form.html", **form_context({}, None))
 
 
 @bp.get("/sources/<name>/edit")
+@requires(Role.ADMIN)
 def edit(name: str) -> str:
     """The form to edit a source added from the UI."""
     source = editable_source_or_404(name)
@@ -121,12 +126,14 @@ def edit(name: str) -> str:
 
 
 @bp.post("/sources")
+@requires(Role.ADMIN)
 def create() -> Response:
     """Add a source from the form."""
     return save(None)
 
 
 @bp.post("/sources/<name>")
+@requires(Role.ADMIN)
 def update(name: str) -> Response:
     """Save an edited source."""
     return save(editable_source_or_404(name))
