@@ -220,6 +220,8 @@ def test_session_cookie_is_httponly_samesite_lax_secure_and_lasts_session_days(a
     response = client.post(
         "https://localhost/login",
         data={"csrf_token": token, "username": "ed", "password": PASSWORD},
+        # Over HTTPS, Flask-WTF also wants the same-origin Referer a browser sends.
+        headers={"Referer": "https://localhost/login"},
     )
     assert response.status_code == 303
     cookie = session_cookie(response)
