@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import runpy
 import threading
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -14,11 +17,11 @@ import sqlalchemy as sa
 from flask import Flask
 from werkzeug.serving import make_server
 
+import webapp
 from tests.access.people import add_user
 from tests.access.people import form_token
 from tests.access.people import signed_in
 from tests.helpers import soup
-from webapp import gunicorn_conf
 from webapp.access.guard import requires
 from webapp.access.roles import Role
 from webapp.access.tokens import token_digest
@@ -215,7 +218,7 @@ def served(app) -> Iterator[str]:
     thread.join(timeout=5)
 
 
-def test_tokens_never_reach_the_logs(app, served, caplog):
+def test_tokens_never_reach_the_logs(app, served, caplog, monkeypatch, tmp_path):
     token = create_token(app, "grafana")
     caplog.set_level(logging.DEBUG)
     with httpx.Client(base_url=served) as http:
@@ -232,5 +235,13 @@ def test_tokens_never_reach_the_logs(app, served, caplog):
     assert token not in server_side and token_digest(token) not in server_side
     assert "Bearer tdk_" not in server_side and "tdk_" not in caplog.text
     # Gunicorn's access log names no request header but the request id.
-    assert "authorization" not in gunicorn_conf.access_log_format.lower()
-    assert re.findall(r"\{([^}]+)\}i", gunicorn_conf.access_log_format) == []
+    access_log_format = gunicorn_settings(monkeypatch, tmp_path)["access_log_format"]
+    assert "authorization" not in access_log_format.lower()
+    assert re.findall(r"\{([^}]+)\}i", access_log_format) == []
+
+
+def gunicorn_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    """The gunicorn config file's values, read without importing it: importing it points this
+    process's metrics at a multiprocess folder, which would hide them from later tests."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    return runpy.run_path(str(Path(webapp.__file__).parent / "gunicorn_conf.py"))
