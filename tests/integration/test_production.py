@@ -527,8 +527,8 @@ def test_metrics_add_up_across_gunicorn_workers(
     default_database_url, live_upstreams, deploy, start_server
 ):
     upstreams = live_upstreams
-    # A GET per task, one at a time per process: each worker claims two tasks at most, so
-    # both workers fetch.
+    # Which worker fetches is up to their claims (Mixpeek reads a batch a call, so one worker
+    # may take them all); both answer /healthz (wake_workers), and its count adds up below.
     source = ("mixpeek", "mx", {"poll_interval": 0.5, "max_concurrency": 1})
     deployment = deploy(default_database_url, [source])
     # Answers take a moment, so each worker's leases are seen while it fetches.
@@ -553,11 +553,11 @@ def test_metrics_add_up_across_gunicorn_workers(
                           running_seconds=(999, 999))  # fmt: skip
         deployment.track("mx", *(task.task_id for task in tasks))
 
-        def fetched_by_both() -> bool:
+        def fetched() -> bool:
             running = deployment.counts() == {("mx", "running"): len(tasks)}
-            return running and pids <= watcher.pids()
+            return running and bool(watcher.pids() & pids)
 
-        wait_for(fetched_by_both, timeout=30, what="both workers fetching, every task running")
+        wait_for(fetched, timeout=30, what="the workers fetching, every task running")
 
         def healthz_logged() -> int:
             return gunicorn.stdout.read_text().count('"GET /healthz HTTP/1.1" 200')
@@ -575,7 +575,7 @@ def test_metrics_add_up_across_gunicorn_workers(
 
         after = wait_for(consistent, timeout=20, what="the workers' counters adding up", every=0.1)
 
-    # Both workers answered /healthz and fetched: the sums above are over both.
+    # Both workers answered /healthz: the sums above are over both.
     assert len(pids) == 2 and pids <= gunicorn.refreshers()
     ok = total(after, "taskdeck_upstream_requests_total", source="mx", outcome="2xx")
     assert ok == total(after, "taskdeck_upstream_request_seconds_count", source="mx") > 0
