@@ -119,6 +119,7 @@ class Task(Model):
         # The refresher's claims: a source's due tasks, oldest first.
         sa.Index("ix_tasks_source_due", "source", "next_poll_at"),
         sa.Index("ix_tasks_related", "source", "related_key"),
+        sa.Index("ix_tasks_overdue_sort", "overdue", sa.text("sort_at DESC"), sa.text("id DESC")),
     )
 
     id: so.Mapped[int] = so.mapped_column(primary_key=True)
@@ -174,6 +175,11 @@ class Task(Model):
     #: People's annotations: free-form labels and a note (never touched by the refresher).
     labels: so.Mapped[list[str]] = so.mapped_column(JSONValue, default=list)
     note: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
+    #: An active task running past its bound (configured, learned, or an upstream's signal).
+    overdue: so.Mapped[bool] = so.mapped_column(default=False, server_default=sa.false())
+    #: Why, in words for the page: "running 3× longer than usual for DEPLOY_MODEL".
+    overdue_reason: so.Mapped[str | None] = so.mapped_column(sa.String(300))
 
     source_row: so.Mapped[Source] = so.relationship(back_populates="tasks")
     events: so.Mapped[list[TaskEvent]] = so.relationship(
@@ -232,6 +238,8 @@ class User(Model):
     #: ``issuer subject`` of an OpenID Connect account, the stable key of its person.
     oidc_subject: so.Mapped[str | None] = so.mapped_column(sa.String(512))
     last_login_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: Where "notify me" sends when the person prefers a webhook to e-mail.
+    notify_webhook: so.Mapped[str | None] = so.mapped_column(sa.String(2000))
 
 
 class ApiToken(Model):
@@ -321,3 +329,127 @@ class ImportJob(Model):
     #: Last progress written: a running job that stops moving has lost its process.
     updated_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
     finished_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+
+class TaskAction(Model):
+    """An upstream action someone asked for (cancel, delete, retry), and what the upstream said.
+    Shown in the task's history beside its state changes."""
+
+    __tablename__ = "task_actions"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    task_pk: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    action: so.Mapped[str] = so.mapped_column(sa.String(16))
+    actor: so.Mapped[str] = so.mapped_column(sa.String(120))
+    #: ``done`` or ``refused`` (the upstream said no) or ``failed`` (it could not be reached).
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
+    message: so.Mapped[str | None] = so.mapped_column(sa.Text)
+
+
+class NotificationRule(Model):
+    """An alert rule: when a task enters the match of ``when``, tell ``target``."""
+
+    __tablename__ = "notification_rules"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    name: so.Mapped[str] = so.mapped_column(sa.String(120), unique=True)
+    #: The list's search syntax (``state:problems source:ml-prod``, ``is:overdue``).
+    when: so.Mapped[str] = so.mapped_column(sa.String(2000))
+    #: ``webhook``, ``slack`` or ``email``.
+    target_kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    #: The webhook URL, the e-mail address, or the variable holding a Slack URL; ``None`` when
+    #: the target is a secret typed in the UI (then in ``encrypted_target``).
+    target: so.Mapped[str | None] = so.mapped_column(sa.String(2000))
+    encrypted_target: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    #: ``file`` (the config file pins it) or ``database`` (added in the UI).
+    origin: so.Mapped[str] = so.mapped_column(sa.String(16), default="database")
+    enabled: so.Mapped[bool] = so.mapped_column(default=True)
+    created_by: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+
+class RuleMatch(Model):
+    """A task now inside a rule's match, and the state it entered in: a rule fires on the way in,
+    once per state."""
+
+    __tablename__ = "rule_matches"
+
+    rule_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("notification_rules.id", ondelete="CASCADE"), primary_key=True
+    )
+    task_pk: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    state: so.Mapped[str] = so.mapped_column(sa.String(16))
+    matched_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+
+class Subscription(Model):
+    """A "notify me": one person, one task, one delivery when it finishes."""
+
+    __tablename__ = "subscriptions"
+    __table_args__ = (sa.UniqueConstraint("user_id", "task_pk"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    user_id: so.Mapped[int] = so.mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    task_pk: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    #: ``email`` or ``webhook`` (the person's own).
+    target_kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+
+class Delivery(Model):
+    """One message to send, written in the same transaction as the change that caused it and
+    sent by a refresher process, with retries; ``dedup_key`` makes it exactly one."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.Index("ix_deliveries_due", "status", "next_attempt_at"),)
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    dedup_key: so.Mapped[str] = so.mapped_column(sa.String(300), unique=True)
+    rule_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("notification_rules.id", ondelete="SET NULL"), index=True
+    )
+    subscription_user_id: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("users.id", ondelete="SET NULL")
+    )
+    task_pk: so.Mapped[int | None] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="SET NULL"), index=True
+    )
+    #: What happened, for the log: "entered failed", "finished", "test".
+    event: so.Mapped[str] = so.mapped_column(sa.String(120))
+    target_kind: so.Mapped[str] = so.mapped_column(sa.String(16))
+    #: Where it goes, as shown in the log (never a secret URL: those are masked).
+    target_label: so.Mapped[str] = so.mapped_column(sa.String(300))
+    payload: so.Mapped[dict[str, Any]] = so.mapped_column(JSONValue, default=dict)
+    #: ``pending``, ``sending``, ``sent`` or ``failed`` (gave up after its attempts).
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="pending")
+    attempts: so.Mapped[int] = so.mapped_column(default=0)
+    next_attempt_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime, default=utcnow)
+    lease_owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    lease_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    sent_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Model):
+    """One try at sending a delivery, and the answer it got."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    delivery_id: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("deliveries.id", ondelete="CASCADE"), index=True
+    )
+    at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    #: ``ok``, ``error`` (the receiver answered no) or ``unreachable``.
+    outcome: so.Mapped[str] = so.mapped_column(sa.String(16))
+    status_code: so.Mapped[int | None] = so.mapped_column()
+    #: The start of the receiver's answer, or the error, for the delivery log.
+    answer: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    seconds: so.Mapped[float | None] = so.mapped_column(sa.Float)
