@@ -44,5 +44,8 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
             assert any(not t["terminal"] for t in tasks), f"{source} has live tasks"
         # The dashboard itself answers on the same port as the upstreams.
         page = httpx.get(server.url + "/", timeout=10)
-        rows = BeautifulSoup(page.text, "html.parser").select("tbody tr.task-row")
+        assert page.status_code == 200  # no sign-in: the demo turns it off, and says so
+        board = BeautifulSoup(page.text, "html.parser")
+        assert "Sign-in is off" in board.select_one("#sign-in-off").get_text()
+        rows = board.select("tbody tr.task-row")
         assert len(rows) >= 30
