@@ -116,6 +116,9 @@ def document() -> dict[str, Any]:
             ],
             "responses": {
                 "200": _json("The upstream accepted the action.", acted),
+                "400": _error(
+                    "A session's request without its CSRF token (bearer calls need none)."
+                ),
                 "401": unauthorized,
                 "403": _error("The caller is not an editor, or the dashboard is read-only."),
                 "404": _error("No such action on this upstream, or the task is not tracked."),
