@@ -69,7 +69,11 @@ def available(task: Task) -> list[ActionSpec]:
     upstream, never seen yet, or whose source has left the configuration."""
     if task.gone_upstream or task.first_seen_at is None or task.source not in registry():
         return []
-    return [a for a in declared(task) if a.allows(task.state, task.upstream_status, task.task_type)]
+    return [
+        action
+        for action in declared(task)
+        if action.allows(task.state, task.upstream_status, task.task_type, task.details)
+    ]
 
 
 def available_names(task: Task) -> list[str]:

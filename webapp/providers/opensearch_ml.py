@@ -94,6 +94,7 @@ SPEC = ProviderSpec(
             "The remote batch job is asked to stop; its output so far may be lost.",
             upstream=("CREATED", "RUNNING"),
             task_types=("BATCH_PREDICTION",),
+            details=(("function_name", "REMOTE"),),
             method="POST",
             path_suffix=("_cancel",),
         ),

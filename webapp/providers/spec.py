@@ -8,8 +8,10 @@ client), one simulator module, and a line in each registry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Literal
 from urllib.parse import unquote
 
@@ -100,7 +102,8 @@ class ActionSpec:
 
     A task allows the action when every condition given holds: its normalized state is one of
     ``states``, its upstream word one of ``upstream`` and none of ``not_upstream``, its type one
-    of ``task_types``. An empty condition holds for any task. A task gone upstream allows none.
+    of ``task_types``, and each ``(key, value)`` of ``details`` is in its details. An empty
+    condition holds for any task. A task gone upstream allows none.
     The request itself: ``method`` on the task's own API path plus ``path_suffix``; a provider
     whose action is not a request on the task (Conductor's are on its workflow) overrides
     :meth:`~webapp.providers.base.Provider.act` instead.
@@ -114,11 +117,21 @@ class ActionSpec:
     upstream: tuple[str, ...] = ()
     not_upstream: tuple[str, ...] = ()
     task_types: tuple[str, ...] = ()
+    details: tuple[tuple[str, str], ...] = ()
     method: str = "DELETE"
     path_suffix: tuple[str, ...] = ()
 
-    def allows(self, state: str, upstream_status: str | None, task_type: str | None) -> bool:
+    def allows(
+        self,
+        state: str,
+        upstream_status: str | None,
+        task_type: str | None,
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
         """Whether the upstream takes this action on a task in this state and of this type."""
+        found = details or {}
+        if any(found.get(key) != value for key, value in self.details):
+            return False
         if self.states and state not in self.states:
             return False
         if self.upstream and upstream_status not in self.upstream:
