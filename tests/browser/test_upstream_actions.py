@@ -65,3 +65,38 @@ def test_dismissing_the_confirmation_sends_nothing(page, live_site, suite):  # t
     page.locator("#task-upstream-actions button[data-action=cancel]").click()
     expect(page.locator("#task-upstream-actions button[data-action=cancel]")).to_be_visible()
     assert state.calls["delete"] == 0
+
+
+def test_bulk_cancel_from_the_list_confirms_the_counts_then_shows_each_result(
+    page, live_site, suite, clock
+):  # type: ignore[no-untyped-def]
+    suite.states["mixpeek"].add("mx-bulk", PHASES)
+    suite.states["opensearch-ml"].add(
+        "dep-bulk", [("RUNNING", 999.0), ("COMPLETED", None)], fields={"task_type": "DEPLOY_MODEL"}
+    )
+    track(live_site.app, "mixpeek-prod", "mx-bulk")
+    track(live_site.app, "ml-prod", "dep-bulk")
+    wait_for(
+        lambda: (
+            fetched_state(live_site.app, "mixpeek-prod", "mx-bulk") == "PROCESSING"
+            and fetched_state(live_site.app, "ml-prod", "dep-bulk") == "RUNNING"
+        ),
+        what="the first fetches",
+    )
+    page.goto(f"{live_site.url}/?view=all")
+    page.get_by_label("Tick mx-bulk").check()
+    page.get_by_label("Tick dep-bulk").check()
+    page.select_option("#bulk-action", "cancel")
+    # No "stop tracking?" question: this button's confirmation is the next page.
+    page.on("dialog", lambda dialog: pytest.fail(f"unexpected dialog: {dialog.message}"))
+    page.get_by_role("button", name="Apply to ticked tasks…").click()
+
+    expect(page.locator("[data-count=ready]")).to_have_text("1")
+    expect(page.locator("[data-count=skipped]")).to_have_text("1")
+    expect(page.locator(".bulk-skipped")).to_contain_text("dep-bulk")
+    assert suite.states["mixpeek"].calls["delete"] == 0
+    page.get_by_role("button", name="Cancel 1 task").click()
+
+    result = page.locator(".bulk-results li[data-task='mixpeek-prod/mx-bulk']")
+    expect(result).to_have_attribute("data-outcome", "done")
+    assert suite.states["mixpeek"].calls["delete"] == 1
