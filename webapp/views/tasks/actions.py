@@ -47,7 +47,8 @@ def act(source: str, task_id: str, action: str) -> Response:
         context = detail_context(task)
         body = render_block(DETAIL_TEMPLATE, "upstream_actions", action_result=attempt, **context)
         body += render_block(DETAIL_TEMPLATE, "history", oob_blocks=True, **context)
-        return make_response(body, 409 if attempt.outcome == "unavailable" else 200)
+        # 200 whatever the outcome: htmx swaps no 4xx answer, and the block says what happened.
+        return make_response(body)
     flash(result_line(attempt), "info" if attempt.succeeded else "error")
     return redirect(url_for("tasks.detail", source=source, task_id=task_id), 303)
 
