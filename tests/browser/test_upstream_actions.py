@@ -100,3 +100,26 @@ def test_bulk_cancel_from_the_list_confirms_the_counts_then_shows_each_result(
     result = page.locator(".bulk-results li[data-task='mixpeek-prod/mx-bulk']")
     expect(result).to_have_attribute("data-outcome", "done")
     assert suite.states["mixpeek"].calls["delete"] == 1
+
+
+def test_deleting_a_finished_task_shows_it_gone_upstream_without_a_reload(page, live_site, suite):  # type: ignore[no-untyped-def]
+    state = suite.states["opensearch-ml"]
+    state.add("dep-done", [("COMPLETED", None)], fields={"task_type": "DEPLOY_MODEL"})
+    track(live_site.app, "ml-prod", "dep-done")
+    wait_for(
+        lambda: fetched_state(live_site.app, "ml-prod", "dep-done") == "COMPLETED",
+        what="the first fetch",
+    )
+    page.goto(f"{live_site.url}/tasks/ml-prod/dep-done")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("#task-status")).to_have_attribute("data-polling", "false")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.locator("#task-upstream-actions button[data-action=delete]").click()
+
+    expect(page.locator("#task-upstream-actions .action-result")).to_contain_text(
+        "accepted upstream"
+    )
+    # The page of a finished task polls no more, yet it learns of the refresh once.
+    expect(page.locator("#task-status")).to_contain_text("Gone upstream")
+    expect(page.locator("#task-upstream-actions button")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True
