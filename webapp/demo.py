@@ -35,6 +35,10 @@ log = logging.getLogger(__name__)
 UPSTREAM_PREFIX = "/_upstream"
 #: How the demo's tasks end, most of them well.
 OUTCOME_WEIGHTS = {"succeeded": 6, "failed": 2, "partial": 1, "cancelled": 1}
+#: Tasks per provider that run for an hour, so the demo always has active tasks to cancel
+#: (the finished ones show delete and retry where their upstream has them).
+LONG_RUNNERS = 2
+LONG_RUNNING_SECONDS = 3600.0
 MAX_SPAWNED = 300
 
 
@@ -88,6 +92,18 @@ def populate_simulators(
             add_random_task(suite, provider, rng, started_ago=rng.choice([0, 5, 20, 40, 600, 3600]))
             for _ in range(per_provider)
         ]
+    # A generator of their own, so the tasks above stay what they were.
+    slow = random.Random(seed + 1)
+    for provider, module in SIMULATORS.items():
+        for _ in range(LONG_RUNNERS):
+            task = module.add_demo_task(
+                suite.states[provider],
+                slow,
+                final="succeeded",
+                queued_seconds=slow.uniform(3, 12),
+                running_seconds=LONG_RUNNING_SECONDS,
+            )
+            created[provider].append(task.task_id)
     return created
 
 

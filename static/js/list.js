@@ -47,6 +47,16 @@
   document.addEventListener("htmx:oobAfterSwap", restore);
   document.addEventListener("DOMContentLoaded", restore);
 
+  // The bulk action button shares the untrack form but asks on its own page (with counts):
+  // the form's "stop tracking?" question is not for it.
+  document.addEventListener("htmx:confirm", function (event) {
+    var submitter = event.detail.triggeringEvent && event.detail.triggeringEvent.submitter;
+    if (submitter && submitter.hasAttribute("data-skip-confirm")) {
+      event.preventDefault();
+      event.detail.issueRequest(true);
+    }
+  });
+
   // A view that cannot be shown (400: a bad filter) comes with its message: show it.
   document.addEventListener("htmx:beforeSwap", function (event) {
     if (event.detail.xhr.status === 400 && event.detail.target && event.detail.target.id === "results") {

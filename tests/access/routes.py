@@ -53,6 +53,10 @@ EXPECTED_ROLE: dict[str, Role] = {
     "tasks.track": EDITOR,
     "tasks.untrack": EDITOR,
     "tasks.untrack_selected": EDITOR,
+    # Upstream actions (cancel, delete, retry): editors, like every other write to a task.
+    "tasks.act": EDITOR,
+    "tasks.act_selected": EDITOR,
+    "api.act": EDITOR,
     "tasks.annotate": EDITOR,
     "tasks.import_preview": EDITOR,
     "tasks.import_start": EDITOR,
@@ -92,6 +96,7 @@ SAMPLE_VALUES: dict[str, object] = {
     "token_id": 999999,
     "link_id": 999999,
     "token": "not-a-share-token",
+    "action": "cancel",
 }
 
 #: Methods every route answers without a view of ours.

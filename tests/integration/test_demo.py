@@ -42,6 +42,9 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
         for source, tasks in by_source.items():
             assert all(t["last_fetched_at"] and not t["fetch_error"] for t in tasks), source
             assert any(not t["terminal"] for t in tasks), f"{source} has live tasks"
+            # Every demo source shows an upstream action on some task, and cancel is on offer.
+            assert any(t["actions"] for t in tasks), f"{source} offers an action"
+        assert any("cancel" in t["actions"] for t in data["tasks"])
         # The dashboard itself answers on the same port as the upstreams.
         page = httpx.get(server.url + "/", timeout=10)
         assert page.status_code == 200  # no sign-in: the demo turns it off, and says so

@@ -45,7 +45,11 @@ def test_the_live_api_keeps_to_its_document(live_api: str) -> None:
     """Generated requests for every operation: no 500, no answer outside the document."""
     schema = schemathesis.openapi.from_url(f"{live_api}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} == {"/api/v1/tasks", "/api/v1/tasks/{source}/{task_id}"}
+    assert {op.path for op in operations} == {
+        "/api/v1/tasks",
+        "/api/v1/tasks/{source}/{task_id}",
+        "/api/v1/tasks/{source}/{task_id}/actions/{action}",
+    }
     for operation in operations:
 
         @given(case=operation.as_strategy())

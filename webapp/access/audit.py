@@ -33,6 +33,7 @@ ACTIONS: dict[str, str] = {
     "task.untrack": "untracked a task",
     "task.import": "imported tasks",
     "task.annotate": "edited labels or note",
+    "task.action": "asked the upstream to act on a task",
     "view.create": "saved a view",
     "view.delete": "deleted a view",
     "view.default": "changed the default view",
@@ -59,6 +60,7 @@ MAX_DETAIL_TEXT = 200
 def record(
     action: str,
     target: str | None = None,
+    /,
     *,
     commit: bool = False,
     actor: tuple[str, str] | None = None,
@@ -69,6 +71,8 @@ def record(
     Outside a request (the command line) the actor is ``cli:<login name>``. The event joins the
     session; pass ``commit=True`` when there is no change of the caller's own to commit with it.
     ``actor`` (name, kind) names someone else: the person a proxy has just named, say.
+    ``action`` and ``target`` are positional only, so a detail may be called ``action`` (the
+    upstream action of ``task.action``).
     """
     refused = SECRET_KEYS.intersection(details)
     if refused:

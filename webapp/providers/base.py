@@ -20,6 +20,7 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 from typing import ClassVar
+from typing import Literal
 from urllib.parse import quote
 
 import httpx
@@ -37,6 +38,7 @@ from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import WaitTooLong
 from webapp.providers.ratelimit import limiter_for
 from webapp.providers.source import SourceSettings
+from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
@@ -175,6 +177,34 @@ class Provider:
         only when a task changed. The default adds nothing.
         """
 
+    def act(
+        self, action: ActionSpec, task_id: str, *, links: Mapping[str, str], actor: str
+    ) -> ActionResult:
+        """Take ``action`` on the task upstream, for ``actor``: the action's request on the
+        task's own path. Raises :class:`FetchError` when the upstream cannot be reached, fails
+        (5xx) or refuses the credentials; a "no" to the action itself is a ``refused`` result.
+        """
+        response = self.request(action.method, self.api_path(task_id, *action.path_suffix))
+        return self.action_answer(action, response)
+
+    def action_answer(self, action: ActionSpec, response: httpx.Response) -> ActionResult:
+        """Read the answer to an action's request (see :meth:`act`)."""
+        if response.is_success:
+            said = answer_message(response)
+            accepted = f"{self.label} accepted the {action.name}"
+            return ActionResult("done", f"{accepted}: {said}" if said else accepted)
+        refused = self.action_refusal(response)
+        if refused is not None:
+            return ActionResult("refused", refused)
+        raise self.status_error(response, message=answer_message(response) or None)
+
+    def action_refusal(self, response: httpx.Response) -> str | None:
+        """The upstream's reason when an error answer is a "no" to the action in the task's
+        state (rather than a failure): by default, 400, 404, 409 and 422."""
+        if response.status_code in (400, 404, 409, 422):
+            return answer_message(response) or f"HTTP {response.status_code}"
+        return None
+
     # -- shared behaviour ----------------------------------------------------------------
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
         """Fetch several tasks; the default is one :meth:`fetch` per id."""
@@ -285,6 +315,15 @@ class Provider:
             ) from exc
 
 
+@dataclass(frozen=True)
+class ActionResult:
+    """What the upstream answered to an action: ``done``, or ``refused`` (it said no, in its
+    own words). Failing to get an answer at all raises :class:`FetchError` instead."""
+
+    outcome: Literal["done", "refused"]
+    message: str
+
+
 # -- helpers for requests and answers, shared by the providers ---------------------------
 
 _SAFE_SEGMENT_CHARS = "-._~"
@@ -299,6 +338,21 @@ def short_body(response: httpx.Response, limit: int = 300) -> str:
     """A one-line excerpt of an error body, for messages."""
     text = " ".join(response.text.split())
     return text[:limit]
+
+
+def answer_message(response: httpx.Response) -> str:
+    """The human part of an upstream answer: the ``message``, ``reason`` or ``detail`` of a JSON
+    body (also inside its ``error`` object), else a one-line excerpt of the text."""
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return short_body(response)
+    for holder in (body, body.get("error") if isinstance(body, dict) else None):
+        if isinstance(holder, dict):
+            for key in ("message", "reason", "detail"):
+                if isinstance(holder.get(key), str) and holder[key]:
+                    return str(holder[key])
+    return short_body(response)
 
 
 def parse_retry_after(value: str | None) -> float | None:

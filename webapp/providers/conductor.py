@@ -36,10 +36,11 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
-from webapp.providers.base import Provider
 from webapp.providers.base import map_status
 from webapp.providers.base import quote_segment
 from webapp.providers.base import status_table
+from webapp.providers.conductor_actions import ACTIONS
+from webapp.providers.conductor_actions import ConductorActions
 from webapp.providers.conductor_auth import DEFAULT_TOKEN_REFRESH_SECONDS
 from webapp.providers.conductor_auth import ConductorAuthBase
 from webapp.providers.conductor_auth import auth_for
@@ -106,6 +107,7 @@ SPEC = ProviderSpec(
     ),
     times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
     active_note="The execution log is read once the task has finished.",
+    actions=ACTIONS,
 )
 
 STATUSES = status_table(
@@ -212,7 +214,7 @@ class ConductorTaskLog(RootModel[list[LogEntry]]):
     """``List<TaskExecLog>``: ``{log, taskId, createdTime}`` entries, oldest first."""
 
 
-class ConductorProvider(Provider):
+class ConductorProvider(ConductorActions):
     spec = SPEC
     api_prefix = API_PREFIX
     can_search = True

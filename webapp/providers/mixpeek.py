@@ -46,6 +46,7 @@ from webapp.providers.ratelimit import Limiter
 from webapp.providers.ratelimit import RateLimitState
 from webapp.providers.ratelimit import parse_rate_limit
 from webapp.providers.source import SourceSettings
+from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
@@ -80,6 +81,15 @@ SPEC = ProviderSpec(
     times_note=(
         "Mixpeek reports no task times; times shown are when Taskdeck first saw the task "
         "and saw it change."
+    ),
+    # "Kill Task" (DELETE /v1/tasks/{id}): idempotent; there is no retry.
+    actions=(
+        ActionSpec(
+            "cancel",
+            "Cancel",
+            "Mixpeek kills the task where it is; this cannot be undone.",
+            states=("queued", "running"),
+        ),
     ),
 )
 

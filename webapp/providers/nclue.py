@@ -57,6 +57,7 @@ from webapp.providers.payload import as_text
 from webapp.providers.payload import validate_payload
 from webapp.providers.ratelimit import Limiter
 from webapp.providers.source import SourceSettings
+from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
@@ -91,6 +92,15 @@ SPEC = ProviderSpec(
         "(UTC unless the source sets timezone)."
     ),
     zoneless_times=True,
+    # nclue-deletetask: refused while pending or in_progress; a registered task is cancelled.
+    actions=(
+        ActionSpec(
+            "delete",
+            "Delete",
+            "NCLUE deletes the task (a registered one is never built); this cannot be undone.",
+            upstream=("registered", "completed", "complete", "failed"),
+        ),
+    ),
 )
 
 STATUSES = status_table(

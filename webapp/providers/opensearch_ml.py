@@ -27,6 +27,7 @@ from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
 from webapp.providers.base import Provider
+from webapp.providers.base import answer_message
 from webapp.providers.base import map_status
 from webapp.providers.base import status_table
 from webapp.providers.payload import EpochMs
@@ -40,6 +41,7 @@ from webapp.providers.payload import read_json_as
 from webapp.providers.payload import strict_int
 from webapp.providers.payload import validate_payload
 from webapp.providers.source import SourceSettings
+from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
 from webapp.providers.spec import ProviderSpec
@@ -47,6 +49,8 @@ from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
 
 API_PREFIX = "/_plugins/_ml/tasks"
+#: The start of ML Commons' answer to deleting a RUNNING task (its wording varies after it).
+RUNNING_REFUSAL = "cannot be deleted in running state"
 
 SPEC = ProviderSpec(
     name="opensearch-ml",
@@ -74,6 +78,26 @@ SPEC = ProviderSpec(
         'query DSL as JSON (`{"term": {"function_name": "KMEANS"}}`) '
         "or query-string syntax (`state:FAILED AND function_name:KMEANS`; terms without `AND` "
         "are joined by OR)."
+    ),
+    actions=(
+        # DeleteTaskTransportAction refuses a task stored as RUNNING, and only that.
+        ActionSpec(
+            "delete",
+            "Delete",
+            "The task record is removed from the cluster; this cannot be undone.",
+            not_upstream=("RUNNING",),
+        ),
+        # CancelBatchJobTransportAction: a remote model's batch job, while the job still runs.
+        ActionSpec(
+            "cancel",
+            "Cancel",
+            "The remote batch job is asked to stop; its output so far may be lost.",
+            upstream=("CREATED", "RUNNING"),
+            task_types=("BATCH_PREDICTION",),
+            details=(("function_name", "REMOTE"),),
+            method="POST",
+            path_suffix=("_cancel",),
+        ),
     ),
 )
 
@@ -442,6 +466,13 @@ class OpenSearchMLProvider(Provider):
             links=links,
             details={k: v for k, v in details.items() if v not in (None, [], {})},
         )
+
+    def action_refusal(self, response: httpx.Response) -> str | None:
+        # The RUNNING refusal is a plain Exception upstream, so it comes back as a 500.
+        refused = super().action_refusal(response)
+        if refused is None and RUNNING_REFUSAL in response.text:
+            return answer_message(response)
+        return refused
 
     def error_for(self, response: httpx.Response) -> FetchError:
         """Classify an error answer; OpenSearch's envelope gives the reason, a 401 is plain text."""

@@ -8,8 +8,10 @@ client), one simulator module, and a line in each registry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 from typing import Literal
 from urllib.parse import unquote
 
@@ -89,6 +91,56 @@ class DetailField:
     kind: Literal["metric", "bytes"] | None = None
 
 
+ActionName = Literal["cancel", "delete", "retry"]
+#: Every action name, the same on every provider (issue 12).
+ACTION_NAMES: tuple[ActionName, ...] = ("cancel", "delete", "retry")
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """One upstream action Taskdeck can take on a task, and when the upstream allows it.
+
+    A task allows the action when every condition given holds: its normalized state is one of
+    ``states``, its upstream word one of ``upstream`` and none of ``not_upstream``, its type one
+    of ``task_types``, and each ``(key, value)`` of ``details`` is in its details. An empty
+    condition holds for any task. A task gone upstream allows none.
+    The request itself: ``method`` on the task's own API path plus ``path_suffix``; a provider
+    whose action is not a request on the task (Conductor's are on its workflow) overrides
+    :meth:`~webapp.providers.base.Provider.act` instead.
+    """
+
+    name: ActionName
+    label: str
+    #: What it does, one sentence, for the confirmation ("The job stops; this cannot be undone.").
+    consequence: str
+    states: tuple[str, ...] = ()
+    upstream: tuple[str, ...] = ()
+    not_upstream: tuple[str, ...] = ()
+    task_types: tuple[str, ...] = ()
+    details: tuple[tuple[str, str], ...] = ()
+    method: str = "DELETE"
+    path_suffix: tuple[str, ...] = ()
+
+    def allows(
+        self,
+        state: str,
+        upstream_status: str | None,
+        task_type: str | None,
+        details: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Whether the upstream takes this action on a task in this state and of this type."""
+        found = details or {}
+        if any(found.get(key) != value for key, value in self.details):
+            return False
+        if self.states and state not in self.states:
+            return False
+        if self.upstream and upstream_status not in self.upstream:
+            return False
+        if upstream_status is not None and upstream_status in self.not_upstream:
+            return False
+        return not self.task_types or task_type in self.task_types
+
+
 @dataclass(frozen=True)
 class ProviderSpec:
     """Everything outside its client that Taskdeck knows about one upstream."""
@@ -121,8 +173,8 @@ class ProviderSpec:
     zoneless_times: bool = False
     #: Shown on the page of a task that is still active (what is only read once it finishes).
     active_note: str | None = None
-    #: The upstream actions (cancel, retry...) Taskdeck can take on a task.
-    actions: tuple[str, ...] = ()
+    #: The upstream actions (cancel, delete, retry) Taskdeck can take on a task, and when.
+    actions: tuple[ActionSpec, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.short_name:
@@ -130,3 +182,7 @@ class ProviderSpec:
 
     def field_format(self, key: str) -> DetailField | None:
         return next((f for f in self.field_formats if f.key == key), None)
+
+    def action(self, name: str) -> ActionSpec | None:
+        """The declared action ``name``, or ``None`` where this upstream has no such action."""
+        return next((a for a in self.actions if a.name == name), None)

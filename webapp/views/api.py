@@ -14,12 +14,16 @@ from flask import request
 from flask import url_for
 from pydantic import BaseModel
 
+from webapp import actions
+from webapp.access import audit
+from webapp.db.models import db
 from webapp.listing import pages
 from webapp.listing.counts import state_counts
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
 from webapp.web import openapi
 from webapp.web.lookup import get_task_or_404
+from webapp.web.serialize import ActionOut
 from webapp.web.serialize import ErrorOut
 from webapp.web.serialize import TaskPageOut
 from webapp.web.serialize import task_out
@@ -71,3 +75,29 @@ def list_tasks() -> Response:
 def get_task(source: str, task_id: str) -> Response:
     """One task, with its history."""
     return _answer(task_out(get_task_or_404(source, task_id)))
+
+
+#: The API's status for each outcome of an action.
+ACTION_STATUS = {"done": 200, "refused": 409, "unavailable": 409, "failed": 502}
+
+
+@bp.post("/tasks/<source>/<taskid:task_id>/actions/<action>")
+def act(source: str, task_id: str, action: str) -> Response:
+    """Take an upstream action (``cancel``, ``delete``, ``retry``) on the task: 200 when the
+    upstream accepted it, 409 when the task's state does not allow it (or the upstream said
+    no), 404 for an unknown action or task, 502 when the upstream failed."""
+    task = get_task_or_404(source, task_id)
+    try:
+        attempt = actions.perform(task, action, audit.current_actor()[0])
+    except actions.UnknownAction as exc:
+        return _answer(ErrorOut(error=str(exc), status=404), 404)
+    db.session.commit()
+    actions.wake_refresher()
+    status = ACTION_STATUS[attempt.outcome]
+    answer = ActionOut(
+        action=attempt.action,
+        outcome=attempt.outcome,
+        message=attempt.message,
+        task=task_out(task),
+    )
+    return _answer(answer, status)

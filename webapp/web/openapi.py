@@ -14,6 +14,7 @@ from webapp.domain import TaskState
 from webapp.listing.columns import SORTS
 from webapp.listing.query import MAX_LIMIT
 from webapp.version import __version__
+from webapp.web.serialize import ActionOut
 from webapp.web.serialize import ErrorOut
 from webapp.web.serialize import TaskOut
 from webapp.web.serialize import TaskPageOut
@@ -79,31 +80,58 @@ def _list_parameters() -> list[dict[str, Any]]:
 def document() -> dict[str, Any]:
     """The whole OpenAPI document (paths relative to the server root)."""
     refs, schemas = models_json_schema(
-        [(TaskOut, "serialization"), (TaskPageOut, "serialization"), (ErrorOut, "serialization")],
+        [(m, "serialization") for m in (TaskOut, TaskPageOut, ErrorOut, ActionOut)],
         ref_template=REF,
     )
-    task, page, error = (
-        refs[(model, "serialization")] for model in (TaskOut, TaskPageOut, ErrorOut)
+    task, page, error, acted = (
+        refs[(model, "serialization")] for model in (TaskOut, TaskPageOut, ErrorOut, ActionOut)
     )
 
     def _error(description: str) -> dict[str, Any]:
         return _json(description, error)
 
     unauthorized = _error("Sign-in is on and no valid credentials came with the request.")
+    task_parameters = [
+        {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
+        {
+            "name": "task_id",
+            "in": "path",
+            "required": True,
+            "description": "The upstream's id, URL-encoded (`/` as `%2F`).",
+            "schema": {"type": "string"},
+        },
+    ]
+    action_path = {
+        "post": {
+            "operationId": "actOnTask",
+            "summary": "An upstream action on the task, where its state allows it (editors).",
+            "parameters": [
+                *task_parameters,
+                {
+                    "name": "action",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["cancel", "delete", "retry"]},
+                },
+            ],
+            "responses": {
+                "200": _json("The upstream accepted the action.", acted),
+                "400": _error(
+                    "A session's request without its CSRF token (bearer calls need none)."
+                ),
+                "401": unauthorized,
+                "403": _error("The caller is not an editor, or the dashboard is read-only."),
+                "404": _error("No such action on this upstream, or the task is not tracked."),
+                "409": _json("Not available in the task's state, or refused upstream.", acted),
+                "502": _json("The upstream could not be reached or failed.", acted),
+            },
+        }
+    }
     task_path = {
         "get": {
             "operationId": "getTask",
             "summary": "One task, with its history of state changes.",
-            "parameters": [
-                {"name": "source", "in": "path", "required": True, "schema": {"type": "string"}},
-                {
-                    "name": "task_id",
-                    "in": "path",
-                    "required": True,
-                    "description": "The upstream's id, URL-encoded (`/` as `%2F`).",
-                    "schema": {"type": "string"},
-                },
-            ],
+            "parameters": task_parameters,
             "responses": {
                 "200": _json("The task.", task),
                 "401": unauthorized,
@@ -134,6 +162,7 @@ def document() -> dict[str, Any]:
                 }
             },
             "/api/v1/tasks/{source}/{task_id}": task_path,
+            "/api/v1/tasks/{source}/{task_id}/actions/{action}": action_path,
         },
         "components": {"schemas": schemas["$defs"]},
     }

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from typing import Literal
 
 from flask import url_for
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 
+from webapp.actions import available
 from webapp.db.models import Task
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
@@ -53,6 +55,10 @@ class TaskOut(BaseModel):
     history: list[HistoryEntry] | None = Field(
         default=None, description="State changes, oldest first (on a single task only)."
     )
+    actions: list[Literal["cancel", "delete", "retry"]] = Field(
+        default_factory=list,
+        description="The upstream actions the task allows now (POST …/actions/<action>).",
+    )
 
 
 class TaskPageOut(BaseModel):
@@ -65,6 +71,20 @@ class TaskPageOut(BaseModel):
     total_exact: bool
     next: str | None = Field(description="The next page's URL, or null on the last page.")
     prev: str | None = Field(description="The previous page's URL, or null on the first page.")
+
+
+class ActionOut(BaseModel):
+    """The answer to an upstream action: how it went, and the task as it is now."""
+
+    model_config = ConfigDict(title="ActionResult")
+
+    action: str
+    outcome: Literal["done", "refused", "failed", "unavailable"] = Field(
+        description="done: the upstream accepted it; refused: the upstream said no; "
+        "failed: the upstream could not be reached or failed; unavailable: not in this state."
+    )
+    message: str = Field(description="What the upstream said, or why nothing was sent.")
+    task: TaskOut
 
 
 class ErrorOut(BaseModel):
@@ -114,6 +134,7 @@ def task_out(task: Task, *, with_history: bool = True) -> TaskOut:
         ]
         if with_history
         else None,
+        actions=[action.name for action in available(task)],
     )
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import current_app
 
+from webapp import actions
 from webapp.db import store
 from webapp.db.models import Source
 from webapp.db.models import Task
@@ -39,6 +40,9 @@ def detail_context(task: Task) -> dict[str, Any]:
         "related": store.related_tasks(task),
         "raw_limit": RAW_DISPLAY_LIMIT,
         "poll_seconds": current_app.config["UI_POLL_SECONDS"],
+        "upstream_actions": actions.available(task),
+        "action_history": actions.history(task),
+        "outcome_words": actions.OUTCOME_WORDS,
         **timeline(task),
     }
 

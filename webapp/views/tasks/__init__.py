@@ -8,9 +8,10 @@ from flask import Blueprint
 
 bp = Blueprint("tasks", __name__)
 
+from webapp.views.tasks import actions  # noqa: E402
 from webapp.views.tasks import detail  # noqa: E402
 from webapp.views.tasks import export  # noqa: E402
 from webapp.views.tasks import imports  # noqa: E402
 from webapp.views.tasks import index  # noqa: E402
 
-__all__ = ["bp", "detail", "export", "imports", "index"]
+__all__ = ["actions", "bp", "detail", "export", "imports", "index"]
