@@ -99,13 +99,14 @@ def _evaluate(rule: NotificationRule, tasks: dict[int, Task], now: datetime) -> 
             match.state, match.matched_at = state, now
         task = tasks[pk]
         event = f"entered {state}" + (" (overdue)" if task.overdue else "")
-        written += write_delivery(
+        delivery_id = write_delivery(
             dedup_key=f"rule:{rule.id}:task:{pk}:{state}",
             event=event,
             task=task,
             rule=rule,
             now=now,
         )
+        written += delivery_id is not None
     return written
 
 
@@ -121,7 +122,7 @@ def _finish_subscriptions(tasks: list[Task], now: datetime) -> int:
                 label = (
                     user.email if subscription.target_kind == "email" else user.notify_webhook
                 ) or "?"
-                written += write_delivery(
+                delivery_id = write_delivery(
                     dedup_key=(
                         f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
                         f"{subscription.created_at.timestamp():.6f}"
@@ -133,6 +134,7 @@ def _finish_subscriptions(tasks: list[Task], now: datetime) -> int:
                     label=label,
                     now=now,
                 )
+                written += delivery_id is not None
             db.session.delete(subscription)
     return written
 
@@ -148,8 +150,8 @@ def write_delivery(
     target_kind: str | None = None,
     label: str | None = None,
     sample: dict[str, Any] | None = None,
-) -> int:
-    """Add one pending delivery unless its ``dedup_key`` exists (1 if written, else 0).
+) -> int | None:
+    """Add one pending delivery unless its ``dedup_key`` exists: its id, or ``None``.
 
     ``INSERT … ON CONFLICT DO NOTHING``, so a duplicate never aborts the caller's transaction.
     """
@@ -174,8 +176,7 @@ def write_delivery(
     statement = (
         insert(Delivery).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
     )
-    result = db.session.execute(statement.returning(Delivery.id))
-    return 1 if result.first() is not None else 0
+    return db.session.scalar(statement.returning(Delivery.id))
 
 
 def message_payload(
