@@ -74,11 +74,15 @@ def dry_run(when: str, now: datetime, days: int = DAYS) -> DryRun:
     rows = rows[:MAX_EVENTS]
     pks = sorted({row.task_pk for row in rows})
     before = _states_before(pks, since)
-    names = (
-        dict(db.session.execute(sa.select(Task.id, Task.name).where(Task.id.in_(pks))).tuples())
-        if pks
-        else {}
-    )
+    names: dict[int, str | None] = {}
+    for start in range(0, len(pks), 500):
+        chunk = pks[start : start + 500]
+        names.update(
+            (pk, name)
+            for pk, name in db.session.execute(
+                sa.select(Task.id, Task.name).where(Task.id.in_(chunk))
+            )
+        )
 
     def matches(state: str | None) -> bool:
         return state is not None and (allowed is None or state in allowed)
