@@ -72,7 +72,7 @@ def dry_run(when: str, now: datetime, days: int = DAYS) -> DryRun:
     ).all()
     result = DryRun(days=days, capped=len(rows) > MAX_EVENTS)
     rows = rows[:MAX_EVENTS]
-    pks = sorted({row.task_pk for row in rows})
+    pks = sorted({row[0] for row in rows})
     before = _states_before(pks, since)
     names: dict[int, str | None] = {}
     for start in range(0, len(pks), 500):
@@ -89,16 +89,14 @@ def dry_run(when: str, now: datetime, days: int = DAYS) -> DryRun:
 
     fired: dict[int, set[str]] = {}
     found: list[Example] = []
-    for row in rows:
-        seen = fired.get(row.task_pk)
+    for pk, at, state, source, task_id in rows:
+        seen = fired.get(pk)
         if seen is None:
-            start = before.get(row.task_pk)
-            seen = fired[row.task_pk] = {start} if start is not None and matches(start) else set()
-        if matches(row.state) and row.state not in seen:
-            seen.add(row.state)
-            found.append(
-                Example(row.at, row.source, row.task_id, names.get(row.task_pk), row.state)
-            )
+            opening = before.get(pk)
+            seen = fired[pk] = {opening} if opening is not None and matches(opening) else set()
+        if matches(state) and state not in seen:
+            seen.add(state)
+            found.append(Example(at, source, task_id, names.get(pk), state))
     result.count = len(found)
     result.examples = sorted(found, key=lambda e: e.at, reverse=True)[:EXAMPLES]
     return result
