@@ -5,6 +5,7 @@ through failures and a sender killed between the claim and the send."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import timedelta
 
 import pytest
@@ -12,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.conftest import RefreshDriver
 from tests.conftest import track
+from tests.helpers import wait_for
 from tests.notify.receivers import smtp_server
 from tests.notify.receivers import webhook_receiver
 from webapp.db.models import Delivery
@@ -23,6 +25,7 @@ from webapp.db.models import utcnow
 from webapp.notify import sending
 from webapp.notify.sending import DeliverySender
 from webapp.notify.triggers import write_delivery
+from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
 
 ML = SIMULATORS["opensearch-ml"]
@@ -301,3 +304,31 @@ def test_email_rule_sends_one_message_over_smtp(app_factory, ml_source, ml_state
     }
     assert "https://td.example/tasks/ml-prod/t-6" in parts["text/plain"]
     assert "<a href='https://td.example/tasks/ml-prod/t-6'>" in parts["text/html"]
+
+
+def test_the_running_refresher_sends_what_it_wrote(
+    app_factory, ml_source, ml_state, clock, receiver
+):  # type: ignore[no-untyped-def]
+    hook, url = receiver
+    app = make_app(app_factory, ml_source, [{"name": "r", "when": "state:failed", "url": url}])
+    ML.add_demo_task(
+        ml_state,
+        random.Random(1),
+        task_id="t-7",
+        final="failed",
+        queued_seconds=0,
+        running_seconds=1,
+    )
+    clock.advance(5)
+    track(app, "ml-prod", "t-7")
+    refresher = Refresher(app)
+    stop = threading.Event()
+    thread = threading.Thread(target=refresher.run_forever, args=(stop, 0.05))
+    thread.start()
+    try:
+        wait_for(lambda: hook.received, what="the alert at the receiver")
+    finally:
+        stop.set()
+        refresher.wake()
+        thread.join(10)
+    assert len(hook.received) == 1 and hook.received[0]["task"]["task_id"] == "t-7"
