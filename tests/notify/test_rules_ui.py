@@ -289,3 +289,24 @@ def test_config_errors_name_the_rule_and_field(entry, message, instance_path, mo
     with pytest.raises(ConfigError) as raised:
         create_app({"TESTING": True, "SECRET_KEY": "t", "SOURCES": [], "NOTIFICATIONS": [entry]})
     assert str(raised.value).startswith(message)
+
+
+def test_slack_rules_post_block_kit_to_the_url_from_a_variable_or_sealed(app_factory, monkeypatch):  # type: ignore[no-untyped-def]
+    with webhook_receiver() as (hook, url):
+        monkeypatch.setenv("TEAM_SLACK", url)
+        app = app_factory(
+            AUTH="local",
+            SECRETS_KEY=KEY,
+            NOTIFICATIONS=[{"name": "env", "when": "state:failed", "slack_url_env": "TEAM_SLACK"}],
+        )
+        add_user(app, "root", "admin")
+        admin = signed_in(app, "root")
+        post(
+            admin, "/notifications", name="typed", when="state:failed", kind="slack", slack_url=url
+        )
+        for name in ("env", "typed"):
+            assert post(admin, f"/notifications/{rules(app)[name].id}/test").status_code == 303
+    assert len(hook.received) == 2
+    for message in hook.received:
+        assert [b["type"] for b in message["blocks"]][:2] == ["header", "section"]
+        assert message["text"].endswith("test")
