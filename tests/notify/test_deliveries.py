@@ -332,3 +332,29 @@ def test_the_running_refresher_sends_what_it_wrote(
         refresher.wake()
         thread.join(10)
     assert len(hook.received) == 1 and hook.received[0]["task"]["task_id"] == "t-7"
+
+
+def test_two_senders_at_once_send_each_delivery_once(app_factory, ml_source, receiver):  # type: ignore[no-untyped-def]
+    hook, url = receiver
+    app = make_app(app_factory, ml_source, [{"name": "r", "when": "state:failed", "url": url}])
+    with app.app_context():
+        rule = db.session.scalars(sa.select(NotificationRule)).one()
+        for number in range(30):
+            write_delivery(
+                dedup_key=f"k{number}",
+                event="test",
+                task=None,
+                rule=rule,
+                now=utcnow(),
+                sample={"task_id": f"x{number}"},
+            )
+        db.session.commit()
+    senders = [DeliverySender(app, owner=f"s{n}") for n in range(2)]
+    threads = [threading.Thread(target=s.send_all_due) for s in senders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    ids = sorted(message["task"]["task_id"] for message in hook.received)
+    assert ids == sorted(f"x{number}" for number in range(30))
+    assert {status for _, status, _, _ in deliveries(app)} == {"sent"}
