@@ -310,3 +310,29 @@ def test_slack_rules_post_block_kit_to_the_url_from_a_variable_or_sealed(app_fac
     for message in hook.received:
         assert [b["type"] for b in message["blocks"]][:2] == ["header", "section"]
         assert message["text"].endswith("test")
+
+
+def test_writes_need_the_csrf_token(app):  # type: ignore[no-untyped-def]
+    admin = signed_in(app, "root")
+    refused = admin.post(
+        "/notifications",
+        data={"name": "x", "when": "state:failed", "kind": "webhook", "url": "http://127.0.0.1:9/"},
+    )
+    assert refused.status_code == 400
+    assert rules(app) == {}
+
+
+def test_read_only_refuses_rule_changes_and_hides_the_form(app_factory):  # type: ignore[no-untyped-def]
+    app = app_factory(AUTH="local", READ_ONLY=True)
+    add_user(app, "root", "admin")
+    admin = signed_in(app, "root")
+    assert not soup(admin.get("/notifications")).select("#rule-form")
+    refused = post(
+        admin,
+        "/notifications",
+        name="x",
+        when="state:failed",
+        kind="webhook",
+        url="http://127.0.0.1:9/",
+    )
+    assert refused.status_code == 403
