@@ -358,3 +358,28 @@ def test_two_senders_at_once_send_each_delivery_once(app_factory, ml_source, rec
     ids = sorted(message["task"]["task_id"] for message in hook.received)
     assert ids == sorted(f"x{number}" for number in range(30))
     assert {status for _, status, _, _ in deliveries(app)} == {"sent"}
+
+
+def test_a_stopping_sender_gives_its_claims_back(app_factory, ml_source, receiver):  # type: ignore[no-untyped-def]
+    hook, url = receiver
+    app = make_app(app_factory, ml_source, [{"name": "r", "when": "state:failed", "url": url}])
+    with app.app_context():
+        rule = db.session.scalars(sa.select(NotificationRule)).one()
+        for number in range(3):
+            write_delivery(
+                dedup_key=f"k{number}",
+                event="test",
+                task=None,
+                rule=rule,
+                now=utcnow(),
+                sample={"task_id": f"x{number}"},
+            )
+        db.session.commit()
+    stopping = DeliverySender(app, owner="stopping")
+    stopping.stopping.set()
+    assert stopping.send_due() == 0
+    assert hook.attempts == 0
+    assert {status for _, status, _, _ in deliveries(app)} == {"pending"}
+    # Another sender takes them at once: no lease to wait for.
+    assert DeliverySender(app).send_all_due() == 3
+    assert len(hook.received) == 3

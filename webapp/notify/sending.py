@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from contextlib import nullcontext
@@ -80,6 +81,8 @@ class DeliverySender:
         self.clock = clock
         #: The refresher's write lock (SQLite: one writer per process at a time).
         self.writing = writing
+        #: Set when the process stops: the message in flight finishes, the rest are given back.
+        self.stopping = threading.Event()
 
     def anything_due(self) -> bool:
         with self.app.app_context():
@@ -116,18 +119,33 @@ class DeliverySender:
         """Claim and send what is due; how many were sent (successfully or not)."""
         with self.app.app_context():
             claimed = self.claim(limit, only)
-            for delivery_id in claimed:
+            for index, delivery_id in enumerate(claimed):
+                if self.stopping.is_set():
+                    self.release(claimed[index:])
+                    return index
                 self.send_claimed(delivery_id)
             return len(claimed)
+
+    def release(self, ids: list[int]) -> None:
+        """Give claimed deliveries back unsent (a clean stop); they are due again at once."""
+        with self.writing():
+            db.session.execute(
+                sa.update(Delivery)
+                .where(Delivery.id.in_(ids), Delivery.lease_owner == self.owner)
+                .values(status="pending", lease_owner=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+            db.session.commit()
 
     def send_all_due(self) -> int:
         """Batch after batch until nothing is due (``refresh --once``, tests)."""
         total = 0
-        while True:
+        while not self.stopping.is_set():
             sent = self.send_due()
             total += sent
             if not sent:
                 return total
+        return total
 
     def send_claimed(self, delivery_id: int) -> AttemptResult | None:
         """Send one delivery this sender holds, and record the attempt (in an app context)."""

@@ -161,6 +161,7 @@ class Refresher:
         if not self.deliveries.anything_due():
             return
         if self._sender_pool is None:
+            self.deliveries.stopping.clear()
             self._sender_pool = ThreadPoolExecutor(1, thread_name_prefix="deliveries")
         self._sending = self._sender_pool.submit(self.deliveries.send_all_due)
 
@@ -176,6 +177,7 @@ class Refresher:
         for lane in lanes:
             lane.shutdown()
         if self._sender_pool is not None:
+            self.deliveries.stopping.set()
             self._sender_pool.shutdown(wait=True)  # a message in flight is recorded
             self._sender_pool = None
         self.writer.close()
