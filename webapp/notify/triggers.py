@@ -57,21 +57,40 @@ def tasks_changed(task_pks: Iterable[int], now: datetime | None = None) -> int:
     if not rules and not subscribed:
         return 0
     tasks = {t.id: t for t in db.session.scalars(sa.select(Task).where(Task.id.in_(pks)))}
-    written = 0
-    for rule in rules:
-        written += _evaluate(rule, tasks, now)
-    finished = [pk for pk in subscribed if pk in tasks and tasks[pk].terminal]
-    if finished:
-        written += _finish_subscriptions([tasks[pk] for pk in finished], now)
-    return written
+    batch = _Batch(now)
+    # One flush for the match rows and one INSERT for the deliveries, not one each.
+    with db.session.no_autoflush:
+        for rule in rules:
+            _evaluate(rule, tasks, batch)
+        finished = [pk for pk in subscribed if pk in tasks and tasks[pk].terminal]
+        if finished:
+            _finish_subscriptions([tasks[pk] for pk in finished], batch)
+    db.session.flush()
+    return len(insert_deliveries(batch.rows))
 
 
-def _evaluate(rule: NotificationRule, tasks: dict[int, Task], now: datetime) -> int:
+class _Batch:
+    """The deliveries one call writes, and each task's object computed once for them all."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.rows: list[dict[str, Any]] = []
+        self._objects: dict[int, dict[str, Any]] = {}
+
+    def add(self, task: Task, **fields: Any) -> None:
+        data = self._objects.get(task.id)
+        if data is None:
+            data = self._objects[task.id] = task_object(task)
+        self.rows.append(delivery_values(task=task, now=self.now, sample=data, **fields))
+
+
+def _evaluate(rule: NotificationRule, tasks: dict[int, Task], batch: _Batch) -> None:
+    now = batch.now
     try:
         query = rule_query(rule.when, now)
     except QueryError:
         log.warning("notification rule %r: its `when` no longer parses; skipped", rule.name)
-        return 0
+        return
     pks = list(tasks)
     matching: dict[int, str] = {
         pk: state
@@ -85,7 +104,6 @@ def _evaluate(rule: NotificationRule, tasks: dict[int, Task], now: datetime) -> 
             sa.select(RuleMatch).where(RuleMatch.rule_id == rule.id, RuleMatch.task_pk.in_(pks))
         )
     }
-    written = 0
     for pk, left in current.items():
         if pk not in matching:
             db.session.delete(left)  # left the match: entering it again may fire
@@ -99,19 +117,10 @@ def _evaluate(rule: NotificationRule, tasks: dict[int, Task], now: datetime) -> 
             match.state, match.matched_at = state, now
         task = tasks[pk]
         event = f"entered {state}" + (" (overdue)" if task.overdue else "")
-        delivery_id = write_delivery(
-            dedup_key=f"rule:{rule.id}:task:{pk}:{state}",
-            event=event,
-            task=task,
-            rule=rule,
-            now=now,
-        )
-        written += delivery_id is not None
-    return written
+        batch.add(task, dedup_key=f"rule:{rule.id}:task:{pk}:{state}", event=event, rule=rule)
 
 
-def _finish_subscriptions(tasks: list[Task], now: datetime) -> int:
-    written = 0
+def _finish_subscriptions(tasks: list[Task], batch: _Batch) -> None:
     for task in tasks:
         subscriptions = db.session.scalars(
             sa.select(Subscription).where(Subscription.task_pk == task.id)
@@ -122,21 +131,18 @@ def _finish_subscriptions(tasks: list[Task], now: datetime) -> int:
                 label = (
                     user.email if subscription.target_kind == "email" else user.notify_webhook
                 ) or "?"
-                delivery_id = write_delivery(
+                batch.add(
+                    task,
                     dedup_key=(
                         f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
                         f"{subscription.created_at.timestamp():.6f}"
                     ),
                     event=f"finished {task.state}",
-                    task=task,
                     user=user,
                     target_kind=subscription.target_kind,
                     label=label,
-                    now=now,
                 )
-                written += delivery_id is not None
             db.session.delete(subscription)
-    return written
 
 
 def write_delivery(
@@ -151,13 +157,38 @@ def write_delivery(
     label: str | None = None,
     sample: dict[str, Any] | None = None,
 ) -> int | None:
-    """Add one pending delivery unless its ``dedup_key`` exists: its id, or ``None``.
+    """Add one pending delivery unless its ``dedup_key`` exists: its id, or ``None``."""
+    values = delivery_values(
+        dedup_key=dedup_key,
+        event=event,
+        task=task,
+        now=now,
+        rule=rule,
+        user=user,
+        target_kind=target_kind,
+        label=label,
+        sample=sample,
+    )
+    found = insert_deliveries([values])
+    return found[0] if found else None
 
-    ``INSERT … ON CONFLICT DO NOTHING``, so a duplicate never aborts the caller's transaction.
-    """
+
+def delivery_values(
+    *,
+    dedup_key: str,
+    event: str,
+    task: Task | None,
+    now: datetime,
+    rule: NotificationRule | None = None,
+    user: User | None = None,
+    target_kind: str | None = None,
+    label: str | None = None,
+    sample: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The row of one pending delivery (``sample``: the task object, when already made)."""
     kind = target_kind or (rule.target_kind if rule is not None else "webhook")
     payload = message_payload(event=event, task=task, rule=rule, now=now, sample=sample)
-    values = {
+    return {
         "dedup_key": dedup_key[:300],
         "rule_id": rule.id if rule is not None else None,
         "subscription_user_id": user.id if user is not None else None,
@@ -171,12 +202,31 @@ def write_delivery(
         "next_attempt_at": now,
         "created_at": now,
     }
+
+
+#: Rows per INSERT (SQLite allows 32,766 bound values in one statement).
+INSERT_CHUNK = 500
+
+
+def insert_deliveries(rows: list[dict[str, Any]]) -> list[int]:
+    """Insert deliveries, skipping any whose ``dedup_key`` exists; the ids written.
+
+    ``INSERT … ON CONFLICT DO NOTHING``, so a duplicate never aborts the caller's transaction.
+    """
+    if not rows:
+        return []
     dialect = db.session.get_bind().dialect.name
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    statement = (
-        insert(Delivery).values(**values).on_conflict_do_nothing(index_elements=["dedup_key"])
-    )
-    return db.session.scalar(statement.returning(Delivery.id))
+    written: list[int] = []
+    for start in range(0, len(rows), INSERT_CHUNK):
+        statement = (
+            insert(Delivery)
+            .values(rows[start : start + INSERT_CHUNK])
+            .on_conflict_do_nothing(index_elements=["dedup_key"])
+            .returning(Delivery.id)
+        )
+        written.extend(db.session.scalars(statement))
+    return written
 
 
 def message_payload(
