@@ -383,3 +383,23 @@ def test_a_stopping_sender_gives_its_claims_back(app_factory, ml_source, receive
     # Another sender takes them at once: no lease to wait for.
     assert DeliverySender(app).send_all_due() == 3
     assert len(hook.received) == 3
+
+
+def test_refresh_once_sends_the_alerts_it_wrote(app_factory, ml_source, ml_state, clock, receiver):  # type: ignore[no-untyped-def]
+    hook, url = receiver
+    app = make_app(app_factory, ml_source, [{"name": "r", "when": "state:failed", "url": url}])
+    ML.add_demo_task(
+        ml_state,
+        random.Random(1),
+        task_id="t-8",
+        final="failed",
+        queued_seconds=0,
+        running_seconds=1,
+    )
+    clock.advance(5)
+    runner = app.test_cli_runner()
+    runner.invoke(args=["track", "ml-prod", "t-8"])  # fetched once: this writes the alert
+    result = runner.invoke(args=["refresh", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "1 alert deliveries attempted" in result.output
+    assert [m["task"]["task_id"] for m in hook.received] == ["t-8"]
