@@ -226,6 +226,8 @@ class SourcesFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     sources: list[dict[str, Any]] = Field(default_factory=list)
+    #: Alert rules (``[[notifications]]``), validated by :mod:`webapp.notify.rules`.
+    notifications: list[dict[str, Any]] = Field(default_factory=list)
 
 
 def build_source(
@@ -281,6 +283,20 @@ def load_sources_file(
     allow_link_local: bool = False,
 ) -> list[SourceConfig]:
     """Read and validate a sources TOML file; raises :class:`ConfigError` with one message."""
+    parsed = read_config_file(path)
+    sources: list[SourceConfig] = []
+    seen: set[str] = set()
+    for entry in parsed.sources:
+        source = build_source(entry, environ, allow_link_local=allow_link_local)
+        if source.name in seen:
+            raise ConfigError(f"source {source.name!r}: field 'name': used by two sources")
+        seen.add(source.name)
+        sources.append(source)
+    return sources
+
+
+def read_config_file(path: str | os.PathLike[str]) -> SourcesFile:
+    """The config TOML file, its top-level shape checked; raises :class:`ConfigError`."""
     path = Path(path)
     try:
         document = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -294,15 +310,7 @@ def load_sources_file(
         parsed = SourcesFile.model_validate(document)
     except ValidationError as exc:
         raise ConfigError(f"config file {path}: {_first_error(exc)}") from None
-    sources: list[SourceConfig] = []
-    seen: set[str] = set()
-    for entry in parsed.sources:
-        source = build_source(entry, environ, allow_link_local=allow_link_local)
-        if source.name in seen:
-            raise ConfigError(f"source {source.name!r}: field 'name': used by two sources")
-        seen.add(source.name)
-        sources.append(source)
-    return sources
+    return parsed
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -373,6 +381,13 @@ DEFAULTS: dict[str, Any] = {
     "DEFAULT_ROLE": "viewer",
     #: Days a sign-in lasts.
     "SESSION_DAYS": 14,
+    #: This dashboard's public address (``https://taskdeck.example.com``), for the links that
+    #: alerts carry; ``None``: the address of the request that caused them, else localhost.
+    "BASE_URL": None,
+    #: Where alert e-mail goes out: ``smtp://user:pass@host:port`` (``?starttls=true``) or
+    #: ``smtps://…``; ``None``: e-mail targets are refused. And the ``From`` address.
+    "SMTP_URL": None,
+    "SMTP_FROM": None,
     #: ``Secure`` session cookie; empty: on, except in debug, testing and the demo.
     "SECURE_COOKIES": None,
 }

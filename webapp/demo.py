@@ -22,6 +22,8 @@ from webapp.config import build_source
 from webapp.db import store
 from webapp.db.models import db
 from webapp.db.setup import upgrade_database
+from webapp.demo_sink import PREFIX as SINK_PREFIX
+from webapp.demo_sink import sink_app
 from webapp.factory import ROOT
 from webapp.factory import create_app
 from webapp.providers import provider_spec
@@ -148,6 +150,15 @@ def build_demo(
         "DEMO": True,
         "AUTH": "none",
         "SOURCES": sources,
+        # An alert rule posting to the demo's own sink page, so alerts show without set-up.
+        "NOTIFICATIONS": [
+            {
+                "name": "demo: problems",
+                "when": "state:problems",
+                "url": f"http://{reachable}:{port}{SINK_PREFIX}/hook",
+            }
+        ],
+        "BASE_URL": f"http://{reachable}:{port}",
         "UI_POLL_SECONDS": 2,
         "REFRESH_TICK": 0.5,
     }
@@ -160,7 +171,9 @@ def build_demo(
             for task_id in ids:
                 store.track(demo_source_name(provider), task_id)
         db.session.commit()
-    wsgi = DispatcherMiddleware(app, {UPSTREAM_PREFIX: suite.wsgi_app()})
+    wsgi = DispatcherMiddleware(
+        app, {UPSTREAM_PREFIX: suite.wsgi_app(), SINK_PREFIX: sink_app().wsgi_app}
+    )
     return app, suite, wsgi
 
 
@@ -181,5 +194,8 @@ def run_demo(host: str, port: int) -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
     TaskSpawner(app, suite).start()
-    banner = f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/)"
+    banner = (
+        f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/, "
+        f"alerts arrive at {SINK_PREFIX}/)"
+    )
     serve(host, port, wsgi, banner, on_stop=lambda: stop_background(app))

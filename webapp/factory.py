@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from flask import Flask
 
@@ -17,7 +18,9 @@ from webapp.config import DEFAULTS
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import load_sources_file
+from webapp.config import read_config_file
 from webapp.db import setup as db_setup
+from webapp.notify import rules as notify_rules
 from webapp.refresher import background as refresher
 from webapp.sources import registry as sources_registry
 from webapp.sources import sealed
@@ -65,6 +68,7 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     if sources is None:
         sources = _load_configured_sources(app)
     app.config["SOURCES"] = list(sources)
+    app.config["NOTIFICATIONS"] = _configured_rules(app)
 
     metrics.ensure_multiprocess_dir()
     logs.init_app(app)
@@ -81,11 +85,32 @@ def create_app(test_config: dict[str, Any] | None = None) -> Flask:
     return app
 
 
-def _load_configured_sources(app: Flask) -> list[SourceConfig]:
+def _config_path(app: Flask) -> str | Path | None:
     path = app.config["CONFIG"]
     if not path:
         default = Path(app.instance_path) / "taskdeck.toml"
-        if not default.exists():
-            return []
-        path = default
+        return default if default.exists() else None
+    return str(path)
+
+
+def _load_configured_sources(app: Flask) -> list[SourceConfig]:
+    path = _config_path(app)
+    if path is None:
+        return []
     return load_sources_file(path, allow_link_local=bool(app.config["ALLOW_LINK_LOCAL"]))
+
+
+def _configured_rules(app: Flask) -> list[notify_rules.RuleConfig]:
+    """The config file's alert rules (or ``NOTIFICATIONS`` given as data: tests, the demo)."""
+    entries = app.config.get("NOTIFICATIONS")
+    if entries is None:
+        path = _config_path(app)
+        entries = read_config_file(path).notifications if path is not None else []
+    smtp_url = app.config.get("SMTP_URL")
+    if smtp_url:
+        logs.redactor.add([urlsplit(str(smtp_url)).password or ""])
+    return notify_rules.load_rules(
+        [e if isinstance(e, dict) else e.model_dump(exclude_none=True) for e in entries],
+        smtp_configured=bool(smtp_url),
+        allow_link_local=bool(app.config["ALLOW_LINK_LOCAL"]),
+    )

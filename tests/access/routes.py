@@ -82,6 +82,21 @@ EXPECTED_ROLE: dict[str, Role] = {
     "audit.index": ADMIN,
     "audit.export_csv": ADMIN,
     "audit.export_json": ADMIN,
+    # Alert rules and the delivery log: admins (the forms and the dry run too).
+    "notifications.index": ADMIN,
+    "notifications.edit": ADMIN,
+    "notifications.create": ADMIN,
+    "notifications.update": ADMIN,
+    "notifications.toggle": ADMIN,
+    "notifications.delete": ADMIN,
+    "notifications.send_test": ADMIN,
+    "notifications.try_rule": ADMIN,
+    "notifications.deliveries": ADMIN,
+    # "Notify me" and one's own settings: anyone signed in, for themselves.
+    "notifications.account": VIEWER,
+    "notifications.save_account": VIEWER,
+    "notifications.notify_me": VIEWER,
+    "notifications.toggle_notify_me": VIEWER,
 }
 
 SAMPLE_VALUES: dict[str, object] = {
@@ -97,6 +112,7 @@ SAMPLE_VALUES: dict[str, object] = {
     "link_id": 999999,
     "token": "not-a-share-token",
     "action": "cancel",
+    "rule_id": 999999,
 }
 
 #: Methods every route answers without a view of ours.

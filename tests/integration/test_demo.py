@@ -52,3 +52,31 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
         assert "Sign-in is off" in board.select_one("#sign-in-off").get_text()
         rows = board.select("tbody tr.task-row")
         assert len(rows) >= 30
+
+
+def test_the_demo_shows_an_alert_delivery_without_set_up(tmp_path, monkeypatch):
+    """The demo's rule (``state:problems``) posts to the demo's own sink page."""
+    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
+    deferred = Deferred()
+    with ServerThread(deferred) as server:
+        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
+        app.config["REFRESHER"] = False
+        deferred.app = wsgi
+        refresher = Refresher(app)
+        try:
+            refresher.run_once()
+            sent = refresher.deliveries.send_all_due()
+        finally:
+            refresher.close()
+        assert sent > 0
+        log = BeautifulSoup(
+            httpx.get(server.url + "/notifications", timeout=10).text, "html.parser"
+        )
+        assert "demo: problems" in log.select_one("#rules").get_text()
+        assert log.select("tr.delivery.status-sent")
+        sink = BeautifulSoup(httpx.get(server.url + "/demo/sink/", timeout=10).text, "html.parser")
+        messages = sink.select(".sink-message")
+        assert len(messages) == sent
+        link = messages[0].select_one("a")["href"]
+        assert link.startswith(server.url + "/tasks/")
+        assert httpx.get(link, timeout=10).status_code == 200

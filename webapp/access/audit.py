@@ -46,6 +46,9 @@ ACTIONS: dict[str, str] = {
     "user.create": "created a user",
     "user.update": "changed a user",
     "user.delete": "removed a user",
+    "rule.create": "added an alert rule",
+    "rule.update": "changed an alert rule",
+    "rule.delete": "deleted an alert rule",
 }
 
 #: Detail keys that would hold a secret: refused outright, so a slip fails its test loudly

@@ -77,6 +77,8 @@ def refresh_command(once: bool, task_refs: tuple[str, ...]) -> None:
     refresher = Refresher(app)
     try:
         report = refresher.run_once(only_task_ids=only)
+        # The alerts this pass wrote (and any left due) go out before the command ends.
+        sent = refresher.deliveries.send_all_due()
     finally:
         refresher.close()
     click.echo(
@@ -86,6 +88,7 @@ def refresh_command(once: bool, task_refs: tuple[str, ...]) -> None:
             if report.skipped_sources
             else ""
         )
+        + (f"; {sent} alert deliveries attempted" if sent else "")
     )
 
 

@@ -18,6 +18,7 @@ from webapp.db import migrate
 from webapp.db.models import Source
 from webapp.db.models import db
 from webapp.logs import redactor
+from webapp.notify.rules import sync_file_rules
 from webapp.sources import sealed
 from webapp.sources.registry import registry
 from webapp.sources.sealed import SealedCredentialsError
@@ -79,6 +80,7 @@ def open_database(app: Flask) -> None:
         if not schema.at_head:
             raise ConfigError(f"{schema.refusal()} ({shown_url()})")
     sync_sources(app)
+    sync_file_rules(app)
     app.extensions[OPENED_KEY] = True
 
 

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait
 from datetime import datetime
 from datetime import timedelta
@@ -34,6 +35,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
+from webapp.notify.sending import DeliverySender
 from webapp.refresher.claims import claims_for
 from webapp.refresher.health import rate_limit_wait
 from webapp.refresher.health import take_probe
@@ -75,6 +77,13 @@ class Refresher:
             )
         self.writer = ResultWriter(app, self.claims, clock, self.rng)
         self.retention = Retention(app, clock, self.claims.writing)
+        #: Alert and "notify me" deliveries go out from the refresher processes too, on a
+        #: thread of their own so a slow receiver never holds up fetching.
+        self.deliveries = DeliverySender(
+            app, owner=self.owner, clock=clock, writing=self.claims.writing
+        )
+        self._sending: Future[int] | None = None
+        self._sender_pool: ThreadPoolExecutor | None = None
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -128,6 +137,7 @@ class Refresher:
             try:
                 self.run_once(wait_for_results=False)
                 self.retention.purge_if_due()
+                self.send_deliveries()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
                 if not threading.main_thread().is_alive():
@@ -144,6 +154,17 @@ class Refresher:
         self.close()
         log.info("refresher %s stopped", self.owner)
 
+    def send_deliveries(self) -> None:
+        """Start sending due deliveries unless a send is still running (never waits)."""
+        if self._sending is not None and not self._sending.done():
+            return
+        if not self.deliveries.anything_due():
+            return
+        if self._sender_pool is None:
+            self.deliveries.stopping.clear()
+            self._sender_pool = ThreadPoolExecutor(1, thread_name_prefix="deliveries")
+        self._sending = self._sender_pool.submit(self.deliveries.send_all_due)
+
     def wake(self) -> None:
         """Cut the current sleep short (a stop request, a test)."""
         self._wake.set()
@@ -155,6 +176,10 @@ class Refresher:
             self._lanes.clear()
         for lane in lanes:
             lane.shutdown()
+        if self._sender_pool is not None:
+            self.deliveries.stopping.set()
+            self._sender_pool.shutdown(wait=True)  # a message in flight is recorded
+            self._sender_pool = None
         self.writer.close()
         if not lanes:
             return

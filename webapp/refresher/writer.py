@@ -22,6 +22,7 @@ from webapp.db.store import apply_fetch
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
+from webapp.notify.triggers import tasks_changed
 from webapp.refresher.claims import Claims
 from webapp.refresher.health import lock_source_row
 from webapp.refresher.health import record_health
@@ -101,6 +102,7 @@ class ResultWriter:
         ids = [pk for outcome in batch for pk, _ in outcome.chunk]
         owned = {task.id: task for task in self.claims.own_tasks(ids)}
         reports = []
+        changed: list[int] = []
         for outcome in batch:
             report = PassReport(fetched=len(outcome.chunk), upstream_calls=outcome.calls)
             reports.append(report)
@@ -115,6 +117,8 @@ class ResultWriter:
                     FetchErrorKind.BAD_PAYLOAD, "the upstream answer left this task out"
                 )
                 applied = apply_fetch(task, result, now)
+                if task.changed_at == now:
+                    changed.append(task.id)
                 if isinstance(result, FetchError):
                     outcome.failures.append(result)
                     report.failed += 1
@@ -141,6 +145,8 @@ class ResultWriter:
                     )
                     report.changed += applied.state_changed
         db.session.flush()
+        # Alerts and "notify me" commit with the change that caused them (webapp.notify).
+        tasks_changed(changed, now)
         row = lock_source_row(source.name)
         if row is not None:
             for outcome in batch:

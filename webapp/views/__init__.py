@@ -15,6 +15,7 @@ from webapp.views import audit
 from webapp.views import auth
 from webapp.views import health
 from webapp.views import metrics
+from webapp.views import notifications
 from webapp.views import oidc
 from webapp.views import preferences
 from webapp.views import saved_views
@@ -45,6 +46,7 @@ BLUEPRINTS = (
     audit,
     users,
     oidc,
+    notifications,
 )
 
 
