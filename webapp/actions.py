@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sqlalchemy as sa
-from flask import current_app
 
 from webapp.access import audit
 from webapp.db.models import Task
@@ -25,8 +24,6 @@ from webapp.domain import FetchError
 from webapp.providers import find_provider_spec
 from webapp.providers.spec import ACTION_NAMES
 from webapp.providers.spec import ActionSpec
-from webapp.refresher.background import EXTENSION_KEY as REFRESHER_KEY
-from webapp.refresher.background import BackgroundRefresher
 from webapp.sources.registry import registry
 
 Outcome = Literal["done", "refused", "failed", "unavailable"]
@@ -141,17 +138,10 @@ def _unavailable_message(task: Task, action: ActionSpec) -> str:
 
 def refresh_soon(task: Task) -> None:
     """Have the refresher fetch the task on its next pass (as "Refresh now" does); after the
-    commit, :func:`wake_refresher` starts that pass at once."""
+    commit, :func:`webapp.refresher.background.wake_background` starts
+    that pass at once."""
     task.next_poll_at = utcnow()
     task.unchanged_polls = 0
-
-
-def wake_refresher() -> None:
-    """Start the in-process refresher's next pass now, where it runs here (a separate
-    ``taskdeck worker`` finds the task due on its own next pass)."""
-    background: BackgroundRefresher | None = current_app.extensions.get(REFRESHER_KEY)
-    if background is not None and background.thread is not None:
-        background.refresher.wake()
 
 
 def history(task: Task) -> list[TaskAction]:

@@ -58,6 +58,14 @@ def start_background(app: Flask) -> BackgroundRefresher:
     return background
 
 
+def wake_background(app: Flask) -> None:
+    """Start the in-process refresher's next pass now, where it runs here (a separate
+    ``taskdeck worker`` finds due tasks on its own next pass)."""
+    background: BackgroundRefresher | None = app.extensions.get(EXTENSION_KEY)
+    if background is not None and background.thread is not None:
+        background.refresher.wake()
+
+
 def stop_background(app: Flask) -> None:
     """Stop the in-process refresher, if it runs: running fetches finish and are written, the
     rest of its leases are given back (a clean stop leaves nothing leased)."""

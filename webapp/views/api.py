@@ -21,6 +21,7 @@ from webapp.listing import pages
 from webapp.listing.counts import state_counts
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
+from webapp.refresher.background import wake_background
 from webapp.web import openapi
 from webapp.web.lookup import get_task_or_404
 from webapp.web.serialize import ActionOut
@@ -92,7 +93,7 @@ def act(source: str, task_id: str, action: str) -> Response:
     except actions.UnknownAction as exc:
         return _answer(ErrorOut(error=str(exc), status=404), 404)
     db.session.commit()
-    actions.wake_refresher()
+    wake_background(current_app)
     status = ACTION_STATUS[attempt.outcome]
     answer = ActionOut(
         action=attempt.action,

@@ -9,6 +9,7 @@ a flash.
 from __future__ import annotations
 
 from flask import abort
+from flask import current_app
 from flask import flash
 from flask import make_response
 from flask import redirect
@@ -24,6 +25,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.listing.pages import tasks_by_ids
 from webapp.providers.spec import ACTION_NAMES
+from webapp.refresher.background import wake_background
 from webapp.views.tasks import bp
 from webapp.views.tasks.index import MAX_BULK
 from webapp.web.htmx import is_htmx
@@ -42,7 +44,7 @@ def act(source: str, task_id: str, action: str) -> Response:
     except actions.UnknownAction as exc:
         abort(404, description=str(exc))
     db.session.commit()
-    actions.wake_refresher()
+    wake_background(current_app)
     if is_htmx():
         context = detail_context(task)
         body = render_block(DETAIL_TEMPLATE, "upstream_actions", action_result=attempt, **context)
@@ -84,7 +86,7 @@ def act_selected() -> Response:
     actor = audit.current_actor()[0]
     results = [_attempt_or_skip(task, name, actor) for task in tasks]
     db.session.commit()
-    actions.wake_refresher()
+    wake_background(current_app)
     return make_response(
         render_template(
             "tasks/bulk_action.html",
