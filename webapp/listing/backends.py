@@ -102,6 +102,20 @@ class ListBackend(ABC):
         plain = tests(self.unindexed(column))
         return FilterPart(tests(column), plain, ids, lambda: capped_count(ids), serves)
 
+    def overdue_part(self, wanted: bool) -> FilterPart:
+        """Tasks that are (or are not) overdue. The few overdue ones are read through
+        ``ix_tasks_overdue_sort`` (overdue, sort_at DESC, id DESC), which also holds the
+        default order."""
+        flag = sa.true() if wanted else sa.false()
+        ids = sa.select(Task.id).where(Task.overdue == flag)
+        return FilterPart(
+            [Task.overdue == flag],
+            [self.unindexed(Task.overdue) == flag],
+            ids,
+            lambda: capped_count(ids),
+            {"created"},
+        )
+
     @abstractmethod
     def label_part(self, label: str) -> FilterPart:
         """Tasks that carry ``label`` (lower case)."""

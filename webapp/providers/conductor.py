@@ -36,6 +36,7 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
+from webapp.overdue.words import span
 from webapp.providers.base import Provider
 from webapp.providers.base import map_status
 from webapp.providers.base import quote_segment
@@ -61,13 +62,41 @@ from webapp.providers.payload import parse_iso
 from webapp.providers.payload import validate_payload
 from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
+from webapp.providers.spec import OverdueSignal
 from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import SignalFacts
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/tasks"
+#: A task SCHEDULED this long that no worker has polled is overdue: nobody is polling its queue.
+NO_WORKER_AFTER_SECONDS = 300.0
+
+
+def no_worker_polling(facts: SignalFacts, now: datetime) -> str | None:
+    """SCHEDULED for long and never polled: no worker serves its task type (or domain).
+
+    A worker's poll moves a task to IN_PROGRESS, sets ``startTime`` and counts ``pollCount``
+    (``ExecutionService.poll``). A ``Task`` says ``pollCount``; a search summary has no poll
+    count, but its ``startTime`` is unset (1970) until the first poll, which says the same.
+    A SCHEDULED task that was polled before (a retry after a response timeout) is not this.
+    """
+    raw = facts.raw if isinstance(facts.raw, dict) else {}
+    if facts.upstream_status != "SCHEDULED" or facts.created_at is None:
+        return None
+    polls = raw.get("pollCount")
+    if polls is not None:
+        if not isinstance(polls, int | float) or isinstance(polls, bool) or polls != 0:
+            return None
+    elif "startTime" not in raw or conductor_time(raw["startTime"]) is not None:
+        return None
+    waited = (now - facts.created_at).total_seconds()
+    if waited < NO_WORKER_AFTER_SECONDS:
+        return None
+    return f"scheduled {span(waited)}, no worker polling"
+
 
 SPEC = ProviderSpec(
     name="conductor",
@@ -106,6 +135,7 @@ SPEC = ProviderSpec(
     ),
     times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
     active_note="The execution log is read once the task has finished.",
+    overdue_signals=(OverdueSignal(frozenset({"SCHEDULED"}), no_worker_polling),),
 )
 
 STATUSES = status_table(

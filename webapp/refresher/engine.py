@@ -34,6 +34,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
+from webapp.overdue.marking import OverduePass
 from webapp.refresher.claims import claims_for
 from webapp.refresher.health import rate_limit_wait
 from webapp.refresher.health import take_probe
@@ -75,6 +76,7 @@ class Refresher:
             )
         self.writer = ResultWriter(app, self.claims, clock, self.rng)
         self.retention = Retention(app, clock, self.claims.writing)
+        self.overdue = OverduePass(app, clock, self.claims.writing)
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -128,6 +130,7 @@ class Refresher:
             try:
                 self.run_once(wait_for_results=False)
                 self.retention.purge_if_due()
+                self.overdue.run_if_due()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
                 if not threading.main_thread().is_alive():

@@ -22,6 +22,7 @@ from webapp.db.store import apply_fetch
 from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
+from webapp.overdue.marking import mark_written
 from webapp.refresher.claims import Claims
 from webapp.refresher.health import lock_source_row
 from webapp.refresher.health import record_health
@@ -101,6 +102,7 @@ class ResultWriter:
         ids = [pk for outcome in batch for pk, _ in outcome.chunk]
         owned = {task.id: task for task in self.claims.own_tasks(ids)}
         reports = []
+        written = []
         for outcome in batch:
             report = PassReport(fetched=len(outcome.chunk), upstream_calls=outcome.calls)
             reports.append(report)
@@ -111,6 +113,7 @@ class ResultWriter:
                 if task is None:
                     continue  # its lease ran out and another worker took it over
                 task.lease_owner = task.lease_until = None
+                written.append(task)
                 result = outcome.results.get(task_id) or FetchError(
                     FetchErrorKind.BAD_PAYLOAD, "the upstream answer left this task out"
                 )
@@ -140,6 +143,7 @@ class ResultWriter:
                         now=now,
                     )
                     report.changed += applied.state_changed
+        mark_written(self.app, written, now)
         db.session.flush()
         row = lock_source_row(source.name)
         if row is not None:
