@@ -88,7 +88,7 @@ def histogram_query() -> sa.Select[Any]:
     """Durations of every finished task, bucketed by (source, type, digits, two leading digits)."""
     db_backend = backend()
     seconds = db_backend.epoch_seconds(Task.finished_at) - db_backend.epoch_seconds(Task.sort_at)
-    text = sa.cast(sa.cast(seconds, sa.BigInteger), sa.Text)
+    text = sa.cast(sa.cast(sa.func.round(seconds), sa.BigInteger), sa.Text)
     # Constants inline, so the grouped expressions are the very ones selected (PostgreSQL
     # compares them as text, and bound parameters would differ).
     digits = sa.func.length(text)
