@@ -36,7 +36,6 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
-from webapp.overdue.words import span
 from webapp.providers.base import Provider
 from webapp.providers.base import map_status
 from webapp.providers.base import quote_segment
@@ -51,53 +50,25 @@ from webapp.providers.conductor_query import carries_unquoted
 from webapp.providers.conductor_query import ids_query
 from webapp.providers.conductor_query import looks_like_clause
 from webapp.providers.conductor_query import where_clause
+from webapp.providers.conductor_times import conductor_time
+from webapp.providers.conductor_times import no_worker_polling
 from webapp.providers.payload import Count
 from webapp.providers.payload import Id
 from webapp.providers.payload import Payload
 from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
-from webapp.providers.payload import epoch_ms
-from webapp.providers.payload import parse_iso
 from webapp.providers.payload import validate_payload
 from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import OverdueSignal
 from webapp.providers.spec import ProviderSpec
-from webapp.providers.spec import SignalFacts
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/tasks"
-#: A task SCHEDULED this long that no worker has polled is overdue: nobody is polling its queue.
-NO_WORKER_AFTER_SECONDS = 300.0
-
-
-def no_worker_polling(facts: SignalFacts, now: datetime) -> str | None:
-    """SCHEDULED for long and never polled: no worker serves its task type (or domain).
-
-    A worker's poll moves a task to IN_PROGRESS, sets ``startTime`` and counts ``pollCount``
-    (``ExecutionService.poll``). A ``Task`` says ``pollCount``; a search summary has no poll
-    count, but its ``startTime`` is unset (1970) until the first poll, which says the same.
-    A SCHEDULED task that was polled before (a retry after a response timeout) is not this.
-    """
-    raw = facts.raw if isinstance(facts.raw, dict) else {}
-    if facts.upstream_status != "SCHEDULED" or facts.created_at is None:
-        return None
-    polls = raw.get("pollCount")
-    if polls is not None:
-        if not isinstance(polls, int | float) or isinstance(polls, bool) or polls != 0:
-            return None
-    elif "startTime" not in raw or conductor_time(raw["startTime"]) is not None:
-        return None
-    waited = (now - facts.created_at).total_seconds()
-    if waited < NO_WORKER_AFTER_SECONDS:
-        return None
-    return f"scheduled {span(waited)}, no worker polling"
-
-
 SPEC = ProviderSpec(
     name="conductor",
     label="Conductor",
@@ -154,17 +125,6 @@ STATUSES = status_table(
 
 
 # -- reading Conductor values --------------------------------------------------------------
-
-
-def conductor_time(value: Any) -> datetime | None:
-    """A Conductor time: epoch ms (0 = unset) in a ``Task``, an ISO string (1970 = unset, with
-    or without millis) in a ``TaskSummary``."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return epoch_ms(int(text), zero_is_unset=True)
-        return parse_iso(text, epoch_is_unset=True)
-    return epoch_ms(value, zero_is_unset=True)
 
 
 def decode_json_string(value: Any) -> Any:
