@@ -121,3 +121,14 @@ def test_sqlite_reads_the_overdue_index(app):
             )
         )
         assert "ix_tasks_overdue_sort" in plan
+
+
+def test_the_filter_form_keeps_the_overdue_filter(app):
+    page = soup(app.test_client().get("/?overdue=true"))
+    box = page.select_one("#filters input[name=overdue]")
+    assert box.has_attr("checked") and box["value"] == "true"
+    assert (
+        not soup(app.test_client().get("/?view=all"))
+        .select_one("#filters input[name=overdue]")
+        .has_attr("checked")
+    )
