@@ -43,10 +43,10 @@ def measure(path: Path, count: int) -> None:
         runs = []
         for _ in range(3):
             started = time.perf_counter()
-            learned = learn()
+            learned = learn(datetime.now(UTC))
             runs.append(time.perf_counter() - started)
         print(f"  learn {len(learned)} bounds from history: {ms(runs)}", flush=True)
-        history(app).refresh_if_due(force=True)
+        history(app).refresh_if_due(datetime.now(UTC), force=True)
         runs = []
         for _ in range(3):
             started = time.perf_counter()

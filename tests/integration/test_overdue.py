@@ -187,7 +187,7 @@ def test_learned_bound_from_history(make, upstreams, changes):
     upstreams.clock.advance(315)
     refresher.run_once()
     with app.app_context():
-        history(app).refresh_if_due(force=True)
+        history(app).refresh_if_due(sim_time(upstreams.clock)(), force=True)
         assert history(app).get("ml-prod", "DEPLOY_MODEL") is None
     assert refresher.overdue.run() == []
 
@@ -195,7 +195,7 @@ def test_learned_bound_from_history(make, upstreams, changes):
     # times the usual (about 105 s).
     add_history(app, "ml-prod", ML, "DEPLOY_MODEL", [100.0] * 20)
     with app.app_context():
-        history(app).refresh_if_due(force=True)
+        history(app).refresh_if_due(sim_time(upstreams.clock)(), force=True)
         learned = history(app).get("ml-prod", "DEPLOY_MODEL")
     assert learned is not None and learned.count == 39 and learned.bound == pytest.approx(165)
     assert len(refresher.overdue.run()) == 1
@@ -229,7 +229,7 @@ def test_learned_percentile_ignores_tasks_first_seen_finished(make, upstreams):
                 )
             )
         db.session.commit()
-        history(app).refresh_if_due(force=True)
+        history(app).refresh_if_due(sim_time(upstreams.clock)(), force=True)
         assert history(app).get("mx", "thumbnail") is None
 
 

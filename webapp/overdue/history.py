@@ -8,10 +8,13 @@ report none, from when Taskdeck first saw it) to its finish; only tasks that fin
 work (``succeeded``, ``partial``) count, and a task first seen already finished without
 upstream times is left out (it has no duration to speak of).
 
-One grouped query per computation reads them all, into a histogram of two significant digits
-per (source, type) (``1 s``, ``2 s``… ``10 s``, ``11 s``… ``990 s``, ``1000 s``, ``1100 s``…),
-so the percentile is found within 10 % whatever the number of tasks; it is recomputed every
-:data:`LEARN_EVERY_SECONDS` by the refresher's overdue pass, never per request.
+History is recent: tasks created in the last :data:`HISTORY_DAYS` days, at most the
+:data:`HISTORY_ROWS` newest of each counted state, read in order through the
+``(state, sort_at DESC, id DESC)`` index, so the cost stays flat however large the cache grows
+(a scan of a million rows takes seconds). One grouped query per computation reads them into a
+histogram of two significant digits per (source, type) (``1 s``, ``2 s``… ``10 s``, ``11 s``…
+``990 s``, ``1000 s``, ``1100 s``…), so the percentile is found within 10 %; it is recomputed
+every :data:`LEARN_EVERY_SECONDS` by the refresher's overdue pass, never per request.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -35,6 +40,8 @@ MARGIN = 1.5
 MIN_HISTORY = 20
 MIN_BOUND_SECONDS = 60.0
 LEARN_EVERY_SECONDS = 600.0
+HISTORY_DAYS = 30
+HISTORY_ROWS = 50_000
 #: The states of tasks that did their work: their durations say how long the work takes.
 COUNTED_STATES = (TaskState.SUCCEEDED.value, TaskState.PARTIAL.value)
 
@@ -84,31 +91,43 @@ def summarize(buckets: list[tuple[int, int, int]]) -> Learned | None:
     return Learned(total, typical, high)
 
 
-def histogram_query() -> sa.Select[Any]:
-    """Durations of every finished task, bucketed by (source, type, digits, two leading digits)."""
+def histogram_query(now: datetime) -> sa.Select[Any]:
+    """Durations of recent finished tasks, bucketed by (source, type, digits, two leading
+    digits)."""
     db_backend = backend()
     seconds = db_backend.epoch_seconds(Task.finished_at) - db_backend.epoch_seconds(Task.sort_at)
-    text = sa.cast(sa.cast(sa.func.round(seconds), sa.BigInteger), sa.Text)
+    since = now - timedelta(days=HISTORY_DAYS)
+    recent = [
+        sa.select(Task.source, TYPE_KEY.label("task_type"), seconds.label("seconds"))
+        .where(
+            Task.state == state,
+            Task.sort_at >= since,
+            Task.finished_at.is_not(None),
+            Task.finished_at >= Task.sort_at,
+            # First seen already finished, with no upstream times: no duration to learn from.
+            sa.or_(Task.created_at.is_not(None), Task.finished_at > Task.first_seen_at),
+        )
+        .order_by(Task.sort_at.desc(), Task.id.desc())
+        .limit(HISTORY_ROWS)
+        .subquery()
+        for state in COUNTED_STATES
+    ]
+    rows = sa.union_all(*(sa.select(part) for part in recent)).subquery()
+    text = sa.cast(sa.cast(sa.func.round(rows.c.seconds), sa.BigInteger), sa.Text)
     # Constants inline, so the grouped expressions are the very ones selected (PostgreSQL
     # compares them as text, and bound parameters would differ).
     digits = sa.func.length(text)
     lead = sa.cast(sa.func.substr(text, sa.literal_column("1"), sa.literal_column("2")), sa.Integer)
-    return (
-        sa.select(Task.source, TYPE_KEY, digits, lead, sa.func.count())
-        .where(
-            Task.state.in_(COUNTED_STATES),
-            Task.finished_at.is_not(None),
-            Task.finished_at >= Task.sort_at,
-            sa.or_(Task.created_at.is_not(None), Task.finished_at > Task.first_seen_at),
-        )
-        .group_by(Task.source, TYPE_KEY, digits, lead)
+    return sa.select(rows.c.source, rows.c.task_type, digits, lead, sa.func.count()).group_by(
+        rows.c.source, rows.c.task_type, digits, lead
     )
 
 
-def learn() -> dict[tuple[str, str], Learned]:
-    """Bounds for every (source, type) with enough history (type ``""`` for tasks without)."""
+def learn(now: datetime) -> dict[tuple[str, str], Learned]:
+    """Bounds for every (source, type) with enough recent history (type ``""`` for tasks
+    without one)."""
     grouped: dict[tuple[str, str], list[tuple[int, int, int]]] = {}
-    for source, task_type, digits, lead, n in db.session.execute(histogram_query()):
+    for source, task_type, digits, lead, n in db.session.execute(histogram_query(now)):
         if digits is None or lead is None:
             continue
         grouped.setdefault((source, task_type or ""), []).append((int(digits), int(lead), n))
@@ -131,8 +150,9 @@ class History:
     def get(self, source: str, task_type: str | None) -> Learned | None:
         return self.bounds.get((source, task_type or ""))
 
-    def refresh_if_due(self, *, force: bool = False) -> None:
-        """Recompute when the last computation is old (needs an app context)."""
+    def refresh_if_due(self, now: datetime, *, force: bool = False) -> None:
+        """Recompute when the last computation is old (needs an app context); ``now`` ends
+        the window of history."""
         with self._lock:
             due = (
                 force
@@ -140,7 +160,7 @@ class History:
                 or time.monotonic() - self.learned_at >= LEARN_EVERY_SECONDS
             )
             if due:
-                self.bounds = learn()
+                self.bounds = learn(now)
                 self.learned_at = time.monotonic()
 
 
