@@ -33,6 +33,7 @@ from pydantic import create_model
 from pydantic import field_validator
 from pydantic import model_validator
 
+from webapp.overdue.setting import parse_overdue_after
 from webapp.providers import find_provider_spec
 from webapp.providers import provider_names
 from webapp.providers import provider_spec
@@ -100,6 +101,9 @@ class SourceConfig(BaseModel):
     rate_limit: float | None = Field(default=None, gt=0)
     #: Zone for upstream times sent without one.
     timezone: str = "UTC"
+    #: Seconds an active task may run before it is overdue, for every type or per type
+    #: (:mod:`webapp.overdue.setting`); ``None``: learned from the cache's history.
+    overdue_after: float | dict[str, float] | None = None
 
     #: Where this source was defined: the config file, the web UI (database) or the demo.
     origin: Literal["file", "database", "demo"] = "file"
@@ -157,6 +161,11 @@ class SourceConfig(BaseModel):
     @classmethod
     def _check_url(cls, value: str, info: ValidationInfo) -> str:
         return _checked_url(value, info) or value
+
+    @field_validator("overdue_after", mode="before")
+    @classmethod
+    def _check_overdue_after(cls, value: Any) -> float | dict[str, float] | None:
+        return parse_overdue_after(value)
 
     @field_validator("timezone")
     @classmethod

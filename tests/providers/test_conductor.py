@@ -25,8 +25,8 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
 from webapp.providers import PROVIDERS
 from webapp.providers.conductor import ConductorProvider
-from webapp.providers.conductor import conductor_time
 from webapp.providers.conductor_auth import ConductorKeyAuth
+from webapp.providers.conductor_times import conductor_time
 from webapp.providers.http import build_client
 from webapp.simulators import SimulatorSuite
 from webapp.simulators import conductor as sim

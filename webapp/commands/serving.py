@@ -77,6 +77,9 @@ def refresh_command(once: bool, task_refs: tuple[str, ...]) -> None:
     refresher = Refresher(app)
     try:
         report = refresher.run_once(only_task_ids=only)
+        # A cron-driven `refresh --once` is the only pass some deployments run: judge overdue
+        # tasks here too.
+        refresher.overdue.run()
         # The alerts this pass wrote (and any left due) go out before the command ends.
         sent = refresher.deliveries.send_all_due()
     finally:

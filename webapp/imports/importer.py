@@ -7,10 +7,13 @@ from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
+from flask import current_app
+
 from webapp.db import store
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
+from webapp.overdue.marking import mark_written
 from webapp.providers.base import Provider
 from webapp.refresher.scheduling import after_success
 from webapp.refresher.scheduling import policy_for
@@ -63,6 +66,8 @@ def import_tasks(
                     report.skipped += 1
                 else:
                     outcome = store.apply_fetch(task, found, now)
+                    # Imported already late (stuck upstream for hours): say so at once.
+                    mark_written(current_app._get_current_object(), [task], now)  # type: ignore[attr-defined]
                     task.next_poll_at, task.unchanged_polls = after_success(
                         policy_for(provider.source),
                         state=found.state,

@@ -102,6 +102,20 @@ class ListBackend(ABC):
         plain = tests(self.unindexed(column))
         return FilterPart(tests(column), plain, ids, lambda: capped_count(ids), serves)
 
+    def overdue_part(self, wanted: bool) -> FilterPart:
+        """Tasks that are (or are not) overdue. The few overdue ones are read through
+        ``ix_tasks_overdue_sort`` (overdue, sort_at DESC, id DESC), which also holds the
+        default order."""
+        flag = sa.true() if wanted else sa.false()
+        ids = sa.select(Task.id).where(Task.overdue == flag)
+        return FilterPart(
+            [Task.overdue == flag],
+            [self.unindexed(Task.overdue) == flag],
+            ids,
+            lambda: capped_count(ids),
+            {"created"},
+        )
+
     @abstractmethod
     def label_part(self, label: str) -> FilterPart:
         """Tasks that carry ``label`` (lower case)."""
@@ -151,6 +165,13 @@ class SqliteBackend(ListBackend):
     def label_part(self, label: str) -> FilterPart:
         # The task_labels rows the triggers keep (webapp.listing.schema): exact, through its key.
         return _id_part(sa.select(labels_table.c.task_pk).where(labels_table.c.label == label))
+
+    def overdue_part(self, wanted: bool) -> FilterPart:
+        if not wanted:
+            return super().overdue_part(wanted)
+        # Through the ids: SQLite's statistics see one value of ``overdue`` (nearly every task
+        # is not), estimate that ``overdue = 1`` matches every row, and would scan the table.
+        return _id_part(sa.select(Task.id).where(Task.overdue == sa.true()))
 
     def text_part(self, phrases: Sequence[str]) -> FilterPart:
         fts = search.fts5_query(phrases)

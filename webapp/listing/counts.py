@@ -4,6 +4,7 @@ filter form offers. How each is counted depends on the database (:mod:`webapp.li
 from __future__ import annotations
 
 from dataclasses import dataclass
+from dataclasses import replace
 
 import sqlalchemy as sa
 
@@ -20,6 +21,8 @@ class Counts:
 
     by_state: dict[str, int]
     exact: bool = True
+    #: How many of the view's tasks are overdue (counted up to the same cap).
+    overdue: int = 0
 
     @property
     def total(self) -> int:
@@ -45,13 +48,23 @@ def state_counts(query: TaskQuery, cap: int | None = None) -> Counts:
     any size. Other views count matching rows, up to ``cap`` (:func:`count_cap`) of them.
     """
     cap = cap or count_cap()
+    overdue = overdue_count(query, cap)
     from_table = query.dimension_counts()
     if from_table is not None:
-        return Counts(from_table)
+        return Counts(from_table, overdue=overdue)
     matching = sa.select(Task.state).where(*query.plan().counting()).limit(cap + 1).subquery()
     statement = sa.select(matching.c.state, sa.func.count()).group_by(matching.c.state)
     found = {state: n for state, n in db.session.execute(statement)}
-    return Counts(found, exact=sum(found.values()) <= cap)
+    return Counts(found, exact=sum(found.values()) <= cap, overdue=overdue)
+
+
+def overdue_count(query: TaskQuery, cap: int) -> int:
+    """The view's overdue tasks, up to ``cap``: few, so read through the overdue index."""
+    if False in query.overdue_tests:
+        return 0
+    overdue_view = replace(query, overdue="true")
+    matching = sa.select(Task.id).where(*overdue_view.plan().counting()).limit(cap).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(matching)) or 0
 
 
 def filter_choices() -> dict[str, list[str]]:

@@ -42,6 +42,10 @@ TIME_FIELDS = {"created": ("created_from", "created_to"), "updated": ("updated_f
 ALL_TASKS_ARGS = {"view": "all"}
 
 
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
 class QueryError(ValueError):
     """A query-string value we cannot use; the message says which and why."""
 
@@ -105,6 +109,8 @@ class TaskQuery:
     created_to: str | None = None
     updated_from: str | None = None
     updated_to: str | None = None
+    #: ``true`` or ``false``: only tasks that are (or are not) overdue.
+    overdue: str | None = None
     q: str = ""
     sort: str = DEFAULT_SORT
     after: str | None = None
@@ -130,6 +136,7 @@ class TaskQuery:
         "created_to": "created_to",
         "updated_from": "updated_from",
         "updated_to": "updated_to",
+        "overdue": "overdue",
         "q": "q",
     }
 
@@ -177,6 +184,11 @@ class TaskQuery:
     def _resolved(self, now: datetime) -> TaskQuery:
         """Check the filters and resolve the search box and the time ranges."""
         text = search.parse(self.q)
+        for flag in text.flags:
+            if flag not in search.FLAGS:
+                raise QueryError(f"is: unknown flag {flag!r}; try is:overdue")
+        if self.overdue is not None and self.overdue.lower() not in (*_TRUE, *_FALSE):
+            raise QueryError("overdue: true or false")
         for state in [self.state, *text.qualifiers.get("state", ())]:
             if state and state.lower() not in (*STATE_GROUPS, *STATE_VALUES):
                 raise QueryError(f"state: unknown state {state!r}")
@@ -239,11 +251,26 @@ class TaskQuery:
         return bool(self.after or self.before)
 
     @property
+    def overdue_tests(self) -> list[bool]:
+        """The overdue flag each test of the view wants (the ``overdue`` parameter's, then
+        ``is:overdue`` or ``-is:overdue``'s)."""
+        wanted = []
+        if self.overdue is not None:
+            wanted.append(self.overdue.lower() in _TRUE)
+        if "overdue" in self.search.flags:
+            wanted.append(self.search.flags["overdue"])
+        return wanted
+
+    @property
     def counts_by_dimension(self) -> bool:
         """True when only source, provider, type, upstream word and state narrow the view, so
         a table of counts can answer (:meth:`dimension_counts`)."""
         return not (
-            self.search.phrases or self.label or "label" in self.search.qualifiers or self.ranges
+            self.search.phrases
+            or self.label
+            or "label" in self.search.qualifiers
+            or self.ranges
+            or self.overdue_tests
         )
 
     # -- SQL ----------------------------------------------------------------------------------
@@ -282,6 +309,8 @@ class TaskQuery:
         for name, column in (("created", Task.sort_at), ("updated", Task.changed_at)):
             for start, end in self.ranges.get(name, ()):
                 found.append(db_backend.range_part(column, start, end, serves={name}))
+        for wanted in self.overdue_tests:
+            found.append(db_backend.overdue_part(wanted))
         if self.search.phrases:
             found.append(db_backend.text_part(self.search.phrases))
         return found

@@ -44,6 +44,8 @@ SEARCHED_COLUMNS = (
 )
 #: The qualifiers the search box understands (see :func:`parse`).
 QUALIFIERS = ("state", "type", "source", "provider", "upstream", "label", "created", "updated")
+#: The ``is:`` flags the search box understands; ``-is:overdue`` asks for the opposite.
+FLAGS = ("overdue",)
 #: Words shorter than this match whole only: a one- or two-letter prefix matches half the index.
 PREFIX_MIN = 3
 
@@ -58,6 +60,8 @@ class SearchText:
 
     qualifiers: dict[str, tuple[str, ...]] = field(default_factory=dict)
     phrases: tuple[str, ...] = ()
+    #: ``is:`` flags: ``{"overdue": True}`` for ``is:overdue``, ``False`` for ``-is:overdue``.
+    flags: dict[str, bool] = field(default_factory=dict)
 
 
 def parse(text: str) -> SearchText:
@@ -72,13 +76,16 @@ def parse(text: str) -> SearchText:
         words = text.split()
     qualifiers: dict[str, list[str]] = {}
     phrases: list[str] = []
+    flags: dict[str, bool] = {}
     for word in words:
         name, sep, value = word.partition(":")
-        if sep and name.lower() in QUALIFIERS and value:
+        if sep and name.lower() in ("is", "-is") and value:
+            flags[value.lower()] = name.lower() == "is"
+        elif sep and name.lower() in QUALIFIERS and value:
             qualifiers.setdefault(name.lower(), []).append(value)
         elif word.strip():
             phrases.append(word)
-    return SearchText({k: tuple(v) for k, v in qualifiers.items()}, tuple(phrases))
+    return SearchText({k: tuple(v) for k, v in qualifiers.items()}, tuple(phrases), flags)
 
 
 def words(phrase: str) -> list[str]:

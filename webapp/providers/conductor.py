@@ -51,17 +51,18 @@ from webapp.providers.conductor_query import carries_unquoted
 from webapp.providers.conductor_query import ids_query
 from webapp.providers.conductor_query import looks_like_clause
 from webapp.providers.conductor_query import where_clause
+from webapp.providers.conductor_times import conductor_time
+from webapp.providers.conductor_times import no_worker_polling
 from webapp.providers.payload import Count
 from webapp.providers.payload import Id
 from webapp.providers.payload import Payload
 from webapp.providers.payload import Scalar
 from webapp.providers.payload import Text
 from webapp.providers.payload import as_text
-from webapp.providers.payload import epoch_ms
-from webapp.providers.payload import parse_iso
 from webapp.providers.payload import validate_payload
 from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
+from webapp.providers.spec import OverdueSignal
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
@@ -69,7 +70,6 @@ from webapp.providers.spec import TaskUrl
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/tasks"
-
 SPEC = ProviderSpec(
     name="conductor",
     label="Conductor",
@@ -108,6 +108,7 @@ SPEC = ProviderSpec(
     times_note="Conductor reports epoch milliseconds; 0 means the time is not set yet.",
     active_note="The execution log is read once the task has finished.",
     actions=ACTIONS,
+    overdue_signals=(OverdueSignal(frozenset({"SCHEDULED"}), no_worker_polling),),
 )
 
 STATUSES = status_table(
@@ -126,17 +127,6 @@ STATUSES = status_table(
 
 
 # -- reading Conductor values --------------------------------------------------------------
-
-
-def conductor_time(value: Any) -> datetime | None:
-    """A Conductor time: epoch ms (0 = unset) in a ``Task``, an ISO string (1970 = unset, with
-    or without millis) in a ``TaskSummary``."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lstrip("-").isdigit():
-            return epoch_ms(int(text), zero_is_unset=True)
-        return parse_iso(text, epoch_is_unset=True)
-    return epoch_ms(value, zero_is_unset=True)
 
 
 def decode_json_string(value: Any) -> Any:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 from typing import Any
 
@@ -26,6 +27,7 @@ from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
 from webapp.domain import TaskState
+from webapp.overdue.words import span
 from webapp.providers.base import Provider
 from webapp.providers.base import answer_message
 from webapp.providers.base import map_status
@@ -44,13 +46,31 @@ from webapp.providers.source import SourceSettings
 from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import DetailField
+from webapp.providers.spec import OverdueSignal
 from webapp.providers.spec import ProviderSpec
+from webapp.providers.spec import SignalFacts
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
 
 API_PREFIX = "/_plugins/_ml/tasks"
 #: The start of ML Commons' answer to deleting a RUNNING task (its wording varies after it).
 RUNNING_REFUSAL = "cannot be deleted in running state"
+
+#: A task still CREATED with no update for this long is overdue: no node has taken it up.
+NOT_STARTED_AFTER_SECONDS = 600.0
+
+
+def created_without_update(facts: SignalFacts, now: datetime) -> str | None:
+    """CREATED and ``last_update_time`` (else ``create_time``) long ago: ML Commons writes
+    RUNNING as soon as a node starts the work, so nothing has picked the task up."""
+    since = facts.updated_at or facts.created_at
+    if facts.upstream_status != "CREATED" or since is None:
+        return None
+    quiet = (now - since).total_seconds()
+    if quiet < NOT_STARTED_AFTER_SECONDS:
+        return None
+    return f"created, no update for {span(quiet)}"
+
 
 SPEC = ProviderSpec(
     name="opensearch-ml",
@@ -99,6 +119,7 @@ SPEC = ProviderSpec(
             path_suffix=("_cancel",),
         ),
     ),
+    overdue_signals=(OverdueSignal(frozenset({"CREATED"}), created_without_update),),
 )
 
 STATUSES = status_table(

@@ -8,9 +8,11 @@ client), one simulator module, and a line in each registry.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import datetime
 from typing import Any
 from typing import Literal
 from urllib.parse import unquote
@@ -142,6 +144,30 @@ class ActionSpec:
 
 
 @dataclass(frozen=True)
+class SignalFacts:
+    """What an overdue signal may look at: one active task as the cache holds it."""
+
+    upstream_status: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    details: dict[str, Any]
+    raw: Any
+
+
+@dataclass(frozen=True)
+class OverdueSignal:
+    """An upstream's own sign that an active task is stuck (:mod:`webapp.overdue.judge`).
+
+    ``check(facts, now)`` says why in a few words ("scheduled 20 min, no worker polling"), or
+    ``None``. Only tasks whose upstream word is in ``statuses`` are shown to it, so the periodic
+    pass reads few payloads.
+    """
+
+    statuses: frozenset[str]
+    check: Callable[[SignalFacts, datetime], str | None]
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """Everything outside its client that Taskdeck knows about one upstream."""
 
@@ -175,6 +201,8 @@ class ProviderSpec:
     active_note: str | None = None
     #: The upstream actions (cancel, delete, retry) Taskdeck can take on a task, and when.
     actions: tuple[ActionSpec, ...] = ()
+    #: The upstream's own signs of a stuck task (overdue whatever the bounds say).
+    overdue_signals: tuple[OverdueSignal, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.short_name:

@@ -36,6 +36,7 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.notify.sending import DeliverySender
+from webapp.overdue.marking import OverduePass
 from webapp.refresher.claims import claims_for
 from webapp.refresher.health import rate_limit_wait
 from webapp.refresher.health import take_probe
@@ -84,6 +85,7 @@ class Refresher:
         )
         self._sending: Future[int] | None = None
         self._sender_pool: ThreadPoolExecutor | None = None
+        self.overdue = OverduePass(app, clock, self.claims.writing)
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -137,6 +139,7 @@ class Refresher:
             try:
                 self.run_once(wait_for_results=False)
                 self.retention.purge_if_due()
+                self.overdue.run_if_due()
                 self.send_deliveries()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop

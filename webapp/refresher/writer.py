@@ -23,6 +23,7 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
 from webapp.notify.triggers import tasks_changed
+from webapp.overdue.marking import mark_written
 from webapp.refresher.claims import Claims
 from webapp.refresher.health import lock_source_row
 from webapp.refresher.health import record_health
@@ -103,6 +104,7 @@ class ResultWriter:
         owned = {task.id: task for task in self.claims.own_tasks(ids)}
         reports = []
         changed: list[int] = []
+        written = []
         for outcome in batch:
             report = PassReport(fetched=len(outcome.chunk), upstream_calls=outcome.calls)
             reports.append(report)
@@ -113,6 +115,7 @@ class ResultWriter:
                 if task is None:
                     continue  # its lease ran out and another worker took it over
                 task.lease_owner = task.lease_until = None
+                written.append(task)
                 result = outcome.results.get(task_id) or FetchError(
                     FetchErrorKind.BAD_PAYLOAD, "the upstream answer left this task out"
                 )
@@ -144,6 +147,7 @@ class ResultWriter:
                         now=now,
                     )
                     report.changed += applied.state_changed
+        mark_written(self.app, written, now)
         db.session.flush()
         # Alerts and "notify me" commit with the change that caused them (webapp.notify).
         tasks_changed(changed, now)

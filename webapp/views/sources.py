@@ -26,6 +26,7 @@ from webapp.config import build_source
 from webapp.db.setup import save_database_source
 from webapp.db.setup import typed_secrets
 from webapp.logs import redactor
+from webapp.overdue import setting as overdue_setting
 from webapp.providers import provider_specs
 from webapp.sources import sealed
 from webapp.sources.health import source_overview
@@ -84,6 +85,13 @@ def form_fields() -> list[FormField]:
             "text",
             "For upstream times sent without one" + (f" ({zoneless})." if zoneless else "."),
         ),
+        FormField(
+            "overdue_after",
+            "Overdue after (s)",
+            "text",
+            "Seconds an active task may run, e.g. 900, or per type: DEPLOY_MODEL=600, *=1800. "
+            "Empty: learned from the history of its type.",
+        ),
         *own.values(),
         FormField("ca_bundle", "CA bundle path", "text"),
     ]
@@ -122,6 +130,8 @@ def edit(name: str) -> str:
     """The form to edit a source added from the UI."""
     source = editable_source_or_404(name)
     values = source.model_dump(exclude={"credentials", "origin"}, exclude_none=True)
+    if source.overdue_after is not None:
+        values["overdue_after"] = overdue_setting.as_text(source.overdue_after)
     return render_template("sources/form.html", **form_context(values, source))
 
 

@@ -52,6 +52,10 @@ class TaskOut(BaseModel):
     fetch_error: str | None = Field(description="The last failure to fetch, or null.")
     fetch_error_kind: FetchErrorKind | None
     gone_upstream: bool
+    overdue: bool = Field(
+        default=False, description="Active and running past its bound (README, Overdue tasks)."
+    )
+    overdue_reason: str | None = Field(default=None, description="Why it is overdue, in words.")
     history: list[HistoryEntry] | None = Field(
         default=None, description="State changes, oldest first (on a single task only)."
     )
@@ -128,6 +132,8 @@ def task_out(task: Task, *, with_history: bool = True) -> TaskOut:
         fetch_error=task.fetch_error,
         fetch_error_kind=FetchErrorKind(task.fetch_error_kind) if task.fetch_error_kind else None,
         gone_upstream=task.gone_upstream,
+        overdue=task.overdue,
+        overdue_reason=task.overdue_reason,
         history=[
             HistoryEntry(at=e.at, state=TaskState(e.state), upstream_status=e.upstream_status)
             for e in task.events
