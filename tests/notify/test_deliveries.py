@@ -229,7 +229,10 @@ def test_edge_triggered_once_per_state_and_leaving_clears_the_match(
         driver.pass_()  # succeeded: out of the match
     finally:
         driver.close()
-    assert [d[0] for d in deliveries(app)] == ["entered queued", "entered running"]
+    # The simulators' clock starts a year back, so the queued task may already look stuck
+    # (overdue) to the wall-clock refresher: the event says so, the edges are the same.
+    events = [d[0].removesuffix(" (overdue)") for d in deliveries(app)]
+    assert events == ["entered queued", "entered running"]
     with app.app_context():
         assert db.session.scalars(sa.select(RuleMatch)).all() == []
 
