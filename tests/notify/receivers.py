@@ -50,11 +50,19 @@ def webhook_receiver() -> Iterator[tuple[WebhookReceiver, str]]:
 
 
 class _Handler:
+    """Records every message; the first ``fail_next`` answer 451 (try again later)."""
+
     def __init__(self) -> None:
         self.messages: list[Message] = []
         self.envelopes: list[tuple[str, list[str]]] = []
+        self.attempts = 0
+        self.fail_next = 0
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        self.attempts += 1
+        if self.fail_next > 0:
+            self.fail_next -= 1
+            return "451 4.3.0 Mail server busy, try again later"
         self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
         self.messages.append(message_from_bytes(envelope.original_content or envelope.content))
         return "250 Message accepted for delivery"

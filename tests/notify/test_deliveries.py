@@ -309,6 +309,47 @@ def test_email_rule_sends_one_message_over_smtp(app_factory, ml_source, ml_state
     assert "<a href='https://td.example/tasks/ml-prod/t-6'>" in parts["text/html"]
 
 
+def test_email_is_retried_until_the_smtp_server_takes_it(app_factory, ml_source, ml_state, clock):  # type: ignore[no-untyped-def]
+    with smtp_server() as (handler, smtp_url):
+        handler.fail_next = 2
+        app = make_app(
+            app_factory,
+            ml_source,
+            [{"name": "mail", "when": "state:failed", "email": "team@example.com"}],
+            SMTP_URL=smtp_url,
+            SMTP_FROM="taskdeck@example.com",
+        )
+        ML.add_demo_task(
+            ml_state, random.Random(1), task_id="t-7", final="failed", queued_seconds=0,
+            running_seconds=1,
+        )  # fmt: skip
+        track(app, "ml-prod", "t-7")
+        clock.advance(5)
+        driver = RefreshDriver(app)
+        try:
+            driver.pass_()
+        finally:
+            driver.close()
+        when = Clock()
+        sender = DeliverySender(app, clock=when)
+        for _ in range(2):
+            assert sender.send_all_due() == 1
+            assert sender.send_all_due() == 0  # backing off
+            with app.app_context():
+                due = db.session.scalars(sa.select(Delivery.next_attempt_at)).one()
+            assert due is not None
+            when.advance(due - when.now)
+        assert sender.send_all_due() == 1
+        assert sender.send_all_due() == 0
+    assert handler.attempts == 3 and len(handler.messages) == 1
+    assert "t-7" in handler.messages[0]["Subject"]
+    with app.app_context():
+        attempts = db.session.scalars(sa.select(DeliveryAttempt).order_by(DeliveryAttempt.id)).all()
+        assert [a.outcome for a in attempts] == ["error", "error", "ok"]
+        assert "try again later" in (attempts[0].answer or "")
+    assert deliveries(app) == [("entered failed", "sent", 3, "email")]
+
+
 def test_the_running_refresher_sends_what_it_wrote(
     app_factory, ml_source, ml_state, clock, receiver
 ):  # type: ignore[no-untyped-def]
