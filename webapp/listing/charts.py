@@ -32,7 +32,7 @@ from webapp.listing.backends import backend
 from webapp.listing.columns import STATE_VALUES
 from webapp.listing.pages import ordered_read
 from webapp.listing.query import TaskQuery
-from webapp.web.formatting import humanize_seconds
+from webapp.overdue.words import span as humanize_seconds
 
 TIMELINE_CAP = 5_000
 DURATION_SAMPLE = 1_000

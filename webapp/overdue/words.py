@@ -1,5 +1,5 @@
-"""Durations in the words overdue reasons use ("20 min", "2 h 5 min"), with nothing to import,
-so provider modules can word their own signals."""
+"""Durations in words ("20 min", "2 h 5 min"), with nothing to import, so provider modules can
+word their own overdue signals; pages show durations the same way (``humanize_seconds``)."""
 
 from __future__ import annotations
 

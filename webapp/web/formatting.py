@@ -14,6 +14,7 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from webapp.db.models import utcnow
+from webapp.overdue.words import span as humanize_seconds
 from webapp.web.presentation import FIELD_LABELS
 from webapp.web.presentation import human_bytes
 from webapp.web.presentation import safe_link
@@ -43,20 +44,6 @@ def user_zone() -> Any:
         except (ZoneInfoNotFoundError, ValueError):
             pass
     return UTC
-
-
-def humanize_seconds(seconds: float) -> str:
-    """``42 s``, ``3 min``, ``2 h 5 min``, ``4 d``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{hours // 24} d"
 
 
 def ago(value: datetime | None, now: datetime | None = None) -> str:
@@ -121,7 +108,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(code_spans)
     app.add_template_filter(field_label)
     app.add_template_filter(human_bytes)
-    app.add_template_filter(humanize_seconds)
+    app.add_template_filter(humanize_seconds, "humanize_seconds")
     app.add_template_filter(safe_link)
     app.add_template_global(when)
     app.add_template_global(time_mode)
