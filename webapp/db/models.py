@@ -181,6 +181,14 @@ class Task(Model):
     #: Why, in words for the page: "running 3× longer than usual for DEPLOY_MODEL".
     overdue_reason: so.Mapped[str | None] = so.mapped_column(sa.String(300))
 
+    #: How tracking began: ``hand`` (a person, the CLI), ``import``, ``follow`` (a source's
+    #: followed query), ``push`` (``POST /api/v1/tasks``) or ``link`` (related to a tracked
+    #: task); ``None`` for tasks tracked before this was kept.
+    tracked_via: so.Mapped[str | None] = so.mapped_column(sa.String(16))
+    #: When the refresher last looked for the tasks this one's payload or upstream names
+    #: (:class:`TaskLink`); ``None``: not yet.
+    links_checked_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
     source_row: so.Mapped[Source] = so.relationship(back_populates="tasks")
     events: so.Mapped[list[TaskEvent]] = so.relationship(
         back_populates="task",
@@ -453,3 +461,94 @@ class DeliveryAttempt(Model):
     #: The start of the receiver's answer, or the error, for the delivery log.
     answer: so.Mapped[str | None] = so.mapped_column(sa.Text)
     seconds: so.Mapped[float | None] = so.mapped_column(sa.Float)
+
+
+class Follow(Model):
+    """A source's standing upstream query: refresher processes re-run it every
+    ``interval_seconds`` and track the tasks that are new since the last run (:mod:`webapp.follows`).
+
+    One per source. ``origin`` is ``file`` or ``demo`` when the configuration declares it (the
+    file wins: only pausing is left to the UI) and ``database`` when it was added in the UI.
+    """
+
+    __tablename__ = "follows"
+
+    source: so.Mapped[str] = so.mapped_column(
+        sa.ForeignKey("sources.name", ondelete="CASCADE", onupdate="CASCADE"), primary_key=True
+    )
+    #: The upstream's own query, as ``taskdeck import --query`` takes it; ``None``: every task.
+    query: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    interval_seconds: so.Mapped[float] = so.mapped_column(sa.Float)
+    #: The most tasks the first run tracks (the newest); older matches are left untracked.
+    backfill_limit: so.Mapped[int] = so.mapped_column()
+    origin: so.Mapped[str] = so.mapped_column(sa.String(16), default="database")
+    paused: so.Mapped[bool] = so.mapped_column(default=False)
+    created_by: so.Mapped[str | None] = so.mapped_column(sa.String(120))
+    created_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+
+    #: When the next run is due; ``None``: at once.
+    next_run_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: The process running it now, so that two never run one follow at once.
+    lease_owner: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    lease_until: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+
+    runs: so.Mapped[int] = so.mapped_column(default=0)
+    last_started_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_finished_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    last_success_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: New tasks the last run tracked, and every run's together.
+    last_found: so.Mapped[int] = so.mapped_column(default=0)
+    total_found: so.Mapped[int] = so.mapped_column(sa.BigInteger, default=0)
+    last_error: so.Mapped[str | None] = so.mapped_column(sa.Text)
+    consecutive_failures: so.Mapped[int] = so.mapped_column(default=0)
+    #: What the last run wants people to know ("the first run tracked the newest 200 of 5,431").
+    last_note: so.Mapped[str | None] = so.mapped_column(sa.String(300))
+
+    #: The newest creation time the query has shown: the next run reads back to it, less an
+    #: overlap for tasks the upstream lists late.
+    watermark: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)
+    #: The newest ids the last run saw: where the next run stops on an upstream whose tasks
+    #: carry no creation time.
+    frontier: so.Mapped[list[str]] = so.mapped_column(JSONValue, default=list)
+
+    def restart(self) -> None:
+        """Forget where the query got to (it changed): the next run is a first run, at once."""
+        self.watermark = None
+        self.frontier = []
+        self.runs = 0
+        self.last_note = None
+        self.last_error = None
+        self.consecutive_failures = 0
+        self.next_run_at = None
+
+
+class TaskLink(Model):
+    """Another upstream task that a tracked task leads to: named in its payload (a Conductor
+    task's output holding an ML task id) or listed beside it upstream (the same model's or
+    workflow's other tasks). Resolved to a source by the refresher, tracked when the source's
+    ``track_related`` says so."""
+
+    __tablename__ = "task_links"
+    __table_args__ = (
+        sa.UniqueConstraint("task_pk", "target_task_id", name="uq_task_links_task_pk"),
+        sa.Index("ix_task_links_target", "target_source", "target_task_id"),
+    )
+
+    id: so.Mapped[int] = so.mapped_column(primary_key=True)
+    task_pk: so.Mapped[int] = so.mapped_column(
+        sa.ForeignKey("tasks.id", ondelete="CASCADE"), index=True
+    )
+    #: How the two are related, in words for the page: ``launched``, ``same model``...
+    relation: so.Mapped[str] = so.mapped_column(sa.String(32))
+    #: The upstream id as the payload or the upstream named it.
+    target_task_id: so.Mapped[str] = so.mapped_column(sa.String(512))
+    #: Which provider's task it is, once known.
+    target_provider: so.Mapped[str | None] = so.mapped_column(sa.String(32))
+    #: The configured source it was found on; ``None`` until resolved.
+    target_source: so.Mapped[str | None] = so.mapped_column(sa.String(64))
+    #: ``pending`` (not looked up yet), ``found``, ``not_found`` or ``ambiguous``.
+    status: so.Mapped[str] = so.mapped_column(sa.String(16), default="pending")
+    #: Where it was seen, for the page: ``output.task_id``, ``model_id``.
+    found_in: so.Mapped[str | None] = so.mapped_column(sa.String(200))
+    discovered_at: so.Mapped[datetime] = so.mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: so.Mapped[datetime | None] = so.mapped_column(UTCDateTime)

@@ -37,8 +37,16 @@ def get_task(source: str, task_id: str) -> Task | None:
     return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
 
 
-def track(source_name: str, task_id: str, *, now: datetime | None = None) -> tuple[Task, bool]:
+#: How tracking can begin (``Task.tracked_via``).
+TRACKED_VIA = ("hand", "import", "follow", "push", "link")
+
+
+def track(
+    source_name: str, task_id: str, *, now: datetime | None = None, via: str = "hand"
+) -> tuple[Task, bool]:
     """Start tracking a task (idempotent). Returns ``(task, created)``; the row is due at once.
+
+    ``via`` records how (:data:`TRACKED_VIA`); a task tracked already keeps its own.
 
     Raises :class:`UnknownSource` for a source that is not configured, ``ValueError`` for an
     empty or oversized id.
@@ -69,6 +77,7 @@ def track(source_name: str, task_id: str, *, now: datetime | None = None) -> tup
         tracked_at=now,
         changed_at=now,
         next_poll_at=now,
+        tracked_via=via,
     )
     db.session.add(task)
     db.session.flush()

@@ -58,7 +58,7 @@ def import_tasks(
             for found in provider.search(query, limit=limit):
                 now = utcnow()
                 try:
-                    task, created = store.track(source_name, found.task_id, now=now)
+                    task, created = store.track(source_name, found.task_id, now=now, via="import")
                 except ValueError:
                     report.failed += 1
                     continue
