@@ -465,7 +465,8 @@ class DeliveryAttempt(Model):
 
 class Follow(Model):
     """A source's standing upstream query: refresher processes re-run it every
-    ``interval_seconds`` and track the tasks that are new since the last run (:mod:`webapp.follows`).
+    ``interval_seconds`` and track the tasks that are new since the last run
+    (:mod:`webapp.follows`).
 
     One per source. ``origin`` is ``file`` or ``demo`` when the configuration declares it (the
     file wins: only pausing is left to the UI) and ``database`` when it was added in the UI.
