@@ -43,6 +43,7 @@ def test_slots_are_shared_by_every_limiter_of_a_source(database_url, app_factory
     # Another source has a budget of its own.
     assert DatabaseLimiter(lambda: engine, "mx", rate=0.1).reserve() == 0
 
+
 def test_the_margin_is_a_tenth_of_an_interval_at_most_100_ms(app):
     with app.app_context():
         engine = db.engine
