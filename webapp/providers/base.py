@@ -164,6 +164,13 @@ class Provider:
         """Fetch one task by the id it was tracked under. Raises :class:`FetchError`."""
         raise NotImplementedError
 
+    @staticmethod
+    def parse_query(query: str | None) -> object:
+        """``query`` (as ``taskdeck import --query`` takes it) in the form the upstream's search
+        reads; ``ValueError``, worded for ``--query``, when it cannot be read. Checked before a
+        query is saved (a follow), so that a typo is refused at once rather than on each run."""
+        return query
+
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
         """One page of the upstream's own task search. Raises :class:`FetchError`."""
         raise FetchError(
