@@ -25,20 +25,20 @@ from webapp.access.roles import Role
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db.models import db
 from webapp.db.setup import save_database_source
 from webapp.db.setup import typed_secrets
 from webapp.follows import manage as follows
 from webapp.follows import status as follow_status
 from webapp.follows.status import FollowFormError
-from webapp.db.models import db
 from webapp.logs import redactor
-from webapp.web.htmx import STOP_POLLING
 from webapp.overdue import setting as overdue_setting
 from webapp.providers import provider_specs
 from webapp.sources import sealed
 from webapp.sources.health import source_overview
 from webapp.sources.registry import registry
 from webapp.sources.sealed import secrets_box
+from webapp.web.htmx import STOP_POLLING
 
 bp = Blueprint("sources", __name__)
 
