@@ -1,0 +1,75 @@
+"""In a real browser: a task that a follow tracks appears in an open list without a reload."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+from flask import Flask
+from playwright.sync_api import expect
+
+from tests.conftest import fetched_state
+from tests.conftest import track
+from tests.conftest import wait_for
+from webapp.db import store
+from webapp.db.models import db
+from webapp.db.models import utcnow
+from webapp.simulators import SIMULATORS
+from webapp.sources.registry import registry
+
+pytestmark = pytest.mark.browser
+
+ML = SIMULATORS["opensearch-ml"]
+MIXPEEK = SIMULATORS["mixpeek"]
+
+
+def track_as_a_follow_run_would(app: Flask, source: str, task_id: str) -> None:
+    """THE ARRIVAL. Stands in for a follow run until the follow engine is on main: the task is
+    tracked ``via="follow"`` with what the upstream says of it written, as a run writes its
+    search results. After the merge, replace the calls with a real follow on the source (its
+    query matching the task) and a wait for its run."""
+    with app.app_context():
+        result = registry(app).provider(source).fetch(task_id)
+        task, _ = store.track(source, task_id, via="follow")
+        store.apply_fetch(task, result, utcnow())
+        db.session.commit()
+
+
+def test_a_followed_task_appears_in_the_open_list(page, live_site, suite, clock):
+    ml, mixpeek = suite.states["opensearch-ml"], suite.states["mixpeek"]
+    ML.add_demo_task(ml, random.Random(1), task_id="older", queued_seconds=1, running_seconds=1)
+    clock.advance(5)
+    track(live_site.app, "ml-prod", "older")
+    wait_for(lambda: fetched_state(live_site.app, "ml-prod", "older"), what="the first fetch")
+
+    page.goto(live_site.url + "/?source=ml-prod")
+    page.evaluate("window.notReloaded = true")
+    rows = page.locator("tbody tr.task-row")
+    expect(rows).to_have_count(1)
+    total = page.locator("#summary .summary-total strong")
+    expect(total).to_have_text("1")
+
+    ML.add_demo_task(ml, random.Random(2), task_id="followed", queued_seconds=5)
+    MIXPEEK.add_demo_task(mixpeek, random.Random(3), task_id="other-source", queued_seconds=5)
+    track_as_a_follow_run_would(live_site.app, "ml-prod", "followed")
+    track_as_a_follow_run_would(live_site.app, "mixpeek-prod", "other-source")
+
+    expect(rows).to_have_count(2)
+    expect(rows.first.locator("a.task-link")).to_have_text("followed")  # on top
+    expect(total).to_have_text("2")
+    # It is followed live like any active row: the upstream moves on, so does the row.
+    clock.advance(10)
+    expect(rows.first.locator(".badge-state")).to_have_text("running")
+    expect(page.locator("a.task-link", has_text="other-source")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True
+
+
+def test_an_empty_list_fills_itself(page, live_site, suite):
+    ML.add_demo_task(suite.states["opensearch-ml"], random.Random(4), task_id="first")
+    page.goto(live_site.url + "/?source=ml-prod")
+    page.evaluate("window.notReloaded = true")
+    expect(page.locator("p.empty")).to_be_visible()
+    track_as_a_follow_run_would(live_site.app, "ml-prod", "first")
+    expect(page.locator("tbody tr.task-row a.task-link")).to_have_text(["first"])
+    expect(page.locator("p.empty")).to_have_count(0)
+    assert page.evaluate("window.notReloaded") is True
