@@ -1,8 +1,10 @@
-"""In a real browser: a task that a follow tracks appears in an open list without a reload."""
+"""In a real browser: a task that a follow tracks appears in an open list without a reload, and
+a follow's runs show on the sources page as they happen."""
 
 from __future__ import annotations
 
 import random
+from datetime import timedelta
 
 import pytest
 from flask import Flask
@@ -14,6 +16,7 @@ from tests.conftest import wait_for
 from webapp.db import store
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.follows import manage
 from webapp.simulators import SIMULATORS
 from webapp.sources.registry import registry
 
@@ -73,3 +76,52 @@ def test_an_empty_list_fills_itself(page, live_site, suite):
     expect(page.locator("tbody tr.task-row a.task-link")).to_have_text(["first"])
     expect(page.locator("p.empty")).to_have_count(0)
     assert page.evaluate("window.notReloaded") is True
+
+
+def finish_a_run_as_the_runner_would(app: Flask, source: str, found: int) -> None:
+    """What a follow run writes when it ends. Stands in for the follow engine's runner until it
+    is on main (the lead may swap it for a wait on a real run)."""
+    with app.app_context():
+        follow = manage.follow_for(source)
+        assert follow is not None
+        now = utcnow()
+        follow.runs += 1
+        follow.last_started_at = follow.last_finished_at = follow.last_success_at = now
+        follow.last_found, follow.total_found = found, follow.total_found + found
+        follow.last_note = f"the first run tracked the newest {found} of 5,431"
+        follow.next_run_at = now + timedelta(seconds=follow.interval_seconds)
+        db.session.commit()
+
+
+def test_a_follow_added_on_the_sources_page_shows_its_runs_live(page, live_site):
+    page.goto(live_site.url + "/sources")
+    box = page.locator("#follow-ml-prod")
+    box.locator("summary", has_text="Follow a query").click()
+    box.locator("textarea[name=query]").fill("state:COMPLETED")
+    box.locator("input[name=interval]").fill("120")
+    box.locator("button", has_text="Follow").click()
+    expect(page.locator(".messages")).to_contain_text("now follows its query")
+    status = page.locator("#follow-status-ml-prod")
+    expect(status).to_contain_text("due now")
+    expect(status).to_have_attribute("data-polling", "true")
+    page.evaluate("window.notReloaded = true")
+
+    finish_a_run_as_the_runner_would(live_site.app, "ml-prod", 3)
+    expect(status).to_contain_text("Found 3 new last run, 3 in all")
+    expect(status).to_contain_text("the first run tracked the newest 3 of 5,431")
+    expect(status).to_contain_text("next in 1")  # "next in 1 min 59 s" or so
+    assert page.evaluate("window.notReloaded") is True
+
+    box.locator("button", has_text="Pause").click()
+    expect(page.locator(".messages")).to_contain_text("Follow paused.")
+    expect(status).to_contain_text("paused")
+    expect(status).to_have_attribute("data-polling", "false")
+
+    # A query the upstream could not read comes back with its message, as a page (422); the
+    # browser itself keeps numbers in range (min, max, step on the fields).
+    box.locator("summary", has_text="Edit the follow").click()
+    expect(box.locator("input[name=interval]")).to_have_attribute("min", "5")
+    box.locator("textarea[name=query]").fill('{"term": ')
+    box.locator("button", has_text="Save").click()
+    expect(box.locator(".follow-form-error")).to_contain_text("The query cannot be read")
+    expect(box.locator("textarea[name=query]")).to_have_value('{"term": ')
