@@ -251,6 +251,8 @@ def build_database(path: Path, count: int) -> Flask:
             "DATABASE_URL": f"sqlite:///{path}",
             "SOURCES": source_configs(),
             "REFRESHER": False,
+            # The pages themselves, not the sign-in page (local sign-in is the default).
+            "AUTH": "none",
         }
     )
     upgrade_database(app)

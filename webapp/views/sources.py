@@ -25,6 +25,7 @@ from webapp.access.roles import Role
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db.models import Follow
 from webapp.db.models import db
 from webapp.db.setup import save_database_source
 from webapp.db.setup import typed_secrets
@@ -356,7 +357,7 @@ def follow_change(name: str, change: str) -> Response:
             message = "Follow paused." if done else "The follow was paused already."
         elif change == "resume":
             done = follows.resume(follow)
-            message = "Follow resumed; it runs at once." if done else "The follow was running."
+            message = "Follow resumed; it runs at once." if done else "The follow was not paused."
         elif change == "remove":
             follows.remove(follow)
             done, message = True, "Stopped following; the tasks it tracked stay tracked."
@@ -376,7 +377,7 @@ def follow_change(name: str, change: str) -> Response:
     return follow_done(name, message)
 
 
-def follow_or_404(name: str) -> Any:
+def follow_or_404(name: str) -> Follow:
     follow = follows.follow_for(name)
     if follow is None:
         abort(404, description=f"The source “{name[:64]}” follows no query.")
