@@ -274,6 +274,16 @@ def test_a_task_that_matches_only_later_still_arrives(client, seeded):
     assert any(t.find("a", class_="task-link", string="late-1") for t in rows)
 
 
+def test_finished_tasks_of_other_views_are_not_looked_at_again(client, seeded):
+    page = soup(client.get("/?source=ml-prod"))
+    elsewhere = track_as_a_follow_would(seeded, "mixpeek-prod", "done-1", TaskState.SUCCEEDED)
+    status, update = poll(client, page)
+    assert status == 200 and update.find("tbody") is None
+    # It cannot come to match (finished), so the next poll starts past it: nothing new to read.
+    since = parse_qs(urlsplit(update.select_one("#live-poller")["hx-get"]).query)["since"]
+    assert since == [str(elsewhere)]
+
+
 def test_other_orders_say_how_many_new_tasks_match(client, seeded):
     page = soup(client.get("/?sort=id&source=ml-prod"))
     track_as_a_follow_would(seeded, "ml-prod", "followed-1")

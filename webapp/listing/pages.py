@@ -134,6 +134,20 @@ def newest_task_id() -> int:
     return db.session.scalar(sa.select(sa.func.max(Task.id))) or 0
 
 
+def tracked_since(since: int) -> list[tuple[int, bool]]:
+    """``(id, terminal)`` of the tasks tracked after task id ``since`` (at most
+    :data:`MAX_ARRIVALS`, newest first): a short read at the end of the primary key, which a
+    list poll makes before it applies any filter, so that a poll with nothing new costs no
+    more than that."""
+    statement = (
+        sa.select(Task.id, Task.terminal)
+        .where(Task.id > since)
+        .order_by(Task.id.desc())
+        .limit(MAX_ARRIVALS)
+    )
+    return [(pk, terminal) for pk, terminal in db.session.execute(statement)]
+
+
 def _recently_tracked(since: int) -> sa.ScalarSelect[int]:
     """The ids of tasks tracked after task id ``since``, at most :data:`MAX_ARRIVALS` of the
     newest: a short range at the end of the primary key, read before any filter applies."""

@@ -39,6 +39,7 @@ from webapp.listing.pages import list_tasks
 from webapp.listing.pages import newest_task_id
 from webapp.listing.pages import row_versions
 from webapp.listing.pages import tasks_by_ids
+from webapp.listing.pages import tracked_since
 from webapp.listing.query import MAX_LIMIT
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
@@ -188,17 +189,18 @@ def live() -> Response:
     arrived: list[Task] = []
     waiting = 0
     if query is not None and since is not None:
-        if query.sort == DEFAULT_SORT:
+        recent = tracked_since(since)
+        if recent and query.sort == DEFAULT_SORT:
             arrived = arrivals(query, since, query.limit + 1)
             if arrived and request.args.get("fill"):
                 return _whole_first_page(query)
             if len(arrived) > query.limit:
                 # More than a page came at once (an import): offer them rather than pile them up.
                 waiting, arrived = count_arrivals(query, since), []
-            elif arrived:
-                since = max(t.id for t in arrived)
+            else:
+                since = _seen_up_to(since, recent, {t.id for t in arrived})
                 still_active += [(t.id, t.version) for t in arrived if not t.terminal]
-        else:
+        elif recent:
             waiting = count_arrivals(query, since)
     summary = ""
     if query is not None and (changed or gone or arrived or counts_are_cheap(query)):
@@ -216,6 +218,15 @@ def live() -> Response:
         view_link=view_url(query) if query is not None else None,
     )
     return make_response(summary + body, 200 if live["polling"] else STOP_POLLING)
+
+
+def _seen_up_to(since: int, recent: list[tuple[int, bool]], shown: set[int]) -> int:
+    """The page's new watermark once ``shown`` are on it: past every new task that is shown
+    or finished without matching, but not past one still active that may match later (a
+    running task in a view of failures), unless a newer one is on the page already."""
+    unsettled = [pk for pk, terminal in recent if not terminal and pk not in shown]
+    watermark = min(unsettled) - 1 if unsettled else max(pk for pk, _ in recent)
+    return max(since, watermark, *shown)
 
 
 def _parse_since(text: str | None) -> int | None:
