@@ -17,7 +17,7 @@ from webapp.providers.opensearch_ml import OpenSearchMLProvider
 @pytest.fixture
 def app(app_factory, make_source):
     return app_factory(
-        [make_source("opensearch-ml", name="ml-prod"), make_source("nclue", name="nclue-prod")]
+        [make_source("opensearch-ml", name="ml-prod"), make_source("conductor", name="orkes-prod")]
     )
 
 
@@ -71,10 +71,11 @@ def test_bad_settings_are_refused_with_the_field_named(
 
 
 def test_a_query_is_checked_by_its_own_provider(ctx):
-    # NCLUE filters on the client: an unknown term is refused before anything runs.
-    with pytest.raises(FollowProblem, match="unknown term 'colour'"):
-        manage.read_settings("nclue-prod", "colour:red", None, None)
-    assert manage.read_settings("nclue-prod", "status:failed", None, None).query == "status:failed"
+    # Conductor's where clauses follow its grammar: NOT IN is refused before anything runs.
+    with pytest.raises(FollowProblem, match="The query cannot be read: ") as refused:
+        manage.read_settings("orkes-prod", "status NOT IN (FAILED)", None, None)
+    assert "--query" not in refused.value.message
+    assert manage.read_settings("orkes-prod", "status = 'FAILED'", None, None).query
 
 
 def test_unknown_and_unsearchable_sources_are_refused(ctx, monkeypatch):

@@ -165,10 +165,9 @@ class Provider:
         raise NotImplementedError
 
     @staticmethod
-    def parse_query(query: str | None) -> object:
-        """``query`` (as ``taskdeck import --query`` takes it) in the form the upstream's search
-        reads; ``ValueError``, worded for ``--query``, when it cannot be read. Checked before a
-        query is saved (a follow), so that a typo is refused at once rather than on each run."""
+    def parse_query(query: str | None) -> Any:
+        """``--query`` (and a source's ``follow``) in the upstream's terms; ``ValueError`` for
+        a query it cannot read. Providers that search override it."""
         return query
 
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:

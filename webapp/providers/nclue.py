@@ -205,11 +205,6 @@ class NclueProvider(Provider):
     #: :meth:`fetch_many` weighs list pages against GETs itself, so any number of ids is safe.
     batch_size = 100
 
-    @staticmethod
-    def parse_query(query: str | None) -> Callable[[NormalizedTask], bool]:
-        """``--query`` as the client-side filter it becomes (:func:`task_filter`)."""
-        return task_filter(query)
-
     def __init__(
         self,
         source: SourceSettings,
