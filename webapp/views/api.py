@@ -47,7 +47,7 @@ def _answer(model: BaseModel, status: int = 200, exclude: object = None) -> Resp
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of this API."""
-    return jsonify(openapi.document())
+    return jsonify(openapi.document(registry().names()))
 
 
 @bp.get("/tasks")

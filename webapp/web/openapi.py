@@ -114,8 +114,9 @@ def _push_operation(
     }
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document (paths relative to the server root)."""
+def document(sources: list[str] | None = None) -> dict[str, Any]:
+    """The whole OpenAPI document (paths relative to the server root). ``sources``, the
+    configured sources' names, are the values a pushed task's ``source`` may take."""
     answers = (TaskOut, TaskPageOut, ErrorOut, ActionOut, push.PushAnswer, push.PushErrorOut)
     refs, schemas = models_json_schema(
         [*((m, "serialization") for m in answers), (push.PushBody, "validation")],
@@ -123,6 +124,10 @@ def document() -> dict[str, Any]:
     )
     task, page, error, acted, tracked, refused = (refs[(m, "serialization")] for m in answers)
     track_body = refs[(push.PushBody, "validation")]
+    if sources:
+        title = push.PushItem.model_config["title"]
+        item = next(d for d in schemas["$defs"].values() if d.get("title") == title)
+        item["properties"]["source"]["enum"] = sources
 
     def _error(description: str) -> dict[str, Any]:
         return _json(description, error)
