@@ -20,6 +20,7 @@ from webapp.db import store
 from webapp.db.models import AuditEvent
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.views import api
 from webapp.web import push
 
 URL = "/api/v1/tasks"
@@ -178,6 +179,15 @@ def test_a_new_task_is_not_fetched_by_the_request_itself(app, client, editor):
     post(client, {"source": "ml-prod", "task_id": "quick"}, editor)
     [row] = tasks(app)
     assert row.last_fetched_at is None and row.lease_owner is None
+
+
+def test_the_refresher_is_woken_for_new_tasks_only(app, client, editor, monkeypatch):
+    woken: list[Flask] = []
+    monkeypatch.setattr(api, "wake_background", woken.append)
+    assert post(client, GOOD, editor).status_code == 201
+    assert len(woken) == 1
+    assert post(client, [GOOD], editor).status_code == 200
+    assert len(woken) == 1
 
 
 def test_a_push_racing_another_for_the_same_id_answers_the_row_the_other_made(
