@@ -238,7 +238,7 @@ def read(body: bytes, sources: SourceRegistry) -> Push:
         PushProblem(
             item=None if single else index,
             field="source",
-            message=f"no source is called {item.source!r}; "
+            message=f"no source is called {_clipped(item.source)!r}; "
             + (f"the sources are {', '.join(known)}" if known else "no source is configured"),
         )
         for index, item in enumerate(items)
@@ -247,6 +247,11 @@ def read(body: bytes, sources: SourceRegistry) -> Push:
     if problems:
         raise PushRefused(problems)
     return Push(items=items, single=single)
+
+
+def _clipped(text: str, limit: int = 80) -> str:
+    """Posted text quoted back in a message, cut short: an answer does not echo a megabyte."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 #: pydantic's words for the errors a push meets, said the way the rest of the API says them.
@@ -301,10 +306,17 @@ def track(push: Push) -> list[tuple[Task, bool]]:
     is. A concurrent push of the same id (a unique-key clash) is retried once, when the other
     one's row is there to be found."""
     try:
-        return [_track_one(item) for item in push.items]
+        return _track_all(push.items)
     except IntegrityError:
         db.session.rollback()
-        return [_track_one(item) for item in push.items]
+        return _track_all(push.items)
+
+
+def _track_all(items: list[PushItem]) -> list[tuple[Task, bool]]:
+    # Each new row is flushed by ``store.track`` itself; flushing before every look-up as well
+    # (the session's autoflush) would double the writes of a long list.
+    with db.session.no_autoflush:
+        return [_track_one(item) for item in items]
 
 
 def _track_one(item: PushItem) -> tuple[Task, bool]:
