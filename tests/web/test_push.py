@@ -305,6 +305,9 @@ BAD_BODIES = [
         id="unknown-fields",
     ),
     pytest.param(
+        {**GOOD, "k" * 1000: 1}, [(None, "k" * 79 + "…", "unknown field")], id="long-unknown-field"
+    ),
+    pytest.param(
         "ml-prod/1",
         [(None, None, "the body must be a JSON object or a list of them")],
         id="a-string",

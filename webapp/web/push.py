@@ -293,7 +293,7 @@ def _problem(error: ErrorDetails) -> PushProblem:
 def _field_name(location: list[int | str]) -> str | None:
     if not location:
         return None
-    name = str(location[0])
+    name = _clipped(str(location[0]))  # an unknown field's name is the poster's text
     return name + "".join(f"[{part}]" for part in location[1:])
 
 
