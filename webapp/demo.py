@@ -42,6 +42,11 @@ OUTCOME_WEIGHTS = {"succeeded": 6, "failed": 2, "partial": 1, "cancelled": 1}
 LONG_RUNNERS = 2
 LONG_RUNNING_SECONDS = 3600.0
 MAX_SPAWNED = 300
+#: Every demo source follows all of its simulator's tasks, so what the spawner starts upstream
+#: shows up in the list on its own (``*``: every provider's match-all).
+DEMO_FOLLOW = "*"
+#: Seconds between the demo's follow runs: the shortest a source may set.
+DEMO_FOLLOW_INTERVAL = 5.0
 
 
 def demo_source_name(provider: str) -> str:
@@ -61,6 +66,8 @@ def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
             demo_source_name(provider), SimulatorSuite.base_url(root, provider)
         )
         entry["poll_interval"] = poll_interval
+        entry["follow"] = DEMO_FOLLOW
+        entry["follow_interval"] = DEMO_FOLLOW_INTERVAL
         sources.append(build_source(entry, environ, origin="demo"))
     return sources
 
@@ -110,12 +117,10 @@ def populate_simulators(
 
 
 class TaskSpawner:
-    """Starts a new upstream task now and then and tracks it, as a busy team would."""
+    """Starts a new upstream task now and then, as a busy team would; the demo sources'
+    follows find and track it."""
 
-    def __init__(
-        self, app: Flask, suite: SimulatorSuite, every: float = 6.0, seed: int = 11
-    ) -> None:
-        self.app = app
+    def __init__(self, suite: SimulatorSuite, every: float = 6.0, seed: int = 11) -> None:
         self.suite = suite
         self.every = every
         self.rng = random.Random(seed)
@@ -125,11 +130,7 @@ class TaskSpawner:
     def run(self) -> None:
 
         while not self.stop.wait(self.every) and self.spawned < MAX_SPAWNED:
-            provider = self.rng.choice(list(SIMULATORS))
-            task_id = add_random_task(self.suite, provider, self.rng)
-            with self.app.app_context():
-                store.track(demo_source_name(provider), task_id)
-                db.session.commit()
+            add_random_task(self.suite, self.rng.choice(list(SIMULATORS)), self.rng)
             self.spawned += 1
 
     def start(self) -> None:
@@ -193,7 +194,7 @@ def run_demo(host: str, port: int) -> None:
     # One line per request (the refresher's calls to the simulators included) drowns the log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
-    TaskSpawner(app, suite).start()
+    TaskSpawner(suite).start()
     banner = (
         f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/, "
         f"alerts arrive at {SINK_PREFIX}/)"
