@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from datetime import datetime
 from datetime import timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from tests.conftest import track
+from tests.conftest import wait_for
 from webapp.config import build_source
 from webapp.db import store
 from webapp.db.models import Follow
@@ -257,3 +259,56 @@ def test_a_follow_keeps_to_the_sources_rate_budget_beside_the_refresher(upstream
     gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
     assert min(gaps) >= (1 / 8) * 0.9, gaps
     assert len(tracked(app)) == 24
+
+
+def test_two_refreshers_share_the_follows_without_overlap_or_duplicates(
+    upstreams, app_factory, database_url, dispose_engines, monkeypatch
+):
+    """Two refresher loops with owners of their own on one database, tasks starting upstream
+    meanwhile: every task is tracked once, and no two runs of the follow ever overlap."""
+    rng = random.Random(11)
+    app = dispose_engines(
+        follow_app(app_factory, upstreams, "mixpeek", {"DATABASE_URL": database_url})
+    )
+    with app.app_context():
+        # Faster than the configuration allows, so the loops race for many runs.
+        db.session.execute(sa.update(Follow).values(interval_seconds=0.05))
+        db.session.commit()
+    spans: list[tuple[float, float]] = []
+    real_run = FollowRunner.run
+
+    def timed_run(self: FollowRunner, source: str) -> Any:
+        began = time.monotonic()
+        result = real_run(self, source)
+        if result is not None:
+            spans.append((began, time.monotonic()))
+        return result
+
+    monkeypatch.setattr(FollowRunner, "run", timed_run)
+    upstreams.state("mixpeek").set_fault(Fault.SLOW, seconds=0.01)
+    stop = threading.Event()
+    refreshers = [Refresher(app, owner=name) for name in ("one", "two")]
+    loops = [
+        threading.Thread(target=r.run_forever, args=(stop,), kwargs={"tick": 0.05})
+        for r in refreshers
+    ]
+    for loop in loops:
+        loop.start()
+    try:
+        started: list[str] = []
+        for _ in range(5):
+            started += start_tasks(upstreams, "mixpeek", rng, 4)
+            wanted = len(started)
+            wait_for(lambda wanted=wanted: len(tracked(app)) == wanted, timeout=20)
+    finally:
+        stop.set()
+        for refresher in refreshers:
+            refresher.wake()
+        for loop in loops:
+            loop.join(timeout=30)
+    assert sorted(tracked(app)) == sorted(started)
+    row = follow_row(app)
+    assert row.total_found == 20 and row.last_error is None
+    ordered = sorted(spans)
+    assert len(ordered) >= 5
+    assert all(later[0] >= earlier[1] for earlier, later in zip(ordered, ordered[1:], strict=False))
