@@ -72,7 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as instance:
         app, suite, wsgi = build_demo("127.0.0.1", port, instance_path=instance)
         start_background(app)
-        TaskSpawner(suite, every=2.0).start()
+        TaskSpawner(app, suite, every=2.0).start()
         with ServerThread(wsgi, port=port) as server:
             time.sleep(25)  # let the demo tasks be fetched and move through a few states
             with sync_playwright() as playwright:

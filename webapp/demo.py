@@ -26,6 +26,7 @@ from webapp.demo_sink import PREFIX as SINK_PREFIX
 from webapp.demo_sink import sink_app
 from webapp.factory import ROOT
 from webapp.factory import create_app
+from webapp.providers import provider_class
 from webapp.providers import provider_spec
 from webapp.refresher.background import start_background
 from webapp.refresher.background import stop_background
@@ -66,8 +67,9 @@ def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
             demo_source_name(provider), SimulatorSuite.base_url(root, provider)
         )
         entry["poll_interval"] = poll_interval
-        entry["follow"] = DEMO_FOLLOW
-        entry["follow_interval"] = DEMO_FOLLOW_INTERVAL
+        if provider_class(provider).can_search:
+            entry["follow"] = DEMO_FOLLOW
+            entry["follow_interval"] = DEMO_FOLLOW_INTERVAL
         sources.append(build_source(entry, environ, origin="demo"))
     return sources
 
@@ -117,10 +119,14 @@ def populate_simulators(
 
 
 class TaskSpawner:
-    """Starts a new upstream task now and then, as a busy team would; the demo sources'
-    follows find and track it."""
+    """Starts a new upstream task now and then, as a busy team would. The demo sources'
+    follows find and track it; only a provider without a search, which cannot be followed,
+    has its tasks tracked here."""
 
-    def __init__(self, suite: SimulatorSuite, every: float = 6.0, seed: int = 11) -> None:
+    def __init__(
+        self, app: Flask, suite: SimulatorSuite, every: float = 6.0, seed: int = 11
+    ) -> None:
+        self.app = app
         self.suite = suite
         self.every = every
         self.rng = random.Random(seed)
@@ -130,7 +136,12 @@ class TaskSpawner:
     def run(self) -> None:
 
         while not self.stop.wait(self.every) and self.spawned < MAX_SPAWNED:
-            add_random_task(self.suite, self.rng.choice(list(SIMULATORS)), self.rng)
+            provider = self.rng.choice(list(SIMULATORS))
+            task_id = add_random_task(self.suite, provider, self.rng)
+            if not provider_class(provider).can_search:
+                with self.app.app_context():
+                    store.track(demo_source_name(provider), task_id)
+                    db.session.commit()
             self.spawned += 1
 
     def start(self) -> None:
@@ -194,7 +205,7 @@ def run_demo(host: str, port: int) -> None:
     # One line per request (the refresher's calls to the simulators included) drowns the log.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     start_background(app)
-    TaskSpawner(suite).start()
+    TaskSpawner(app, suite).start()
     banner = (
         f"Taskdeck demo on http://{host}:{port}/ (upstreams under {UPSTREAM_PREFIX}/, "
         f"alerts arrive at {SINK_PREFIX}/)"

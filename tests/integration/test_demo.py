@@ -102,7 +102,7 @@ def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_pat
             first = refresher.follows.run_due()
             assert sorted(run.source for run in first) == sorted(demo_source_names().values())
             assert all(run.error is None for run in first)
-            spawner = TaskSpawner(suite, every=0.01, seed=5)
+            spawner = TaskSpawner(app, suite, every=0.01, seed=5)
             started = [add_random_task(suite, provider, spawner.rng) for provider in SIMULATORS]
             with app.app_context():
                 # Due again at once, as the interval would make them.
