@@ -312,3 +312,23 @@ def test_two_refreshers_share_the_follows_without_overlap_or_duplicates(
     ordered = sorted(spans)
     assert len(ordered) >= 5
     assert all(later[0] >= earlier[1] for earlier, later in zip(ordered, ordered[1:], strict=False))
+
+
+def test_a_stopping_process_gives_its_follow_back_part_way(upstreams, app_factory):
+    rng = random.Random(12)
+    app = follow_app(app_factory, upstreams, "nclue", rate_limit=1000)
+    ids = start_tasks(upstreams, "nclue", rng, 12)
+    runner = FollowRunner(app, owner="one", page_size=5)
+    runner.stopping.set()  # as close() does while a run is in flight
+    stopped = runner.run("followed")
+    assert stopped is not None and stopped.found == 5 and not stopped.complete
+    row = follow_row(app)
+    assert (row.next_run_at, row.watermark, row.lease_owner, row.last_error) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    carried_on = FollowRunner(app, owner="two", page_size=5).run("followed")
+    assert carried_on is not None and carried_on.found == 7
+    assert sorted(tracked(app)) == sorted(ids)

@@ -78,6 +78,8 @@ class FollowRun:
     #: Where the next run stops, once this one has finished without an error.
     watermark: datetime | None = None
     frontier: list[str] = field(default_factory=list)
+    #: False when the process stopped it part way: the next run reads the rest.
+    complete: bool = True
 
 
 @dataclass
@@ -128,6 +130,8 @@ class FollowRunner:
         self._pool: ThreadPoolExecutor | None = None
         self._running: dict[str, Future[FollowRun | None]] = {}
         self._lock = threading.Lock()
+        #: Set by :meth:`close`: runs in flight stop after their current page.
+        self.stopping = threading.Event()
 
     # -- when --------------------------------------------------------------------------------
     def due(self) -> list[str]:
@@ -162,11 +166,14 @@ class FollowRunner:
         return [run for run in runs if run is not None]
 
     def close(self) -> None:
-        """Let runs in flight finish (each ends at its next answer) and drop queued ones."""
+        """Stop runs in flight after their current page (giving their follows back, due at
+        once) and drop queued ones."""
+        self.stopping.set()
         with self._lock:
             pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        self.stopping.clear()
 
     # -- one run -----------------------------------------------------------------------------
     def run(self, source: str) -> FollowRun | None:
@@ -231,6 +238,9 @@ class FollowRunner:
             self._track_page(follow.source, provider, page.tasks, walk, report)
             if walk.reached or walk.capped:
                 break
+            if self.stopping.is_set():
+                report.complete = False
+                return
         report.watermark = walk.newest or follow.watermark
         report.frontier = list(dict.fromkeys([*walk.seen, *(follow.frontier or [])]))[
             :FRONTIER_SIZE
@@ -295,6 +305,8 @@ class FollowRunner:
                 follow.last_error = report.error
                 follow.consecutive_failures += 1
                 follow.next_run_at = now + _backoff(follow, report.retry_after)
+            elif not report.complete:
+                follow.next_run_at = None  # the next process to look carries on at once
             else:
                 follow.last_success_at = now
                 follow.last_error = None
