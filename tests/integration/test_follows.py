@@ -332,3 +332,34 @@ def test_a_stopping_process_gives_its_follow_back_part_way(upstreams, app_factor
     carried_on = FollowRunner(app, owner="two", page_size=5).run("followed")
     assert carried_on is not None and carried_on.found == 7
     assert sorted(tracked(app)) == sorted(ids)
+
+
+def test_a_follow_filtered_here_stops_on_what_it_read_not_on_what_matched(upstreams, app_factory):
+    """NCLUE has no search: its follow filters the list here, and a page whose tasks match
+    nothing still tells how far back the walk has read."""
+    rng = random.Random(13)
+    app = follow_app(app_factory, upstreams, "nclue", follow="name:rare", rate_limit=1000)
+    state = upstreams.state("nclue")
+
+    def start_named(count: int, rare: set[int]) -> list[str]:
+        ids = start_tasks(upstreams, "nclue", rng, count)
+        for n in rare:
+            state.tasks[ids[n]].fields["task_name"] = f"rare-{n}"
+        return [ids[n] for n in sorted(rare)]
+
+    clock = Clock()
+    runner = FollowRunner(app, owner="one", clock=clock, page_size=5)
+    rare = start_named(30, {0, 25})
+    assert runner.run("followed").found == 2  # type: ignore[union-attr]
+    clock.advance(30)
+    rare += start_named(11, {10})
+    calls = listings(upstreams, "nclue")
+    assert runner.run("followed").found == 1  # type: ignore[union-attr]
+    # Back past the last run's newest match (the 16th newest task), not the whole list of 41.
+    assert listings(upstreams, "nclue") - calls == 4
+    clock.advance(30)
+    upstreams.clock.advance(600)
+    calls = listings(upstreams, "nclue")
+    assert runner.run("followed").found == 0  # type: ignore[union-attr]
+    assert listings(upstreams, "nclue") - calls == 1
+    assert sorted(tracked(app)) == sorted(rare)

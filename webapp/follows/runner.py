@@ -100,6 +100,12 @@ class _Walk:
             return found.created_at < self.stop_before
         return found.task_id in self.frontier
 
+    def reached_back(self, read_back_to: datetime | None) -> bool:
+        """Whether a page filtered here read back past the last run (even if it kept none)."""
+        if read_back_to is None or self.stop_before is None:
+            return False
+        return read_back_to < self.stop_before
+
     def note(self, found: NormalizedTask) -> None:
         self.considered += 1
         if len(self.seen) < FRONTIER_SIZE:
@@ -236,6 +242,8 @@ class FollowRunner:
             if report.pages == 1:
                 total = page.total
             self._track_page(follow.source, provider, page.tasks, walk, report)
+            if walk.reached_back(page.read_back_to):
+                break
             if walk.reached or walk.capped:
                 break
             if self.stopping.is_set():

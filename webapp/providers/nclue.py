@@ -279,42 +279,40 @@ class NclueProvider(Provider):
     def search_newest(
         self, query: str | None, page_size: int | None = None
     ) -> Iterator[SearchPage]:
-        """The list newest first, filtered here, one list call a page.
-
-        NCLUE's docs do not say in which order the list comes (the simulator serves it newest
-        first), so the walk reads it from the first page's creation times: a list that comes
-        oldest first is paged back from its end (``total``), where tasks are added.
-        """
+        """The list newest first, filtered here, one list call a page. NCLUE's docs do not say
+        in which order the list comes (the simulator serves it newest first): the walk reads it
+        from the first page's creation times, and pages a list that comes oldest first back
+        from its end (``total``), where tasks are added."""
         keep = task_filter(query)
         counted = not query or not query.strip() or query.strip() == "*"
         size = max(1, min(page_size or self.max_page_size, self.max_page_size))
 
-        def shown(items: list[Any], total: int | None) -> SearchPage:
-            tasks = [t for _, t in self._normalize_items(items) if not isinstance(t, FetchError)]
-            return SearchPage([t for t in tasks if keep(t)], total if counted else None)
+        def listed(items: list[Any]) -> list[NormalizedTask]:
+            return [t for _, t in self._normalize_items(items) if not isinstance(t, FetchError)]
+
+        def shown(tasks: list[NormalizedTask], total: int | None) -> SearchPage:
+            oldest = min((t.created_at for t in tasks if t.created_at), default=None)
+            kept = [t for t in tasks if keep(t)]
+            return SearchPage(kept, total if counted else None, read_back_to=oldest)
 
         first = self.list_page(0, size)
-        listed = shown(first.tasks, first.total)
+        head = listed(first.tasks)
         if len(first.tasks) < size or (first.total is not None and first.total <= size):
-            listed.tasks.sort(key=newest_key, reverse=True)
-            yield listed
+            yield shown(sorted(head, key=newest_key, reverse=True), first.total)
             return
-        if not oldest_first(shown(first.tasks, None).tasks) or first.total is None:
-            yield listed
+        if not oldest_first(head) or first.total is None:
+            yield shown(head, first.total)
             index = len(first.tasks)
             while True:
                 page = self.list_page(index, size)
-                yield shown(page.tasks, first.total)
+                yield shown(listed(page.tasks), first.total)
                 index += len(page.tasks)
                 if len(page.tasks) < size or (page.total is not None and index >= page.total):
                     return
         end = first.total
         while end > 0:
             start = max(0, end - size)
-            page = self.list_page(start, end - start)
-            newest = shown(page.tasks, first.total)
-            newest.tasks.reverse()
-            yield newest
+            yield shown(listed(self.list_page(start, end - start).tasks)[::-1], first.total)
             end = start
 
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
