@@ -17,6 +17,7 @@ from flask import Flask
 
 from tests.conftest import track
 from tests.conftest import wait_for
+from tests.integration.conftest import write_sources
 from webapp.config import build_source
 from webapp.db import store
 from webapp.db.models import Follow
@@ -363,3 +364,34 @@ def test_a_follow_filtered_here_stops_on_what_it_read_not_on_what_matched(upstre
     assert runner.run("followed").found == 0  # type: ignore[union-attr]
     assert listings(upstreams, "nclue") - calls == 1
     assert sorted(tracked(app)) == sorted(rare)
+
+
+def test_two_worker_processes_track_each_new_task_once(
+    upstreams, tmp_path, database_url, app_factory, dispose_engines, start_worker
+):
+    """Real ``taskdeck worker`` processes on one database, the follow in the sources file."""
+    rng = random.Random(14)
+    entry, environ = upstreams.source_entry(
+        "opensearch-ml", "followed", follow="*", follow_interval=5
+    )
+    config = write_sources(tmp_path / "sources.toml", [entry])
+    env = {
+        "TASKDECK_DATABASE_URL": database_url,
+        "TASKDECK_CONFIG": str(config),
+        "TASKDECK_SECRET_KEY": "k",
+        "TASKDECK_INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        "TASKDECK_REFRESH_TICK": "0.05",
+        **environ,
+    }
+    app = dispose_engines(app_factory([build_source(entry, environ)], DATABASE_URL=database_url))
+    started = start_tasks(upstreams, "opensearch-ml", rng, 30)
+    workers = [start_worker(env), start_worker(env)]
+    wait_for(lambda: len(tracked(app)) == 30, timeout=30, what="the first run")
+    started += start_tasks(upstreams, "opensearch-ml", rng, 15)
+    wait_for(lambda: len(tracked(app)) == 45, timeout=30, what="the next run")
+    for worker in workers:
+        worker.stop()
+        assert "Traceback" not in worker.output(), worker.output()
+    assert sorted(tracked(app)) == sorted(started)
+    row = follow_row(app)
+    assert row.total_found == 45 and row.last_error is None and row.lease_owner is None
