@@ -127,15 +127,21 @@ def test_new_upstream_tasks_are_tracked_each_once_and_a_quiet_run_reads_one_page
         assert all(task.first_seen_at is not None and task.state != "unknown" for task in stored)
 
 
-def test_the_first_run_tracks_the_newest_only_and_says_so(upstreams, app_factory):
+@pytest.mark.parametrize(("backfill", "requests"), [(12, 3), (10, 2)])
+def test_the_first_run_tracks_the_newest_only_and_says_so(
+    backfill, requests, upstreams, app_factory
+):
     rng = random.Random(5)
-    app = follow_app(app_factory, upstreams, "opensearch-ml", follow_backfill=12)
+    app = follow_app(app_factory, upstreams, "opensearch-ml", follow_backfill=backfill)
     ids = start_tasks(upstreams, "opensearch-ml", rng, 30)
+    calls = listings(upstreams, "opensearch-ml")
     run = FollowRunner(app, owner="one", page_size=5).run("followed")
-    assert run is not None and run.found == 12
-    assert sorted(tracked(app)) == sorted(ids[-12:])
+    assert run is not None and run.found == backfill
+    # Pages of five up to the cap; the total says more are left without another request.
+    assert listings(upstreams, "opensearch-ml") - calls == requests
+    assert sorted(tracked(app)) == sorted(ids[-backfill:])
     assert follow_row(app).last_note == (
-        "tracked the newest 12 of 30 matches; import older ones from the list"
+        f"tracked the newest {backfill} of 30 matches; import older ones from the list"
     )
 
 

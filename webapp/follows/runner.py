@@ -246,6 +246,10 @@ class FollowRunner:
                 break
             if walk.reached or walk.capped:
                 break
+            if walk.considered >= walk.cap and total is not None:
+                # The count says whether more are left: no request just to find out.
+                walk.capped = total > walk.considered
+                break
             if self.stopping.is_set():
                 report.complete = False
                 return
