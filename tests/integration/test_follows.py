@@ -20,6 +20,7 @@ from tests.conftest import wait_for
 from tests.integration.conftest import write_sources
 from webapp.config import build_source
 from webapp.db import store
+from webapp.db.models import Delivery
 from webapp.db.models import Follow
 from webapp.db.models import Task
 from webapp.db.models import db
@@ -401,3 +402,24 @@ def test_two_worker_processes_track_each_new_task_once(
     assert sorted(tracked(app)) == sorted(started)
     row = follow_row(app)
     assert row.total_found == 45 and row.last_error is None and row.lease_owner is None
+
+
+def test_a_followed_task_that_matches_an_alert_rule_alerts_as_any_write_does(
+    upstreams, app_factory
+):
+    rule = {"name": "failures", "when": "state:failed", "url": "https://hooks.example/td"}
+    app = follow_app(app_factory, upstreams, "conductor", {"NOTIFICATIONS": [rule]})
+    state = upstreams.state("conductor")
+    rng = random.Random(15)
+    failed = SIMULATORS["conductor"].add_demo_task(
+        state, rng, final="failed", queued_seconds=1, running_seconds=1
+    )
+    SIMULATORS["conductor"].add_demo_task(state, rng, queued_seconds=500, running_seconds=500)
+    upstreams.clock.advance(10)
+    run = FollowRunner(app, owner="one").run("followed")
+    assert run is not None and run.found == 2
+    with app.app_context():
+        alerted = db.session.scalars(
+            sa.select(Task.task_id).join(Delivery, Delivery.task_pk == Task.id)
+        ).all()
+    assert alerted == [failed.task_id]
