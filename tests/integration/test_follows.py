@@ -404,22 +404,37 @@ def test_two_worker_processes_track_each_new_task_once(
     assert row.total_found == 45 and row.last_error is None and row.lease_owner is None
 
 
-def test_a_followed_task_that_matches_an_alert_rule_alerts_as_any_write_does(
+def test_a_new_task_a_follow_finds_alerts_but_its_first_run_backfills_quietly(
     upstreams, app_factory
 ):
     rule = {"name": "failures", "when": "state:failed", "url": "https://hooks.example/td"}
     app = follow_app(app_factory, upstreams, "conductor", {"NOTIFICATIONS": [rule]})
     state = upstreams.state("conductor")
+    module = SIMULATORS["conductor"]
     rng = random.Random(15)
-    failed = SIMULATORS["conductor"].add_demo_task(
-        state, rng, final="failed", queued_seconds=1, running_seconds=1
-    )
-    SIMULATORS["conductor"].add_demo_task(state, rng, queued_seconds=500, running_seconds=500)
+
+    def alerted() -> list[str]:
+        with app.app_context():
+            return list(
+                db.session.scalars(
+                    sa.select(Task.task_id).join(Delivery, Delivery.task_pk == Task.id)
+                )
+            )
+
+    # Failed before anyone followed the query: tracked and inside the rule's match, but
+    # nothing entered anything while we watched.
+    module.add_demo_task(state, rng, final="failed", queued_seconds=1, running_seconds=1)
     upstreams.clock.advance(10)
-    run = FollowRunner(app, owner="one").run("followed")
-    assert run is not None and run.found == 2
+    first = FollowRunner(app, owner="one").run("followed")
+    assert first is not None and first.found == 1
+    assert alerted() == []
+    # Started after: news, alerted as any write of a failure is.
+    failed = module.add_demo_task(state, rng, final="failed", queued_seconds=1, running_seconds=1)
+    module.add_demo_task(state, rng, queued_seconds=500, running_seconds=500)
+    upstreams.clock.advance(10)
     with app.app_context():
-        alerted = db.session.scalars(
-            sa.select(Task.task_id).join(Delivery, Delivery.task_pk == Task.id)
-        ).all()
-    assert alerted == [failed.task_id]
+        db.session.execute(sa.update(Follow).values(next_run_at=None))
+        db.session.commit()
+    later = FollowRunner(app, owner="one").run("followed")
+    assert later is not None and later.found == 2
+    assert alerted() == [failed.task_id]

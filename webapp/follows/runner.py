@@ -89,6 +89,8 @@ class _Walk:
     stop_before: datetime | None
     frontier: set[str]
     cap: int
+    #: A first run tracks tasks that were there before anyone followed: no alert for them.
+    backfill: bool = False
     considered: int = 0
     newest: datetime | None = None
     seen: list[str] = field(default_factory=list)
@@ -230,11 +232,12 @@ class FollowRunner:
         return getattr(taken, "rowcount", 0) == 1
 
     def _walk(self, follow: Follow, provider: Provider, report: FollowRun) -> None:
-        first_run = follow.watermark is None and not follow.frontier
+        first_run = follow.last_success_at is None
         walk = _Walk(
             stop_before=follow.watermark - OVERLAP if follow.watermark is not None else None,
             frontier=set(follow.frontier or []),
             cap=follow.backfill_limit if first_run else MAX_NEW_PER_RUN,
+            backfill=first_run,
         )
         total: int | None = None
         for page in provider.search_newest(follow.query, self.page_size):
@@ -289,7 +292,7 @@ class FollowRunner:
                 else:
                     tracked.append(task)
             report.found += len(tracked)
-            notify_tracked(tracked, now)
+            notify_tracked(tracked, now, backfill=walk.backfill)
             # Still ours: a long walk keeps its lease.
             db.session.execute(
                 sa.update(Follow)

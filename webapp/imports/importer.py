@@ -74,14 +74,14 @@ def import_tasks(
                     written.append(task)
                     report.tracked += 1
                 if (report.tracked + report.skipped) % 200 == 0:
-                    notify_tracked(written, now)
+                    notify_tracked(written, now, backfill=True)
                     db.session.commit()
                 if ticker is not None:
                     ticker.update(1)
         except FetchError as exc:
             report.error = exc.describe()
         finally:
-            notify_tracked(written, utcnow())
+            notify_tracked(written, utcnow(), backfill=True)
             db.session.commit()
     return report
 
@@ -115,8 +115,9 @@ def store_found(
     return task
 
 
-def notify_tracked(tasks: list[Task], now: datetime) -> None:
-    """Alert rules and subscriptions see newly tracked tasks as the refresher's first fetch
-    would show them (a task found failed alerts at once); empties ``tasks``."""
-    tasks_changed([task.id for task in tasks], now)
+def notify_tracked(tasks: list[Task], now: datetime, *, backfill: bool) -> None:
+    """Alert rules see newly tracked tasks as the refresher's first fetch would show them: a
+    task found failed alerts at once, unless it comes from a ``backfill`` (an import, a
+    follow's first run), whose matches are recorded without a delivery; empties ``tasks``."""
+    tasks_changed([task.id for task in tasks], now, quiet=backfill)
     tasks.clear()
