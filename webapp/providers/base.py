@@ -235,6 +235,26 @@ class Provider:
             if len(page.tasks) < size or (page.total is not None and offset >= page.total):
                 return
 
+    def search_newest(
+        self, query: str | None, page_size: int | None = None
+    ) -> Iterator[SearchPage]:
+        """The query's matches newest first, one request per page, for a follow that stops
+        as soon as it reaches what its last run saw (:mod:`webapp.follows.runner`); the first
+        page carries the total where the upstream gives one. Raises :class:`FetchError`.
+
+        The default pages :meth:`search_page` by offset: right for a provider whose search
+        sorts newest first (each says so). A task created during the walk shifts later pages
+        by one, which shows a task twice, never skips one.
+        """
+        size = max(1, min(page_size or self.max_page_size, self.max_page_size))
+        offset = 0
+        while True:
+            page = self.search_page(query, offset, size)
+            yield page
+            offset += len(page.tasks)
+            if len(page.tasks) < size or (page.total is not None and offset >= page.total):
+                return
+
     def search_total(self, query: str | None = None) -> int | None:
         """How many tasks a search would return, where the upstream says (for progress bars)."""
         return self.search_page(query, 0, 1).total

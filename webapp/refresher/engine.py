@@ -35,6 +35,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
+from webapp.follows.runner import FollowRunner
 from webapp.notify.sending import DeliverySender
 from webapp.overdue.marking import OverduePass
 from webapp.refresher.claims import claims_for
@@ -86,6 +87,8 @@ class Refresher:
         self._sending: Future[int] | None = None
         self._sender_pool: ThreadPoolExecutor | None = None
         self.overdue = OverduePass(app, clock, self.claims.writing)
+        #: Followed queries run on threads of their own (webapp/follows/runner.py).
+        self.follows = FollowRunner(app, owner=self.owner, clock=clock, writing=self.claims.writing)
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -141,6 +144,7 @@ class Refresher:
                 self.retention.purge_if_due()
                 self.overdue.run_if_due()
                 self.send_deliveries()
+                self.follows.start_due()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
                 if not threading.main_thread().is_alive():
@@ -177,6 +181,7 @@ class Refresher:
         with self._lanes_lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
+        self.follows.close()
         for lane in lanes:
             lane.shutdown()
         if self._sender_pool is not None:
