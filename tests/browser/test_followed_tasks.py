@@ -18,7 +18,6 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.follows import manage
 from webapp.simulators import SIMULATORS
-from webapp.sources.registry import registry
 
 pytestmark = pytest.mark.browser
 
@@ -27,15 +26,22 @@ MIXPEEK = SIMULATORS["mixpeek"]
 
 
 def track_as_a_follow_run_would(app: Flask, source: str, task_id: str) -> None:
-    """THE ARRIVAL. Stands in for a follow run until the follow engine is on main: the task is
-    tracked ``via="follow"`` with what the upstream says of it written, as a run writes its
-    search results. After the merge, replace the calls with a real follow on the source (its
-    query matching the task) and a wait for its run."""
+    """THE ARRIVAL, by a real follow run: the source follows every task ("*" matches all on
+    these simulators), and is run now; returns once the run has tracked ``task_id``."""
     with app.app_context():
-        result = registry(app).provider(source).fetch(task_id)
-        task, _ = store.track(source, task_id, via="follow")
-        store.apply_fetch(task, result, utcnow())
-        db.session.commit()
+        follow = manage.follow_for(source)
+        if follow is None:
+            manage.add(source, manage.read_settings(source, "*", "3600", None), actor=None)
+            db.session.commit()
+        else:
+            manage.run_now(follow, app)
+
+    def tracked() -> bool:
+        with app.app_context():
+            task = store.get_task(source, task_id)
+            return task is not None and task.tracked_via == "follow"
+
+    wait_for(tracked, what=f"the follow run tracking {task_id}")
 
 
 def test_a_followed_task_appears_in_the_open_list(page, live_site, suite, clock):
@@ -78,9 +84,16 @@ def test_an_empty_list_fills_itself(page, live_site, suite):
     assert page.evaluate("window.notReloaded") is True
 
 
-def finish_a_run_as_the_runner_would(app: Flask, source: str, found: int) -> None:
-    """What a follow run writes when it ends. Stands in for the follow engine's runner until it
-    is on main (the lead may swap it for a wait on a real run)."""
+def a_run_under_way_elsewhere(app: Flask, source: str) -> None:
+    """A follow whose run another process holds (its lease): this process's runner leaves it."""
+    with app.app_context():
+        follow = manage.add(source, manage.read_settings(source, "*", "120", "2"), actor=None)
+        follow.lease_owner, follow.lease_until = "another-worker", utcnow() + timedelta(minutes=5)
+        db.session.commit()
+
+
+def finish_the_run_elsewhere(app: Flask, source: str, found: int) -> None:
+    """What that other process writes when its run ends (as webapp/follows/runner.py does)."""
     with app.app_context():
         follow = manage.follow_for(source)
         assert follow is not None
@@ -88,30 +101,43 @@ def finish_a_run_as_the_runner_would(app: Flask, source: str, found: int) -> Non
         follow.runs += 1
         follow.last_started_at = follow.last_finished_at = follow.last_success_at = now
         follow.last_found, follow.total_found = found, follow.total_found + found
-        follow.last_note = f"the first run tracked the newest {found} of 5,431"
+        follow.last_note = f"tracked the newest {found} of 5,431 matches"
         follow.next_run_at = now + timedelta(seconds=follow.interval_seconds)
+        follow.lease_owner = follow.lease_until = None
         db.session.commit()
 
 
-def test_a_follow_added_on_the_sources_page_shows_its_runs_live(page, live_site):
+def test_a_follow_added_on_the_sources_page_runs_and_shows_it(page, live_site):
     page.goto(live_site.url + "/sources")
-    box = page.locator("#follow-ml-prod")
+    box = page.locator("#follow-mixpeek-prod")
     box.locator("summary", has_text="Follow a query").click()
-    box.locator("textarea[name=query]").fill("state:COMPLETED")
+    box.locator("textarea[name=query]").fill("status:FAILED")
     box.locator("input[name=interval]").fill("120")
     box.locator("button", has_text="Follow").click()
     expect(page.locator(".messages")).to_contain_text("now follows its query")
-    status = page.locator("#follow-status-ml-prod")
-    expect(status).to_contain_text("due now")
-    expect(status).to_have_attribute("data-polling", "true")
-    page.evaluate("window.notReloaded = true")
-
-    finish_a_run_as_the_runner_would(live_site.app, "ml-prod", 3)
-    expect(status).to_contain_text("Found 3 new last run, 3 in all")
-    expect(status).to_contain_text("the first run tracked the newest 3 of 5,431")
+    status = page.locator("#follow-status-mixpeek-prod")
+    expect(status).to_contain_text("status:FAILED")
+    expect(status).to_contain_text("added here")
+    # The refresher runs it at once; the status part shows the run without a reload.
+    expect(status).to_contain_text("Found 0 new last run, 0 in all")
+    expect(status).not_to_contain_text("Last run: never")
     expect(status).to_contain_text("next in 1")  # "next in 1 min 59 s" or so
+
+
+def test_the_status_follows_a_run_under_way_and_the_forms_work(page, live_site):
+    a_run_under_way_elsewhere(live_site.app, "ml-prod")
+    page.goto(live_site.url + "/sources")
+    page.evaluate("window.notReloaded = true")
+    status = page.locator("#follow-status-ml-prod")
+    expect(status).to_contain_text("running now")
+    expect(status).to_have_attribute("data-polling", "true")
+    finish_the_run_elsewhere(live_site.app, "ml-prod", 2)
+    expect(status).to_contain_text("Found 2 new last run, 2 in all")
+    expect(status).to_contain_text("tracked the newest 2 of 5,431 matches")
+    expect(status).not_to_contain_text("running now")
     assert page.evaluate("window.notReloaded") is True
 
+    box = page.locator("#follow-ml-prod")
     box.locator("button", has_text="Pause").click()
     expect(page.locator(".messages")).to_contain_text("Follow paused.")
     expect(status).to_contain_text("paused")
