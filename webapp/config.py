@@ -104,6 +104,9 @@ class SourceConfig(BaseModel):
     #: Seconds an active task may run before it is overdue, for every type or per type
     #: (:mod:`webapp.overdue.setting`); ``None``: learned from the cache's history.
     overdue_after: float | dict[str, float] | None = None
+    #: Track the tasks this source's tasks link to (named in their payloads or listed beside
+    #: them upstream) automatically (:mod:`webapp.links`).
+    track_related: bool = False
 
     #: Where this source was defined: the config file, the web UI (database) or the demo.
     origin: Literal["file", "database", "demo"] = "file"

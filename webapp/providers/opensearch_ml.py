@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 from typing import Any
@@ -26,8 +27,10 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
+from webapp.domain import Sibling
 from webapp.domain import TaskState
 from webapp.overdue.words import span
+from webapp.providers.base import MAX_SIBLINGS
 from webapp.providers.base import Provider
 from webapp.providers.base import answer_message
 from webapp.providers.base import map_status
@@ -325,6 +328,16 @@ class OpenSearchMLProvider(Provider):
 
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
         return self._search(self.parse_query(query), offset, limit)
+
+    def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
+        """The newest other tasks of the task's model (a ``term`` search on ``model_id``)."""
+        model_id = links.get("model_id")
+        if not model_id:
+            return None
+        page = self._search({"term": {"model_id": model_id}}, 0, MAX_SIBLINGS + 1)
+        return [
+            Sibling(other.task_id, "same model") for other in page.tasks if other.task_id != task_id
+        ][:MAX_SIBLINGS]
 
     def search(
         self, query: str | None = None, limit: int | None = None

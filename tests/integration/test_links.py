@@ -1,0 +1,299 @@
+"""Linked tasks across simulators over real HTTP: discovered from payloads and from upstream
+lists, resolved once, tracked when the source says ``track_related``, shown on the page."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from flask import Flask
+
+from tests.helpers import soup
+from tests.integration.conftest import Upstreams
+from webapp import actions
+from webapp.config import build_source
+from webapp.db import store
+from webapp.db.models import Task
+from webapp.db.models import TaskLink
+from webapp.db.models import db
+from webapp.links.linking import LinkPass
+from webapp.refresher.engine import Refresher
+from webapp.simulators import SIMULATORS
+
+
+def make_app(
+    app_factory: Any, upstreams: Upstreams, **sources: tuple[str, dict[str, Any]]
+) -> Flask:
+    built = []
+    for name, (provider, fields) in sources.items():
+        entry, environ = upstreams.source_entry(provider, name, **fields)
+        built.append(build_source(entry, environ))
+    return app_factory(built)
+
+
+def conductor_task(
+    upstreams: Upstreams,
+    task_id: str,
+    *,
+    output: dict[str, Any] | None = None,
+    workflow: str = "wf-1",
+    status: str = "COMPLETED",
+    **fields: Any,
+) -> None:
+    upstreams.state("conductor").add(
+        task_id,
+        [("SCHEDULED", 1.0), (status, None)],
+        fields={
+            "taskType": "HTTP",
+            "taskDefName": "start_training",
+            "workflowInstanceId": workflow,
+            "workflowType": "train_model",
+            "outputData": output or {},
+            **fields,
+        },
+    )
+
+
+def http_answer(body: Any) -> dict[str, Any]:
+    """An HTTP task's output: the answer it got (Conductor's HttpTask)."""
+    return {"response": {"statusCode": 200, "reasonPhrase": "OK", "headers": {}, "body": body}}
+
+
+def track(app: Flask, source: str, *task_ids: str) -> None:
+    with app.app_context():
+        for task_id in task_ids:
+            store.track(source, task_id)
+        db.session.commit()
+
+
+def settle(app: Flask, rounds: int = 3) -> None:
+    """Fetch, look for links, fetch what they tracked: a few rounds of each."""
+    refresher = Refresher(app)
+    try:
+        for _ in range(rounds):
+            refresher.run_once()
+            LinkPass(app, refresher.clock, refresher.claims.writing).run()
+        refresher.run_once()
+    finally:
+        refresher.close()
+
+
+def links_of(app: Flask, source: str, task_id: str) -> dict[str, TaskLink]:
+    with app.app_context():
+        task = store.get_task(source, task_id)
+        assert task is not None
+        rows = db.session.scalars(sa.select(TaskLink).where(TaskLink.task_pk == task.id))
+        found = {link.target_task_id: link for link in rows}
+        db.session.expunge_all()
+        return found
+
+
+def tracked(app: Flask) -> dict[tuple[str, str], str | None]:
+    with app.app_context():
+        return {(t.source, t.task_id): t.tracked_via for t in db.session.scalars(sa.select(Task))}
+
+
+def finished_task(upstreams: Upstreams, provider: str, seed: int = 3) -> str:
+    task = SIMULATORS[provider].add_demo_task(
+        upstreams.state(provider),
+        random.Random(seed),
+        final="succeeded",
+        queued_seconds=1,
+        running_seconds=1,
+    )
+    return str(task.task_id)
+
+
+def test_conductor_outputs_link_and_track_ml_and_mixpeek_tasks(app_factory, upstreams):
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    mixpeek_id = finished_task(upstreams, "mixpeek")
+    conductor_task(upstreams, "cd-ml", output=http_answer({"task_id": ml_id, "status": "CREATED"}))
+    conductor_task(upstreams, "cd-mx", output={"task_id": mixpeek_id}, workflow="wf-2")
+    upstreams.clock.advance(30)
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        ml=("opensearch-ml", {}),
+        mx=("mixpeek", {}),
+    )
+    track(app, "cd", "cd-ml", "cd-mx")
+    settle(app)
+
+    to_ml = links_of(app, "cd", "cd-ml")[ml_id]
+    assert (to_ml.status, to_ml.target_source, to_ml.relation) == ("found", "ml", "launched")
+    assert to_ml.found_in == "outputData.response.body.task_id"
+    to_mixpeek = links_of(app, "cd", "cd-mx")[mixpeek_id]
+    assert (to_mixpeek.status, to_mixpeek.target_source) == ("found", "mx")
+    everything = tracked(app)
+    assert everything[("ml", ml_id)] == "link" and everything[("mx", mixpeek_id)] == "link"
+    with app.app_context():
+        ml_task = store.get_task("ml", ml_id)
+        assert ml_task is not None and ml_task.state == "succeeded"  # fetched since
+
+    client = app.test_client()
+    page = soup(client.get("/tasks/cd/cd-ml"))
+    row = page.select_one("#task-family tr.task-link")
+    assert ml_id in row.get_text() and "launched" in row.get_text()
+    assert row.select_one("a")["href"] == f"/tasks/ml/{ml_id}"
+    assert row.select_one(".badge").get_text(strip=True).endswith("succeeded")
+    # The family timeline: both tasks, as bars and as text.
+    gantt = page.select("#task-family table.family-gantt tbody tr")
+    assert len(gantt) == 2
+    assert all(r.select_one("svg.gantt-bar rect.seg") for r in gantt)
+    sources = sorted(r.select_one("th .muted").get_text().split(",")[0] for r in gantt)
+    assert sources == ["cd", "ml"]
+    assert "this task" in page.select_one("table.family-gantt tr.current th").get_text()
+    # The ML task's own page shows where it came from.
+    back = soup(client.get(f"/tasks/ml/{ml_id}")).select_one("#task-family tr.task-link")
+    assert "launched by" in back.get_text() and "cd-ml" in back.get_text()
+
+
+def test_track_related_off_lists_links_without_tracking(app_factory, upstreams):
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    conductor_task(upstreams, "cd-1", output={"task_id": ml_id})
+    upstreams.clock.advance(30)
+    app = make_app(app_factory, upstreams, cd=("conductor", {}), ml=("opensearch-ml", {}))
+    track(app, "cd", "cd-1")
+    settle(app)
+
+    assert links_of(app, "cd", "cd-1")[ml_id].status == "found"
+    assert ("ml", ml_id) not in tracked(app)
+    client = app.test_client()
+    page = soup(client.get("/tasks/cd/cd-1"))
+    button = page.select_one(f"button[data-track-link='{ml_id}']")
+    assert button is not None
+    form = button.find_parent("form")
+    token = page.select_one("#task-family input[name=csrf_token]")["value"]
+    answer = client.post(form["action"], data={"csrf_token": token})
+    assert answer.status_code == 303
+    assert tracked(app)[("ml", ml_id)] == "link"
+    again = soup(client.get("/tasks/cd/cd-1"))
+    assert again.select_one(f"button[data-track-link='{ml_id}']") is None
+
+
+def test_unknown_and_ambiguous_ids_are_remembered(app_factory, upstreams):
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    conductor_task(upstreams, "cd-1", output={"task_id": "no-such-task-42"})
+    conductor_task(upstreams, "cd-2", output={"task_id": ml_id}, workflow="wf-2")
+    upstreams.clock.advance(30)
+    # Two sources on one cluster: the id is on both.
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        ml=("opensearch-ml", {}),
+        ml2=("opensearch-ml", {}),
+        mx=("mixpeek", {}),
+    )
+    track(app, "cd", "cd-1", "cd-2")
+    settle(app)
+
+    assert links_of(app, "cd", "cd-1")["no-such-task-42"].status == "not_found"
+    ambiguous = links_of(app, "cd", "cd-2")[ml_id]
+    assert ambiguous.status == "ambiguous" and ambiguous.target_source is None
+    assert ("ml", ml_id) not in tracked(app) and ("ml2", ml_id) not in tracked(app)
+
+    before = {p: dict(upstreams.state(p).calls) for p in ("opensearch-ml", "mixpeek")}
+    # The Conductor tasks change state again: their payloads are read again, but the answers
+    # are kept, so nothing is asked twice.
+    with app.app_context():
+        db.session.execute(sa.update(Task).values(links_checked_at=None))
+        db.session.commit()
+    settle(app, rounds=2)
+    after = {p: dict(upstreams.state(p).calls) for p in ("opensearch-ml", "mixpeek")}
+    assert after == before
+    page = soup(app.test_client().get("/tasks/cd/cd-1"))
+    assert "not found on any source" in page.select_one("#task-family").get_text()
+
+
+def test_ml_model_siblings_come_from_the_ml_search(app_factory, upstreams):
+    state = upstreams.state("opensearch-ml")
+    for task_id in ("train-1", "deploy-1", "other-1"):
+        state.add(
+            task_id,
+            [("RUNNING", 1.0), ("COMPLETED", None)],
+            fields={
+                "task_type": "TRAINING" if task_id.startswith("train") else "DEPLOY_MODEL",
+                "function_name": "KMEANS",
+                "model_id": "model-other" if task_id == "other-1" else "model-quokka",
+                "worker_node": ["node-1"],
+            },
+        )
+    upstreams.clock.advance(10)
+    app = make_app(app_factory, upstreams, ml=("opensearch-ml", {"track_related": True}))
+    track(app, "ml", "train-1")
+    settle(app)
+
+    found = links_of(app, "ml", "train-1")
+    assert set(found) == {"deploy-1"}
+    assert (found["deploy-1"].relation, found["deploy-1"].status) == ("same model", "found")
+    assert tracked(app)[("ml", "deploy-1")] == "link"
+    assert ("ml", "other-1") not in tracked(app)
+
+
+def test_workflow_siblings_and_the_retry_are_linked(app_factory, upstreams):
+    conductor_task(upstreams, "prepare", workflow="wf-9", seq=1)
+    conductor_task(
+        upstreams,
+        "train",
+        workflow="wf-9",
+        status="FAILED",
+        seq=2,
+        reasonForIncompletion="worker lost",
+    )
+    upstreams.clock.advance(30)
+    app = make_app(app_factory, upstreams, cd=("conductor", {}))
+    track(app, "cd", "train")
+    settle(app)
+    assert {k: v.relation for k, v in links_of(app, "cd", "train").items()} == {
+        "prepare": "same workflow"
+    }
+
+    with app.app_context():
+        task = store.get_task("cd", "train")
+        assert task is not None
+        assert actions.perform(task, "retry", "test").outcome == "done"
+        db.session.commit()
+    settle(app, rounds=1)
+    links = links_of(app, "cd", "train")
+    retries = [k for k, v in links.items() if v.relation == "retry"]
+    assert len(retries) == 1 and retries[0] not in ("prepare", "train")
+    page = soup(app.test_client().get("/tasks/cd/train"))
+    assert retries[0] in page.select_one("#task-family").get_text()
+
+
+@pytest.mark.parametrize(
+    "output",
+    [
+        {"task_id": 12345},
+        {"task_id": {"nested": "x"}},
+        {"task_id": "has spaces and ; semicolons"},
+        {"items": [{"x": i} for i in range(50_000)], "task_id": "ok-after-huge"},
+        "not an object at all",
+    ],
+    ids=["number", "object", "not-an-id", "huge", "string"],
+)
+def test_hostile_payloads_break_neither_the_pass_nor_the_page(app_factory, upstreams, output):
+    deep: dict[str, Any] = {"task_id": "too-deep-id"}
+    for _ in range(300):
+        deep = {"next": deep}
+    conductor_task(upstreams, "cd-1", output={"out": output, "deep": deep})
+    upstreams.clock.advance(30)
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        ml=("opensearch-ml", {}),
+    )
+    track(app, "cd", "cd-1")
+    settle(app, rounds=1)
+
+    found = links_of(app, "cd", "cd-1")
+    assert "too-deep-id" not in found
+    assert set(found) <= {"ok-after-huge"}
+    response = app.test_client().get("/tasks/cd/cd-1")
+    assert response.status_code == 200
+    assert soup(response).select_one("#task-family") is not None
