@@ -297,3 +297,42 @@ def test_hostile_payloads_break_neither_the_pass_nor_the_page(app_factory, upstr
     response = app.test_client().get("/tasks/cd/cd-1")
     assert response.status_code == 200
     assert soup(response).select_one("#task-family") is not None
+
+
+def test_a_mixpeek_batch_links_to_its_tracked_tasks_source_and_is_never_fetched(
+    app_factory, upstreams
+):
+    upstreams.state("mixpeek").add(
+        "task_batch_1",
+        [("PROCESSING", 1.0), ("COMPLETED", None)],
+        fields={
+            "task_type": "api_buckets_batches_process",
+            "inputs": ["batch_q1"],
+            "additional_data": {"batch_id": "batch_q1", "bucket_id": "bkt_1"},
+        },
+    )
+    conductor_task(upstreams, "cd-1", output={"batch_id": "batch_q1", "task_id": "task_batch_1"})
+    upstreams.clock.advance(30)
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        mx=("mixpeek", {}),
+    )
+    track(app, "mx", "task_batch_1")
+    track(app, "cd", "cd-1")
+    settle(app)
+
+    links = links_of(app, "cd", "cd-1")
+    batch = links["batch_q1"]
+    assert (batch.status, batch.target_source, batch.relation) == ("found", "mx", "launched batch")
+    assert links["task_batch_1"].status == "found"
+    # The batch id was never asked for as a task, nor tracked as one.
+    assert not any("batch_q1" in h.task_ids for h in upstreams.recorder.hits)
+    assert ("mx", "batch_q1") not in tracked(app)
+    row = next(
+        r
+        for r in soup(app.test_client().get("/tasks/cd/cd-1")).select("#task-family tr.task-link")
+        if "batch_q1" in r.get_text()
+    )
+    assert "a batch" in row.get_text() and row.select_one("button") is None

@@ -90,19 +90,19 @@ class LinkPass:
         return self._last is None or time.monotonic() - self._last >= CHECK_EVERY_SECONDS
 
     def run(self) -> LinkReport:
-        """One pass now: look at due tasks, then resolve pending links."""
+        """One pass now: look at due tasks, then resolve pending links; the ids found in the
+        previous pass are resolved first, so sibling lists of many new tasks cannot hold them
+        up."""
         self._last = time.monotonic()
         report = LinkReport()
         with self.app.app_context():
             now = self.clock()
+            self._resolve_pending(now, report)
             for pk in self._due_tasks(now):
                 if report.requests >= REQUESTS_PER_PASS:
                     break
                 self._check(pk, now, report)
-            for link_id in self._pending_links(now):
-                if report.requests >= REQUESTS_PER_PASS:
-                    break
-                self._resolve(link_id, now, report)
+            self._resolve_pending(now, report)
             db.session.remove()
         if report.discovered or report.resolved or report.tracked:
             log.info("links: %s", report)
@@ -201,6 +201,12 @@ class LinkPass:
         return link
 
     # -- resolving ids ---------------------------------------------------------------------
+    def _resolve_pending(self, now: datetime, report: LinkReport) -> None:
+        for link_id in self._pending_links(now):
+            if report.requests >= REQUESTS_PER_PASS:
+                return
+            self._resolve(link_id, now, report)
+
     def _pending_links(self, now: datetime) -> list[int]:
         again = now - timedelta(seconds=RETRY_SECONDS)
         statement = (

@@ -479,3 +479,42 @@ def add_demo_task(
         ],
         fields=fields,
     )
+
+
+def add_launching_task(
+    state: SimulatorState,
+    rng: Any,
+    *,
+    method: str,
+    uri: str,
+    answer: dict[str, Any],
+    running_seconds: float = 1.0,
+) -> SimTask:
+    """An HTTP task that called ``method uri`` and got ``answer``: Conductor's HttpTask keeps
+    the request in ``inputData.http_request`` and what came back in ``outputData.response``
+    (``statusCode``, ``reasonPhrase``, ``headers``, ``body``), so an API that answers with a job's
+    id (``{"task_id": …}``) leaves that id in the task's output."""
+    serial = int(state.next_id(""))
+    fields: dict[str, Any] = {
+        "taskType": "HTTP",
+        "taskDefName": "start_ml_job",
+        "referenceTaskName": "start_ml_job_ref",
+        "workflowType": "ml_pipeline",
+        "workflowInstanceId": _uuid_like(rng, serial),
+        "workerId": "conductor-server",
+        "seq": 1,
+        "inputData": {"http_request": {"method": method, "uri": uri}},
+        "outputData": {
+            "response": {
+                "statusCode": 200,
+                "reasonPhrase": "OK",
+                "headers": {"content-type": ["application/json; charset=UTF-8"]},
+                "body": answer,
+            }
+        },
+    }
+    return state.add(
+        _uuid_like(rng, serial),
+        [("SCHEDULED", 0.5), ("IN_PROGRESS", running_seconds), ("COMPLETED", None)],
+        fields=fields,
+    )
