@@ -174,10 +174,10 @@ class LinkPass:
         if task.source not in registry(self.app):
             return []
         provider = registry(self.app).provider(task.source)
-        report.requests += 1
         try:
             listed = provider.siblings(task.task_id, task.links or {})
         except FetchError as exc:
+            report.requests += 1
             report.failures += 1
             log.info("links: siblings of %s/%s: %s", task.source, task.task_id, exc.describe())
             self._sibling_retry[task.id] = now + timedelta(seconds=RETRY_SECONDS)
@@ -186,7 +186,10 @@ class LinkPass:
                 db.session.commit()
             return []
         self._sibling_retry.pop(task.id, None)
-        return [s for s in listed or [] if ID_SHAPE.fullmatch(s.task_id)]
+        if listed is None:
+            return []  # nothing to list: no request was made
+        report.requests += 1
+        return [s for s in listed if ID_SHAPE.fullmatch(s.task_id)]
 
     def _from_payload(self, task: Task, candidate: Candidate, now: datetime) -> TaskLink:
         link = TaskLink(
