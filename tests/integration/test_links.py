@@ -18,6 +18,7 @@ from webapp.db import store
 from webapp.db.models import Task
 from webapp.db.models import TaskLink
 from webapp.db.models import db
+from webapp.links.linking import REQUESTS_PER_PASS
 from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
@@ -336,3 +337,31 @@ def test_a_mixpeek_batch_links_to_its_tracked_tasks_source_and_is_never_fetched(
         if "batch_q1" in r.get_text()
     )
     assert "a batch" in row.get_text() and row.select_one("button") is None
+
+
+def test_a_pass_stays_within_its_request_budget(app_factory, upstreams):
+    for index in range(30):
+        conductor_task(
+            upstreams, f"cd-{index}", output={"task_id": f"ml-{index}"}, workflow=f"wf-{index}"
+        )
+    upstreams.clock.advance(30)
+    app = make_app(app_factory, upstreams, cd=("conductor", {}), ml=("opensearch-ml", {}))
+    track(app, "cd", *(f"cd-{index}" for index in range(30)))
+    refresher = Refresher(app)
+    refresher.run_once()
+    links = LinkPass(app, refresher.clock, refresher.claims.writing)
+    try:
+        made = []
+        for _ in range(10):
+            before = upstreams.recorder.count()
+            report = links.run()
+            made.append(upstreams.recorder.count() - before)
+            assert report.requests == made[-1]
+            if not report.requests:
+                break
+    finally:
+        refresher.close()
+    assert max(made) <= REQUESTS_PER_PASS and made[-1] == 0
+    # 30 sibling lists and 30 lookups in all, each made once.
+    assert sum(made) == 60
+    assert upstreams.state("opensearch-ml").calls["get"] == 30
