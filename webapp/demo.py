@@ -31,7 +31,7 @@ from webapp.refresher.background import start_background
 from webapp.refresher.background import stop_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
-from webapp.simulators import conductor as conductor_simulator
+from webapp.simulators import conductor_http
 from webapp.simulators import opensearch_ml as ml_simulator
 
 log = logging.getLogger(__name__)
@@ -98,9 +98,7 @@ def populate_simulators(
             add_random_task(suite, provider, rng, started_ago=rng.choice([0, 5, 20, 40, 600, 3600]))
             for _ in range(per_provider)
         ]
-    created[conductor_simulator.PROVIDER].append(
-        add_linked_workflow(suite, random.Random(seed + 2))
-    )
+    created[conductor_http.PROVIDER].append(add_linked_workflow(suite, random.Random(seed + 2)))
     # A generator of their own, so the tasks above stay what they were.
     slow = random.Random(seed + 1)
     for provider, module in SIMULATORS.items():
@@ -124,8 +122,8 @@ def add_linked_workflow(suite: SimulatorSuite, rng: random.Random) -> str:
         suite.states[ml_simulator.PROVIDER], rng, queued_seconds=5, running_seconds=300
     )
     method, path = ml_simulator.starting_request(launched)
-    launcher = conductor_simulator.add_launching_task(
-        suite.states[conductor_simulator.PROVIDER],
+    launcher = conductor_http.add_launching_task(
+        suite.states[conductor_http.PROVIDER],
         rng,
         method=method,
         uri=f"http://opensearch.internal:9200{path}",

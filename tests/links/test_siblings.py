@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
+from webapp.domain import FetchError
 from webapp.domain import Sibling
 from webapp.providers.base import MAX_SIBLINGS
-from webapp.providers.conductor_siblings import workflow_search
-from webapp.providers.conductor_siblings import workflow_siblings
+from webapp.providers.conductor_links import workflow_search
+from webapp.providers.conductor_links import workflow_siblings
 
 
 def test_the_retry_and_the_earlier_attempt_are_told_apart():
@@ -15,7 +18,7 @@ def test_the_retry_and_the_earlier_attempt_are_told_apart():
         {"taskId": "train-2", "status": "FAILED", "retriedTaskId": "train-1", "retried": True},
         {"taskId": "train-3", "status": "SCHEDULED", "retriedTaskId": "train-2"},
     ]
-    assert workflow_siblings("train-2", results) == [
+    assert workflow_siblings("train-2", {"totalHits": 4, "results": results}) == [
         Sibling("prepare", "same workflow"),
         Sibling("train-1", "earlier attempt"),
         Sibling("train-3", "retry"),
@@ -31,9 +34,12 @@ def test_garbage_results_are_skipped():
         {"taskId": ["not", "a", "string"]},
         {"taskId": "ok", "retriedTaskId": {"x": 1}},
     ]
-    assert workflow_siblings("me", results) == [Sibling("ok", "same workflow")]
+    assert workflow_siblings("me", {"results": results}) == [Sibling("ok", "same workflow")]
     many = [{"taskId": f"t{i}"} for i in range(500)]
-    assert len(workflow_siblings("me", many)) == MAX_SIBLINGS
+    assert len(workflow_siblings("me", {"results": many})) == MAX_SIBLINGS
+    for answer in (None, [], {"results": "x"}, {"totalHits": 1}):
+        with pytest.raises(FetchError):
+            workflow_siblings("me", answer)
 
 
 def test_a_workflow_id_that_cannot_be_quoted_is_not_searched():

@@ -49,12 +49,13 @@ from webapp.providers.conductor_auth import auth_for
 from webapp.providers.conductor_auth import error_message
 from webapp.providers.conductor_auth import scrub
 from webapp.providers.conductor_auth import token_failure
+from webapp.providers.conductor_links import PAYLOAD_LINKS
+from webapp.providers.conductor_links import workflow_search
+from webapp.providers.conductor_links import workflow_siblings
 from webapp.providers.conductor_query import carries_unquoted
 from webapp.providers.conductor_query import ids_query
 from webapp.providers.conductor_query import looks_like_clause
 from webapp.providers.conductor_query import where_clause
-from webapp.providers.conductor_siblings import workflow_search
-from webapp.providers.conductor_siblings import workflow_siblings
 from webapp.providers.conductor_times import conductor_time
 from webapp.providers.conductor_times import no_worker_polling
 from webapp.providers.payload import Count
@@ -67,7 +68,6 @@ from webapp.providers.payload import validate_payload
 from webapp.providers.source import SourceSettings
 from webapp.providers.spec import Credentials
 from webapp.providers.spec import OverdueSignal
-from webapp.providers.spec import PayloadLink
 from webapp.providers.spec import ProviderSpec
 from webapp.providers.spec import SourceSetting
 from webapp.providers.spec import TaskUrl
@@ -102,19 +102,7 @@ SPEC = ProviderSpec(
         "outputData",
     ),
     related_link_keys=("workflowInstanceId",),
-    # A worker or HTTP task that started work elsewhere keeps the answer in its output (an HTTP
-    # task's under response.body): its task_id is an ML or a Mixpeek task, its batch_id a
-    # Mixpeek batch (a group: Mixpeek serves no task under a batch's id).
-    payload_links=(
-        PayloadLink("task_id", ("opensearch-ml", "mixpeek"), within=("inputData", "outputData")),
-        PayloadLink(
-            "batch_id",
-            ("mixpeek",),
-            relation="launched batch",
-            within=("inputData", "outputData"),
-            group=True,
-        ),
-    ),
+    payload_links=PAYLOAD_LINKS,
     task_urls=(
         TaskUrl(API_PREFIX + "/{task_id}"),
         TaskUrl("/execution/{workflow_id}/{task_id}", root="ui_url"),
@@ -336,17 +324,12 @@ class ConductorProvider(ConductorActions):
         )
 
     def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
-        """The other tasks of the task's workflow (conductor_siblings.py)."""
-        params = workflow_search(links.get("workflowInstanceId") or "")
-        if params is None:
+        if (params := workflow_search(links.get("workflowInstanceId") or "")) is None:
             return None
         response = self.request("GET", f"{self.api_prefix}/search-v2", params=params)
         if response.status_code != 200:
             raise self.error_for(response, about_task=False)
-        answer = validate_payload(
-            ConductorSearchResult, self.json_body(response), "search answer is not a SearchResult"
-        )
-        return workflow_siblings(task_id, answer.results)
+        return workflow_siblings(task_id, self.json_body(response))
 
     def fetch_logs(self, task_id: str) -> list[dict[str, Any]]:
         """The task's execution log, oldest first: ``{log, taskId, createdTime, created_at}``.

@@ -330,14 +330,12 @@ class OpenSearchMLProvider(Provider):
         return self._search(self.parse_query(query), offset, limit)
 
     def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
-        """The newest other tasks of the task's model (a ``term`` search on ``model_id``)."""
-        model_id = links.get("model_id")
-        if not model_id:
+        """The model's other tasks, newest first (a ``term`` search on ``model_id``)."""
+        if not links.get("model_id"):
             return None
-        page = self._search({"term": {"model_id": model_id}}, 0, MAX_SIBLINGS + 1)
-        return [
-            Sibling(other.task_id, "same model") for other in page.tasks if other.task_id != task_id
-        ][:MAX_SIBLINGS]
+        page = self._search({"term": {"model_id": links["model_id"]}}, 0, MAX_SIBLINGS + 1)
+        others = [Sibling(t.task_id, "same model") for t in page.tasks if t.task_id != task_id]
+        return others[:MAX_SIBLINGS]
 
     def search(
         self, query: str | None = None, limit: int | None = None

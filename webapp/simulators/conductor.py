@@ -428,7 +428,7 @@ _REASONS = [
 ]
 
 
-def _uuid_like(rng: Any, serial: int) -> str:
+def uuid_like(rng: Any, serial: int) -> str:
     """A time-based-looking UUID like Conductor's; ``serial`` keeps it unique."""
     low, mid, clock_seq = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16)
     return f"{low:08x}-{mid:04x}-11ef-{clock_seq:04x}-{serial:012x}"
@@ -460,7 +460,7 @@ def add_demo_task(
         "taskDefName": def_name,
         "referenceTaskName": f"{def_name}_ref",
         "workflowType": workflow_type,
-        "workflowInstanceId": _uuid_like(rng, serial),
+        "workflowInstanceId": uuid_like(rng, serial),
         "workerId": f"worker-{rng.randint(1, 4)}",
         "seq": rng.randint(1, 6),
         "inputData": {"orderId": f"ord-{rng.randint(1000, 9999)}", "priority": rng.randint(0, 3)},
@@ -471,50 +471,11 @@ def add_demo_task(
     if final in ("failed", "partial"):
         fields["reasonForIncompletion"] = rng.choice(_REASONS)
     return state.add(
-        task_id or _uuid_like(rng, serial),
+        task_id or uuid_like(rng, serial),
         [
             ("SCHEDULED", queued_seconds),
             ("IN_PROGRESS", running_seconds),
             (FINAL_STATUS[final], None),
         ],
-        fields=fields,
-    )
-
-
-def add_launching_task(
-    state: SimulatorState,
-    rng: Any,
-    *,
-    method: str,
-    uri: str,
-    answer: dict[str, Any],
-    running_seconds: float = 1.0,
-) -> SimTask:
-    """An HTTP task that called ``method uri`` and got ``answer``: Conductor's HttpTask keeps
-    the request in ``inputData.http_request`` and what came back in ``outputData.response``
-    (``statusCode``, ``reasonPhrase``, ``headers``, ``body``), so an API that answers with a job's
-    id (``{"task_id": …}``) leaves that id in the task's output."""
-    serial = int(state.next_id(""))
-    fields: dict[str, Any] = {
-        "taskType": "HTTP",
-        "taskDefName": "start_ml_job",
-        "referenceTaskName": "start_ml_job_ref",
-        "workflowType": "ml_pipeline",
-        "workflowInstanceId": _uuid_like(rng, serial),
-        "workerId": "conductor-server",
-        "seq": 1,
-        "inputData": {"http_request": {"method": method, "uri": uri}},
-        "outputData": {
-            "response": {
-                "statusCode": 200,
-                "reasonPhrase": "OK",
-                "headers": {"content-type": ["application/json; charset=UTF-8"]},
-                "body": answer,
-            }
-        },
-    }
-    return state.add(
-        _uuid_like(rng, serial),
-        [("SCHEDULED", 0.5), ("IN_PROGRESS", running_seconds), ("COMPLETED", None)],
         fields=fields,
     )

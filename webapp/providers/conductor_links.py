@@ -1,4 +1,9 @@
-"""A Conductor task's siblings: the other tasks of its workflow (PROVIDERS.md 3.1-3.3).
+"""What links a Conductor task to other tasks (webapp.links): the ids its payload names, and
+the other tasks of its workflow (PROVIDERS.md 3.1-3.3).
+
+A worker or HTTP task that started work elsewhere keeps the answer in its output (an HTTP task's
+under ``response.body``): its ``task_id`` is an ML Commons or a Mixpeek task, its ``batch_id`` a
+Mixpeek batch (a group: Mixpeek serves no task under a batch's id).
 
 ``GET /api/tasks/search-v2`` with ``query=workflowId = '…'`` answers the workflow's tasks as full
 ``Task`` documents, which (unlike search summaries) carry ``retriedTaskId``: a workflow retry
@@ -13,10 +18,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from webapp.domain import FetchError
+from webapp.domain import FetchErrorKind
 from webapp.domain import Sibling
 from webapp.providers.base import MAX_SIBLINGS
 from webapp.providers.payload import Id
 from webapp.providers.payload import Payload
+from webapp.providers.spec import PayloadLink
+
+_IN_OUT = ("inputData", "outputData")
+PAYLOAD_LINKS = (
+    PayloadLink("task_id", ("opensearch-ml", "mixpeek"), within=_IN_OUT),
+    PayloadLink("batch_id", ("mixpeek",), relation="launched batch", within=_IN_OUT, group=True),
+)
 
 #: Characters a workflow id may not hold to be written inside the query's quotes (Conductor's
 #: parser has no escapes that the index reads back the same).
@@ -45,10 +59,14 @@ def workflow_search(workflow_id: str) -> dict[str, Any] | None:
     }
 
 
-def workflow_siblings(task_id: str, results: list[Any]) -> list[Sibling]:
-    """The workflow's other tasks in ``results`` (search-v2 documents), each named ``retry``
-    (a new attempt of this task), ``earlier attempt`` (the one this task retries) or
-    ``same workflow``. Results that are not task documents are left out."""
+def workflow_siblings(task_id: str, answer: Any) -> list[Sibling]:
+    """The workflow's other tasks in a search-v2 ``answer`` (``{totalHits, results}`` of task
+    documents), each named ``retry`` (a new attempt of this task), ``earlier attempt`` (the one
+    this task retries) or ``same workflow``. Results that are not task documents are left out.
+    """
+    results = answer.get("results") if isinstance(answer, dict) else None
+    if not isinstance(results, list):
+        raise FetchError(FetchErrorKind.BAD_PAYLOAD, "search answer is not a SearchResult")
     attempts = []
     for item in results:
         try:
