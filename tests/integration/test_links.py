@@ -4,6 +4,7 @@ lists, resolved once, tracked when the source says ``track_related``, shown on t
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from flask import Flask
 
 from tests.helpers import soup
+from tests.helpers import wait_for
 from tests.integration.conftest import Upstreams
 from webapp import actions
 from webapp.config import build_source
@@ -365,3 +367,34 @@ def test_a_pass_stays_within_its_request_budget(app_factory, upstreams):
     # 30 sibling lists and 30 lookups in all, each made once.
     assert sum(made) == 60
     assert upstreams.state("opensearch-ml").calls["get"] == 30
+
+
+def test_a_running_refresher_finds_tracks_and_fetches_links(app_factory, upstreams):
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    conductor_task(upstreams, "cd-1", output=http_answer({"task_id": ml_id}))
+    upstreams.clock.advance(30)
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        ml=("opensearch-ml", {}),
+    )
+    track(app, "cd", "cd-1")
+    refresher = Refresher(app)
+    stop = threading.Event()
+    runner = threading.Thread(target=refresher.run_forever, args=(stop, 0.2), daemon=True)
+    runner.start()
+    try:
+
+        def fetched() -> bool:
+            with app.app_context():
+                task = store.get_task("ml", ml_id)
+                return task is not None and task.last_fetched_at is not None
+
+        wait_for(fetched, timeout=20, what="the linked ML task tracked and fetched")
+    finally:
+        stop.set()
+        refresher.wake()
+        runner.join(timeout=20)
+    assert not runner.is_alive()
+    assert tracked(app)[("ml", ml_id)] == "link"

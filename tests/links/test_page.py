@@ -228,3 +228,14 @@ def test_tracking_a_link_is_for_editors_and_only_for_trackable_links(app_factory
         ]
     # Tracked now: a second post is refused, not tracked twice.
     assert editor.post(track_url, data={"csrf_token": token}).status_code == 409
+
+
+def test_untracking_a_task_forgets_its_links(linked_app):
+    with linked_app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(TaskLink)) == 5
+        store.untrack(store.get_task("cd", "launcher"))
+        db.session.commit()
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(TaskLink)) == 1
+    # The ML task's page no longer says where it came from.
+    page = soup(linked_app.test_client().get("/tasks/ml/trained"))
+    assert "launcher" not in page.select_one("#task-family").get_text()

@@ -36,6 +36,7 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.links.linking import LinkPass
+from webapp.links.linking import LinkReport
 from webapp.notify.sending import DeliverySender
 from webapp.overdue.marking import OverduePass
 from webapp.refresher.claims import claims_for
@@ -90,7 +91,7 @@ class Refresher:
         #: Linked tasks are looked up on a thread of their own too: their requests wait for
         #: the sources' rate budgets (webapp.links).
         self.links = LinkPass(app, clock, self.claims.writing)
-        self._linking: Future[object] | None = None
+        self._linking: Future[LinkReport] | None = None
         self._links_pool: ThreadPoolExecutor | None = None
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
@@ -184,6 +185,15 @@ class Refresher:
         if self._links_pool is None:
             self._links_pool = ThreadPoolExecutor(1, thread_name_prefix="links")
         self._linking = self._links_pool.submit(self.links.run)
+        self._linking.add_done_callback(self._links_done)
+
+    def _links_done(self, done: Future[LinkReport]) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.error("link pass failed; the next one carries on", exc_info=done.exception())
+        elif done.result().tracked:
+            self.wake()  # fetch the tasks it began to track now, not after the tick
 
     def wake(self) -> None:
         """Cut the current sleep short (a stop request, a test)."""
