@@ -239,3 +239,31 @@ def test_untracking_a_task_forgets_its_links(linked_app):
     # The ML task's page no longer says where it came from.
     page = soup(linked_app.test_client().get("/tasks/ml/trained"))
     assert "launcher" not in page.select_one("#task-family").get_text()
+
+
+def test_the_task_json_lists_linked_tasks_under_their_own_key(linked_app):
+    client = linked_app.test_client()
+    data = client.get("/api/v1/tasks/cd/launcher").get_json()
+    assert "self" in data["links"] and "trained" not in data["links"]  # `links` is unchanged
+    linked = {item["task_id"]: item for item in data["linked"]}
+    assert linked["trained"] == {
+        "relation": "launched",
+        "task_id": "trained",
+        "source": "ml",
+        "status": "found",
+        "found_in": "outputData.response.body.task_id",
+        "state": "running",
+    }
+    assert linked["nowhere-1"]["status"] == "not_found" and linked["nowhere-1"]["state"] is None
+    back = {i["task_id"]: i for i in client.get("/api/v1/tasks/ml/trained").get_json()["linked"]}
+    assert (back["launcher"]["relation"], back["launcher"]["source"]) == ("launched by", "cd")
+    assert (back["deployed"]["relation"], back["deployed"]["state"]) == ("same model", "failed")
+    # Pages of tasks leave it out, as they leave out history.
+    listed = client.get("/api/v1/tasks?limit=10").get_json()["tasks"]
+    assert all(task["linked"] is None for task in listed)
+    document = client.get("/api/v1/openapi.json").get_json()
+    ref = document["paths"]["/api/v1/tasks/{source}/{task_id}"]["get"]["responses"]["200"]
+    name = ref["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    schemas = document["components"]["schemas"]
+    assert "linked" in schemas[name]["properties"]
+    assert any(set(s.get("properties", {})) >= {"relation", "found_in"} for s in schemas.values())
