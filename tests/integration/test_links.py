@@ -20,6 +20,7 @@ from webapp.db import store
 from webapp.db.models import Task
 from webapp.db.models import TaskLink
 from webapp.db.models import db
+from webapp.db.models import utcnow
 from webapp.links.linking import REQUESTS_PER_PASS
 from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
@@ -398,3 +399,49 @@ def test_a_running_refresher_finds_tracks_and_fetches_links(app_factory, upstrea
         runner.join(timeout=20)
     assert not runner.is_alive()
     assert tracked(app)[("ml", ml_id)] == "link"
+
+
+def test_links_are_looked_for_again_when_the_state_changes_not_on_every_poll(
+    app_factory, upstreams
+):
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    # Conductor writes a task's output when it completes: while it runs there is nothing to find.
+    upstreams.state("conductor").add(
+        "cd-1",
+        [("IN_PROGRESS", 60.0), ("COMPLETED", None)],
+        fields={"workflowInstanceId": "wf-1", "outputData": http_answer({"task_id": ml_id})},
+    )
+    upstreams.clock.advance(5)
+    app = make_app(
+        app_factory,
+        upstreams,
+        cd=("conductor", {"track_related": True}),
+        ml=("opensearch-ml", {}),
+    )
+    track(app, "cd", "cd-1")
+    settle(app, rounds=1)
+    assert links_of(app, "cd", "cd-1") == {}
+    searches = upstreams.state("conductor").calls.get("search", 0)
+    gets = upstreams.state("conductor").calls["get"]
+    assert searches == 1  # the workflow's tasks, once
+
+    # Polled again without a change: no new look (no sibling search either).
+    with app.app_context():
+        db.session.execute(sa.update(Task).values(next_poll_at=utcnow()))
+        db.session.commit()
+    settle(app, rounds=1)
+    with app.app_context():
+        checked = store.get_task("cd", "cd-1").links_checked_at
+    # Fetched again (a GET), but no sibling search: nothing changed.
+    assert upstreams.state("conductor").calls["get"] == gets + 1
+    assert upstreams.state("conductor").calls.get("search", 0) == searches
+
+    upstreams.clock.advance(120)
+    with app.app_context():
+        db.session.execute(sa.update(Task).values(next_poll_at=utcnow()))
+        db.session.commit()
+    settle(app, rounds=2)
+    assert links_of(app, "cd", "cd-1")[ml_id].status == "found"
+    assert tracked(app)[("ml", ml_id)] == "link"
+    with app.app_context():
+        assert store.get_task("cd", "cd-1").links_checked_at > checked
