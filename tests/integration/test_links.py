@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from webapp.db.models import Task
 from webapp.db.models import TaskLink
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.links import linking
 from webapp.links.linking import REQUESTS_PER_PASS
 from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
@@ -445,3 +447,32 @@ def test_links_are_looked_for_again_when_the_state_changes_not_on_every_poll(
     assert tracked(app)[("ml", ml_id)] == "link"
     with app.app_context():
         assert store.get_task("cd", "cd-1").links_checked_at > checked
+
+
+def test_between_full_reads_a_pass_reads_only_changed_tasks(app_factory, upstreams, monkeypatch):
+    monkeypatch.setattr(linking, "FULL_LOOK_EVERY_SECONDS", 3600.0)
+    monkeypatch.setattr(linking, "CHANGE_OVERLAP", timedelta(0))
+    ml_id = finished_task(upstreams, "opensearch-ml")
+    conductor_task(upstreams, "cd-1", output={"task_id": ml_id})
+    upstreams.clock.advance(30)
+    app = make_app(app_factory, upstreams, cd=("conductor", {}), ml=("opensearch-ml", {}))
+    refresher = Refresher(app)
+    links = LinkPass(app, refresher.clock, refresher.claims.writing)
+    try:
+        assert links.run().checked == 0  # the first, full read: nothing tracked yet
+        track(app, "cd", "cd-1")
+        refresher.run_once()  # first seen: a change
+        assert links.run().checked == 1
+        assert links_of(app, "cd", "cd-1")[ml_id].status == "found"
+        # Due again, but unchanged: left to the next full read...
+        with app.app_context():
+            db.session.execute(sa.update(Task).values(links_checked_at=None))
+            db.session.commit()
+        assert links.run().checked == 0
+        # ...unless it changes (an upstream action that succeeded marks it so).
+        with app.app_context():
+            db.session.execute(sa.update(Task).values(changed_at=utcnow()))
+            db.session.commit()
+        assert links.run().checked == 1
+    finally:
+        refresher.close()

@@ -56,6 +56,12 @@ TASKS_PER_PASS = 100
 REQUESTS_PER_PASS = 20
 #: A lookup or sibling list that failed for a reason other than "not found" waits this long.
 RETRY_SECONDS = 300.0
+#: The full reads (every task whose links are due, every pending link) scan their tables, so a
+#: process makes them when it starts and then this often; in between it reads only the tasks
+#: changed since its last look (through the ``changed_at`` index) and the links it just found.
+FULL_LOOK_EVERY_SECONDS = 60.0
+#: How far before its last look a process reads changes again (writes that committed late).
+CHANGE_OVERLAP = timedelta(seconds=30)
 #: ``TaskLink.found_in`` of a sibling the upstream listed.
 LISTED_UPSTREAM = "listed upstream"
 
@@ -85,6 +91,11 @@ class LinkPass:
         self._last: float | None = None
         #: Tasks whose sibling list failed in this process, and when to try again.
         self._sibling_retry: dict[int, datetime] = {}
+        #: When the last full read was (monotonic), and since when every change was looked at.
+        self._last_full: float | None = None
+        self._seen_changes_until: datetime | None = None
+        #: Pending links may be waiting (this process found some, or could not resolve all).
+        self._pending_found = True
 
     def is_due(self) -> bool:
         return self._last is None or time.monotonic() - self._last >= CHECK_EVERY_SECONDS
@@ -94,22 +105,36 @@ class LinkPass:
         previous pass are resolved first, so sibling lists of many new tasks cannot hold them
         up."""
         self._last = time.monotonic()
+        full = self._last_full is None or self._last - self._last_full >= FULL_LOOK_EVERY_SECONDS
+        if full:
+            self._last_full = self._last
         report = LinkReport()
         with self.app.app_context():
             now = self.clock()
-            self._resolve_pending(now, report)
-            for pk in self._due_tasks(now):
+            if full or self._pending_found:
+                self._resolve_pending(now, report)
+            due = self._due_tasks(now, full)
+            for pk in due:
                 if report.requests >= REQUESTS_PER_PASS:
                     break
                 self._check(pk, now, report)
-            self._resolve_pending(now, report)
+            if report.checked == len(due) < TASKS_PER_PASS:
+                # Every change up to now was looked at; otherwise the next pass reads from the
+                # same point again (what was done is no longer due).
+                self._seen_changes_until = now
+            if report.discovered:
+                self._pending_found = True
+            if self._pending_found:
+                self._resolve_pending(now, report)
             db.session.remove()
         if report.discovered or report.resolved or report.tracked:
             log.info("links: %s", report)
         return report
 
     # -- looking at tasks ------------------------------------------------------------------
-    def _due_tasks(self, now: datetime) -> list[int]:
+    def _due_tasks(self, now: datetime, full: bool) -> list[int]:
+        """Tasks first seen or changed since their links were looked for: read among the
+        tasks changed since the last look, or among all of them on a full read."""
         statement = (
             sa.select(Task.id)
             .where(
@@ -121,6 +146,9 @@ class LinkPass:
             .order_by(Task.links_checked_at.is_not(None), Task.links_checked_at, Task.id)
             .limit(TASKS_PER_PASS)
         )
+        since = self._seen_changes_until
+        if not full and since is not None:
+            statement = statement.where(Task.changed_at >= since - CHANGE_OVERLAP)
         return [
             pk for pk in db.session.scalars(statement) if self._sibling_retry.get(pk, now) <= now
         ]
@@ -205,10 +233,14 @@ class LinkPass:
 
     # -- resolving ids ---------------------------------------------------------------------
     def _resolve_pending(self, now: datetime, report: LinkReport) -> None:
-        for link_id in self._pending_links(now):
+        """Resolve what is pending, within the pass's budget; whatever is left (or could not
+        be read in one go) keeps :attr:`_pending_found` set for the next pass."""
+        pending = self._pending_links(now)
+        for link_id in pending:
             if report.requests >= REQUESTS_PER_PASS:
                 return
             self._resolve(link_id, now, report)
+        self._pending_found = len(pending) >= TASKS_PER_PASS
 
     def _pending_links(self, now: datetime) -> list[int]:
         again = now - timedelta(seconds=RETRY_SECONDS)
