@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sets up a checkout: a virtualenv with Taskdeck installed, and htmx from npm copied
 # into static/vendor/. With --test it also installs the test extras and the system
-# packages the browser and PostgreSQL tests use (Debian's chromium, postgresql).
+# packages the browser, PostgreSQL and README tests use (Debian's chromium, postgresql, curl).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +34,8 @@ fi
 if [[ $want_test == 1 ]]; then
     missing=()
     [[ -x /usr/bin/chromium ]] || missing+=(chromium chromium-driver)
+    # The README's curl line is run by its test (tests/integration/test_push_live.py).
+    command -v curl >/dev/null 2>&1 || missing+=(curl)
     command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     if (( ${#missing[@]} )); then
         sudo=""

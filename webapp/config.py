@@ -35,6 +35,7 @@ from pydantic import model_validator
 
 from webapp.overdue.setting import parse_overdue_after
 from webapp.providers import find_provider_spec
+from webapp.providers import provider_class
 from webapp.providers import provider_names
 from webapp.providers import provider_spec
 from webapp.providers import provider_specs
@@ -104,6 +105,13 @@ class SourceConfig(BaseModel):
     #: Seconds an active task may run before it is overdue, for every type or per type
     #: (:mod:`webapp.overdue.setting`); ``None``: learned from the cache's history.
     overdue_after: float | dict[str, float] | None = None
+    #: The upstream's own query (as ``taskdeck import --query`` takes it) that the refresher
+    #: processes re-run, tracking each new match (:mod:`webapp.follows`); ``None``: no follow.
+    follow: str | None = Field(default=None, max_length=4000)
+    #: Seconds between runs of ``follow``.
+    follow_interval: float = Field(default=60.0, ge=5, le=86400)
+    #: The most tasks the first run of ``follow`` tracks (the newest matches).
+    follow_backfill: int = Field(default=200, ge=1, le=10_000)
     #: Track the tasks this source's tasks link to (named in their payloads or listed beside
     #: them upstream) automatically (:mod:`webapp.links`).
     track_related: bool = False
@@ -169,6 +177,27 @@ class SourceConfig(BaseModel):
     @classmethod
     def _check_overdue_after(cls, value: Any) -> float | dict[str, float] | None:
         return parse_overdue_after(value)
+
+    @field_validator("follow", mode="before")
+    @classmethod
+    def _no_empty_follow(cls, value: Any) -> Any:
+        # An empty follow is how a file says "no follow" without deleting the line.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_follow(self) -> SourceConfig:
+        """A follow needs an upstream search that can read its query."""
+        if self.follow is None:
+            return self
+        provider = provider_class(self.provider)
+        if not provider.can_search:
+            raise ValueError(f"field 'follow': {provider.label} has no task search to follow")
+        try:
+            provider.parse_query(self.follow)
+        except ValueError as exc:
+            reason = str(exc).removeprefix("--query").lstrip(": ")
+            raise ValueError(f"field 'follow': the query cannot be read: {reason}") from None
+        return self
 
     @field_validator("timezone")
     @classmethod

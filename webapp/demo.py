@@ -26,6 +26,7 @@ from webapp.demo_sink import PREFIX as SINK_PREFIX
 from webapp.demo_sink import sink_app
 from webapp.factory import ROOT
 from webapp.factory import create_app
+from webapp.providers import provider_class
 from webapp.providers import provider_spec
 from webapp.refresher.background import start_background
 from webapp.refresher.background import stop_background
@@ -44,6 +45,11 @@ OUTCOME_WEIGHTS = {"succeeded": 6, "failed": 2, "partial": 1, "cancelled": 1}
 LONG_RUNNERS = 2
 LONG_RUNNING_SECONDS = 3600.0
 MAX_SPAWNED = 300
+#: Every demo source follows all of its simulator's tasks, so what the spawner starts upstream
+#: shows up in the list on its own (``*``: every provider's match-all).
+DEMO_FOLLOW = "*"
+#: Seconds between the demo's follow runs: the shortest a source may set.
+DEMO_FOLLOW_INTERVAL = 5.0
 
 
 def demo_source_name(provider: str) -> str:
@@ -63,6 +69,9 @@ def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
             demo_source_name(provider), SimulatorSuite.base_url(root, provider)
         )
         entry["poll_interval"] = poll_interval
+        if provider_class(provider).can_search:
+            entry["follow"] = DEMO_FOLLOW
+            entry["follow_interval"] = DEMO_FOLLOW_INTERVAL
         # Linked tasks (the workflow that launches an ML task) are tracked as they are found.
         entry["track_related"] = True
         sources.append(build_source(entry, environ, origin="demo"))
@@ -135,7 +144,9 @@ def add_linked_workflow(suite: SimulatorSuite, rng: random.Random) -> str:
 
 
 class TaskSpawner:
-    """Starts a new upstream task now and then and tracks it, as a busy team would."""
+    """Starts a new upstream task now and then, as a busy team would. The demo sources'
+    follows find and track it; only a provider without a search, which cannot be followed,
+    has its tasks tracked here."""
 
     def __init__(
         self, app: Flask, suite: SimulatorSuite, every: float = 6.0, seed: int = 11
@@ -152,9 +163,10 @@ class TaskSpawner:
         while not self.stop.wait(self.every) and self.spawned < MAX_SPAWNED:
             provider = self.rng.choice(list(SIMULATORS))
             task_id = add_random_task(self.suite, provider, self.rng)
-            with self.app.app_context():
-                store.track(demo_source_name(provider), task_id)
-                db.session.commit()
+            if not provider_class(provider).can_search:
+                with self.app.app_context():
+                    store.track(demo_source_name(provider), task_id)
+                    db.session.commit()
             self.spawned += 1
 
     def start(self) -> None:

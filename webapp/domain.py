@@ -118,3 +118,6 @@ class SearchPage:
 
     tasks: list[NormalizedTask]
     total: int | None = None
+    #: The oldest creation time among what the request read, where it read more than
+    #: ``tasks`` (a filter applied here): how far back a newest-first walk has got.
+    read_back_to: datetime | None = field(default=None, kw_only=True)

@@ -44,6 +44,8 @@ EXPECTED_ROLE: dict[str, Role] = {
     "api.openapi_document": VIEWER,
     "api.list_tasks": VIEWER,
     "api.get_task": VIEWER,
+    # Tracking by push (pipelines, with an editor token).
+    "api.push_tasks": EDITOR,
     "metrics.metrics": VIEWER,
     "preferences.set_time_mode": VIEWER,  # the reader's own display cookie
     "saved_views.open_view": VIEWER,

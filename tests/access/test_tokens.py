@@ -39,8 +39,8 @@ def app(app_factory) -> Flask:
     # only explain how to make the first admin).
     add_user(app, "owner", "admin")
 
-    # Routes to probe the role a token carries: the API has no writing route yet, so these
-    # stand for one (unmarked POST: editor) and for an admin-only one.
+    # Routes to probe the role a token carries through the guard alone: an unmarked POST (the
+    # default for writes: editor) and an admin-only one.
     @app.post("/api/v1/_probe")
     def probe_write() -> str:
         return "written"

@@ -8,7 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from webapp.db import store
+from webapp.db.models import Delivery
+from webapp.db.models import RuleMatch
+from webapp.db.models import Task
+from webapp.db.models import db
 from webapp.simulators import SIMULATORS
 
 ML = SIMULATORS["opensearch-ml"]
@@ -118,3 +124,27 @@ def test_console_script_init_db(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "database ready: sqlite:///" in result.stdout
     assert (tmp_path / "instance" / "taskdeck.sqlite").exists()
+
+
+def test_an_import_backfills_quietly_and_alerts_on_what_changes_later(
+    app_factory, ml_source, ml_state, clock
+):
+    # Tasks that failed before anyone imported them entered nothing while we watched: their
+    # rule matches are recorded without an alert; a change after the import alerts as usual.
+    rule = {"name": "problems", "when": "state:problems", "url": "https://hooks.example/td"}
+    app = app_factory([ml_source], NOTIFICATIONS=[rule])
+    ML.add_demo_task(ml_state, random.Random(1), task_id="old", final="failed", running_seconds=1)
+    ML.add_demo_task(ml_state, random.Random(2), task_id="new", final="failed", queued_seconds=30)
+    clock.advance(5)
+    runner = app.test_cli_runner()
+    assert "2 tracked" in runner.invoke(args=["import", "ml-prod"]).output
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(Delivery)) == 0
+        assert db.session.scalar(sa.select(sa.func.count()).select_from(RuleMatch)) == 1
+    clock.advance(120)
+    runner.invoke(args=["refresh", "--once", "--task", "ml-prod/new"])
+    with app.app_context():
+        alerted = db.session.scalars(
+            sa.select(Delivery.event).join(Task, Delivery.task_pk == Task.id)
+        ).all()
+    assert alerted == ["entered failed"]

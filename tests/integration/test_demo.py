@@ -8,9 +8,19 @@ import httpx
 import sqlalchemy as sa
 from bs4 import BeautifulSoup
 
+from tests.helpers import soup
+from webapp.db.models import Follow
+from webapp.db.models import Task
+from webapp.db.models import TaskLink
+from webapp.db.models import db
+from webapp.demo import TaskSpawner
+from webapp.demo import add_random_task
 from webapp.demo import build_demo
+from webapp.demo import demo_source_name
 from webapp.demo import demo_source_names
+from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
+from webapp.simulators import SIMULATORS
 from webapp.simulators.server import ServerThread
 
 
@@ -83,14 +93,41 @@ def test_the_demo_shows_an_alert_delivery_without_set_up(tmp_path, monkeypatch):
         assert httpx.get(link, timeout=10).status_code == 200
 
 
-def test_a_demo_workflow_launches_an_ml_task_that_shows_up_linked(tmp_path, monkeypatch):
-    from tests.helpers import soup
-    from webapp.db.models import Task
-    from webapp.db.models import TaskLink
-    from webapp.db.models import db
-    from webapp.demo import demo_source_name
-    from webapp.links.linking import LinkPass
+def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_path, monkeypatch):
+    """Nobody tracks the spawner's tasks: each demo source's follow finds them."""
+    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
+    deferred = Deferred()
+    with ServerThread(deferred) as server:
+        app, suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
+        app.config["REFRESHER"] = False
+        deferred.app = wsgi
+        refresher = Refresher(app)
+        try:
+            first = refresher.follows.run_due()
+            assert sorted(run.source for run in first) == sorted(demo_source_names().values())
+            assert all(run.error is None for run in first)
+            spawner = TaskSpawner(app, suite, every=0.01, seed=5)
+            started = [add_random_task(suite, provider, spawner.rng) for provider in SIMULATORS]
+            with app.app_context():
+                # Due again at once, as the interval would make them.
+                db.session.execute(sa.update(Follow).values(next_run_at=None))
+                db.session.commit()
+            later = refresher.follows.run_due()
+        finally:
+            refresher.close()
+        assert sum(run.found for run in later) == len(SIMULATORS)
+        with app.test_client() as client:
+            data = client.get("/api/v1/tasks?limit=500").get_json()
+        shown = {task["task_id"] for task in data["tasks"]}
+        assert set(started) <= shown
+        with app.app_context():
+            via = db.session.scalars(
+                sa.select(Task.tracked_via).where(Task.task_id.in_(started))
+            ).all()
+        assert via == ["follow"] * len(SIMULATORS)
 
+
+def test_a_demo_workflow_launches_an_ml_task_that_shows_up_linked(tmp_path, monkeypatch):
     monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
     deferred = Deferred()
     with ServerThread(deferred) as server:

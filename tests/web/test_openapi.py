@@ -15,6 +15,15 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 from tests.conftest import track
 from webapp.simulators import SIMULATORS
 from webapp.simulators.server import ServerThread
+from webapp.web import push
+
+
+@pytest.fixture
+def editor_token(ml_app) -> str:
+    """Writes need a bearer token (or a session's CSRF token), even with sign-in off."""
+    result = ml_app.test_cli_runner().invoke(args=["token", "create", "fuzz", "--role", "editor"])
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
 
 
 @pytest.fixture
@@ -41,7 +50,7 @@ def live_api(ml_app, ml_state, clock, driver) -> Iterator[str]:
         yield server.url
 
 
-def test_the_live_api_keeps_to_its_document(live_api: str) -> None:
+def test_the_live_api_keeps_to_its_document(live_api: str, editor_token: str) -> None:
     """Generated requests for every operation: no 500, no answer outside the document."""
     schema = schemathesis.openapi.from_url(f"{live_api}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
@@ -62,7 +71,10 @@ def test_the_live_api_keeps_to_its_document(live_api: str) -> None:
         def check(case) -> None:  # type: ignore[no-untyped-def]
             # A string the schema allows may still name no state or hold no date: a 400 that
             # says which parameter is the documented answer, not a failure.
-            case.call_and_validate(excluded_checks=[positive_data_acceptance])
+            case.call_and_validate(
+                headers={"Authorization": f"Bearer {editor_token}"},
+                excluded_checks=[positive_data_acceptance],
+            )
 
         check()
 
@@ -78,3 +90,27 @@ def test_the_document_names_every_list_parameter(client) -> None:
     assert {"source", "task_id", "state", "upstream_status", "raw", "history"} <= set(
         task["properties"]
     )
+
+
+def test_the_document_describes_pushing_tasks_from_the_models_that_validate_it(client) -> None:
+    document = client.get("/api/v1/openapi.json").get_json()
+    operation = document["paths"]["/api/v1/tasks"]["post"]
+    schemas = document["components"]["schemas"]
+    body_ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    body = schemas[body_ref.rsplit("/", 1)[1]]
+    one, many = body["oneOf"]
+    item = schemas[one["$ref"].rsplit("/", 1)[1]]
+    assert many["items"] == one and (many["minItems"], many["maxItems"]) == (1, push.MAX_ITEMS)
+    assert set(item["properties"]) == set(push.FIELDS) and item["additionalProperties"] is False
+    assert item["properties"]["task_id"]["maxLength"] == 512
+    # The configured sources are the values `source` takes (the app here has none).
+    assert "enum" not in item["properties"]["source"]
+    assert item["properties"]["labels"]["maxItems"] == 20
+    assert {"200", "201", "400", "401", "403", "413", "415"} <= set(operation["responses"])
+    assert "Location" in operation["responses"]["201"]["headers"]
+
+
+def test_a_pushed_tasks_source_is_documented_as_one_of_the_configured_sources(ml_app) -> None:
+    document = ml_app.test_client().get("/api/v1/openapi.json").get_json()
+    [item] = [s for s in document["components"]["schemas"].values() if s["title"] == "TrackRequest"]
+    assert item["properties"]["source"]["enum"] == ["ml-prod"]

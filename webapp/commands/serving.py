@@ -76,6 +76,8 @@ def refresh_command(once: bool, task_refs: tuple[str, ...]) -> None:
         return
     refresher = Refresher(app)
     try:
+        # A cron-driven `refresh --once` is all some deployments run: their follows run here.
+        followed = [] if only else refresher.follows.run_due()
         report = refresher.run_once(only_task_ids=only)
         # A cron-driven `refresh --once` is the only pass some deployments run: judge overdue
         # tasks here too.
@@ -92,6 +94,14 @@ def refresh_command(once: bool, task_refs: tuple[str, ...]) -> None:
             else ""
         )
         + (f"; {sent} alert deliveries attempted" if sent else "")
+        + (
+            f"; {len(followed)} follows ran: {sum(run.found for run in followed)} new tasks"
+            + "".join(
+                f"; follow of {run.source} failed: {run.error}" for run in followed if run.error
+            )
+            if followed
+            else ""
+        )
     )
 
 

@@ -517,6 +517,7 @@ class Follow(Model):
         self.watermark = None
         self.frontier = []
         self.runs = 0
+        self.last_success_at = None
         self.last_note = None
         self.last_error = None
         self.consecutive_failures = 0

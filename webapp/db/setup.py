@@ -17,6 +17,7 @@ from webapp.config import build_source
 from webapp.db import migrate
 from webapp.db.models import Source
 from webapp.db.models import db
+from webapp.follows.sync import sync_follows
 from webapp.logs import redactor
 from webapp.notify.rules import sync_file_rules
 from webapp.sources import sealed
@@ -80,6 +81,8 @@ def open_database(app: Flask) -> None:
         if not schema.at_head:
             raise ConfigError(f"{schema.refusal()} ({shown_url()})")
     sync_sources(app)
+    with app.app_context():
+        sync_follows(app)
     sync_file_rules(app)
     app.extensions[OPENED_KEY] = True
 

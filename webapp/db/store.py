@@ -8,6 +8,7 @@ and marked as gone upstream.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -37,6 +38,8 @@ def get_task(source: str, task_id: str) -> Task | None:
     return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
 
 
+#: The longest task id the cache holds (``Task.task_id``).
+MAX_TASK_ID_LENGTH = 512
 #: How tracking can begin (``Task.tracked_via``).
 TRACKED_VIA = ("hand", "import", "follow", "push", "link")
 
@@ -59,8 +62,8 @@ def track(
     task_id = task_id.strip()
     if not task_id:
         raise ValueError("a task id cannot be empty")
-    if len(task_id) > 512:
-        raise ValueError("a task id is at most 512 characters")
+    if len(task_id) > MAX_TASK_ID_LENGTH:
+        raise ValueError(f"a task id is at most {MAX_TASK_ID_LENGTH} characters")
     existing = get_task(source_name, task_id)
     if existing is not None:
         return existing, False
@@ -220,12 +223,28 @@ def related_tasks(task: Task, limit: int = 20) -> list[Task]:
     return list(db.session.scalars(statement))
 
 
-def set_annotations(task: Task, labels_text: str, note: str) -> None:
-    """Labels from a comma- or space-separated text (deduplicated, order kept) and a note."""
+#: What a task's annotations hold at most (the form and ``POST /api/v1/tasks`` alike).
+MAX_LABELS = 20
+MAX_LABEL_LENGTH = 40
+MAX_NOTE_LENGTH = 4000
+
+
+def normalize_labels(words: Iterable[str]) -> list[str]:
+    """Labels as tasks keep them: lower case, deduplicated in their order, at most
+    :data:`MAX_LABELS` of at most :data:`MAX_LABEL_LENGTH` characters."""
     labels: list[str] = []
-    for raw in labels_text.replace(",", " ").split():
-        label = raw.strip().lower()[:40]
+    for raw in words:
+        label = raw.strip().lower()[:MAX_LABEL_LENGTH]
         if label and label not in labels:
             labels.append(label)
-    task.labels = labels[:20]
-    task.note = note.strip()[:4000] or None
+    return labels[:MAX_LABELS]
+
+
+def normalize_note(note: str) -> str | None:
+    return note.strip()[:MAX_NOTE_LENGTH] or None
+
+
+def set_annotations(task: Task, labels_text: str, note: str) -> None:
+    """Labels from a comma- or space-separated text (deduplicated, order kept) and a note."""
+    task.labels = normalize_labels(labels_text.replace(",", " ").split())
+    task.note = normalize_note(note)

@@ -40,9 +40,16 @@ from webapp.web.serialize import task_json
 log = logging.getLogger(__name__)
 
 
-def tasks_changed(task_pks: Iterable[int], now: datetime | None = None) -> int:
+def tasks_changed(
+    task_pks: Iterable[int], now: datetime | None = None, *, quiet: bool = False
+) -> int:
     """Evaluate every enabled rule and every subscription against ``task_pks`` after a change
-    (call it after writing the tasks, before the commit). Returns the deliveries written."""
+    (call it after writing the tasks, before the commit). Returns the deliveries written.
+
+    ``quiet`` records which tasks are inside each rule's match as they stand and writes no
+    delivery: for a backfill (an import, a follow's first run) of tasks that were there before
+    anyone watched, where nothing entered anything; their next change is judged as usual.
+    """
     pks = sorted(set(task_pks))
     if not pks:
         return 0
@@ -62,6 +69,8 @@ def tasks_changed(task_pks: Iterable[int], now: datetime | None = None) -> int:
     with db.session.no_autoflush:
         for rule in rules:
             _evaluate(rule, tasks, batch)
+        if quiet:
+            batch.rows.clear()
         finished = [pk for pk in subscribed if pk in tasks and tasks[pk].terminal]
         if finished:
             _finish_subscriptions([tasks[pk] for pk in finished], batch)

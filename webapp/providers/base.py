@@ -168,6 +168,12 @@ class Provider:
         """Fetch one task by the id it was tracked under. Raises :class:`FetchError`."""
         raise NotImplementedError
 
+    @staticmethod
+    def parse_query(query: str | None) -> Any:
+        """``--query`` (and a source's ``follow``) in the upstream's terms; ``ValueError`` for
+        a query it cannot read. Providers that search override it."""
+        return query
+
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
         """One page of the upstream's own task search. Raises :class:`FetchError`."""
         raise FetchError(
@@ -235,6 +241,26 @@ class Provider:
             size = self.max_page_size if limit is None else min(self.max_page_size, limit - offset)
             page = self.search_page(query, offset, size)
             yield from page.tasks
+            offset += len(page.tasks)
+            if len(page.tasks) < size or (page.total is not None and offset >= page.total):
+                return
+
+    def search_newest(
+        self, query: str | None, page_size: int | None = None
+    ) -> Iterator[SearchPage]:
+        """The query's matches newest first, one request per page, for a follow that stops
+        as soon as it reaches what its last run saw (:mod:`webapp.follows.runner`); the first
+        page carries the total where the upstream gives one. Raises :class:`FetchError`.
+
+        The default pages :meth:`search_page` by offset: right for a provider whose search
+        sorts newest first (each says so). A task created during the walk shifts later pages
+        by one, which shows a task twice, never skips one.
+        """
+        size = max(1, min(page_size or self.max_page_size, self.max_page_size))
+        offset = 0
+        while True:
+            page = self.search_page(query, offset, size)
+            yield page
             offset += len(page.tasks)
             if len(page.tasks) < size or (page.total is not None and offset >= page.total):
                 return

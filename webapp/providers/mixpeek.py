@@ -128,6 +128,8 @@ STATUSES = status_table(
 
 #: The list endpoint refuses offsets above this (openapi: ``offset`` 0-10000); use the cursor.
 MAX_OFFSET = 10_000
+#: The list's ``sort`` for the newest tasks first (the default direction is ``asc``).
+NEWEST_FIRST = {"field": "created_at", "direction": "desc"}
 _FILTER_KEYS = ("status", "task_type", "search")
 #: List failures that a GET of each id would meet as well (with any 5xx): they fail the batch.
 _SOURCE_WIDE = frozenset(
@@ -285,6 +287,24 @@ class MixpeekProvider(Provider):
                 return
             cursor = page.next_cursor
 
+    def search_newest(
+        self, query: str | None, page_size: int | None = None
+    ) -> Iterator[MixpeekPage]:
+        """The list newest first (``sort`` on ``created_at`` desc, whatever sort a JSON query
+        asked for), by ``next_cursor`` after the first page. The answers carry no creation
+        times (TaskResponse has none), so a follow stops at the ids its last run saw."""
+        body = {**self.parse_query(query), "sort": dict(NEWEST_FIRST)}
+        size = max(1, min(page_size or self.max_page_size, self.max_page_size))
+        seen = 0
+        cursor: str | None = None
+        while cursor is not None or seen <= MAX_OFFSET:
+            page = self.list_page(body, offset=seen, limit=size, cursor=cursor)
+            yield page
+            seen += len(page.tasks)
+            if len(page.tasks) < size or (page.total is not None and seen >= page.total):
+                return
+            cursor = page.next_cursor
+
     @staticmethod
     def parse_query(query: str | None) -> dict[str, Any]:
         """``--query`` as a ``ListTasksRequest`` body.
@@ -294,8 +314,8 @@ class MixpeekProvider(Provider):
         (``search:"not found"``). Status words are upper case and task types lower case on the
         wire (the enum *values*), whatever case was typed. The newest tasks come first.
         """
-        if not query or not query.strip():
-            return {"sort": {"field": "created_at", "direction": "desc"}}
+        if not query or not query.strip() or query.strip() == "*":
+            return {"sort": dict(NEWEST_FIRST)}
         text = query.strip()
         if text.startswith("{"):
             try:
@@ -329,7 +349,7 @@ class MixpeekProvider(Provider):
                 body[key] = value.upper() if key == "status" else value.lower()
         if words:
             body["search"] = " ".join(words)
-        body["sort"] = {"field": "created_at", "direction": "desc"}
+        body["sort"] = dict(NEWEST_FIRST)
         return body
 
     def list_page(

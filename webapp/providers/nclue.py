@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import shlex
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -46,6 +45,9 @@ from webapp.providers.nclue_gateway import SIGNATURE_HEADER
 from webapp.providers.nclue_gateway import NcpSignatureV2
 from webapp.providers.nclue_gateway import gateway_error
 from webapp.providers.nclue_gateway import wall_clock_ms
+from webapp.providers.nclue_query import newest_key
+from webapp.providers.nclue_query import oldest_first
+from webapp.providers.nclue_query import task_filter
 from webapp.providers.payload import Count
 from webapp.providers.payload import Float
 from webapp.providers.payload import Id
@@ -146,52 +148,6 @@ class NclueTaskList(Payload):
 
     tasks: list[Any]
     total: Count = None
-
-
-QUERY_KEYS = ("status", "state", "name", "id")
-
-
-def task_filter(query: str | None) -> Callable[[NormalizedTask], bool]:
-    """``--query`` for NCLUE, which has no server-side search: a client-side filter.
-
-    Space-separated terms, all of which must match: ``status:failed`` (the upstream word or
-    the normalized state), ``state:succeeded``, ``name:churn`` (substring of the task name),
-    ``id:f5ae`` (substring of the id), or a bare word (substring of the name or the id).
-    """
-    if not query or not query.strip():
-        return lambda task: True
-    try:
-        tokens = shlex.split(query)
-    except ValueError:
-        tokens = query.split()
-    checks: list[Callable[[NormalizedTask], bool]] = []
-    for token in tokens:
-        key, sep, value = token.partition(":")
-        if not sep:
-            key, value = "", token
-        key, value = key.lower(), value.lower()
-        if key and key not in QUERY_KEYS:
-            raise ValueError(
-                f"--query: NCLUE has no server-side search; unknown term {key!r} "
-                f"(use {', '.join(k + ':' for k in QUERY_KEYS)} or a bare word)"
-            )
-        checks.append(_term_check(key, value))
-    return lambda task: all(check(task) for check in checks)
-
-
-def _term_check(key: str, value: str) -> Callable[[NormalizedTask], bool]:
-    def name_of(task: NormalizedTask) -> str:
-        return (task.name or "").lower()
-
-    if key == "status":
-        return lambda t: (t.upstream_status or "").lower() == value or t.state.value == value
-    if key == "state":
-        return lambda t: t.state.value == value
-    if key == "name":
-        return lambda t: value in name_of(t)
-    if key == "id":
-        return lambda t: value in t.task_id.lower()
-    return lambda t: value in name_of(t) or value in t.task_id.lower()
 
 
 # -- the provider ---------------------------------------------------------------------------
@@ -314,6 +270,50 @@ class NclueProvider(Provider):
             yield task
             if limit is not None and count >= limit:
                 return
+
+    @staticmethod
+    def parse_query(query: str | None) -> Callable[[NormalizedTask], bool]:
+        """``--query`` as what it is here: a filter of the listed tasks."""
+        return task_filter(query)
+
+    def search_newest(
+        self, query: str | None, page_size: int | None = None
+    ) -> Iterator[SearchPage]:
+        """The list newest first, filtered here, one list call a page. NCLUE's docs do not say
+        in which order the list comes (the simulator serves it newest first): the walk reads it
+        from the first page's creation times, and pages a list that comes oldest first back
+        from its end (``total``), where tasks are added."""
+        keep = task_filter(query)
+        counted = not query or not query.strip() or query.strip() == "*"
+        size = max(1, min(page_size or self.max_page_size, self.max_page_size))
+
+        def listed(items: list[Any]) -> list[NormalizedTask]:
+            return [t for _, t in self._normalize_items(items) if not isinstance(t, FetchError)]
+
+        def shown(tasks: list[NormalizedTask], total: int | None) -> SearchPage:
+            oldest = min((t.created_at for t in tasks if t.created_at), default=None)
+            kept = [t for t in tasks if keep(t)]
+            return SearchPage(kept, total if counted else None, read_back_to=oldest)
+
+        first = self.list_page(0, size)
+        head = listed(first.tasks)
+        if len(first.tasks) < size or (first.total is not None and first.total <= size):
+            yield shown(sorted(head, key=newest_key, reverse=True), first.total)
+            return
+        if not oldest_first(head) or first.total is None:
+            yield shown(head, first.total)
+            index = len(first.tasks)
+            while True:
+                page = self.list_page(index, size)
+                yield shown(listed(page.tasks), first.total)
+                index += len(page.tasks)
+                if len(page.tasks) < size or (page.total is not None and index >= page.total):
+                    return
+        end = first.total
+        while end > 0:
+            start = max(0, end - size)
+            yield shown(listed(self.list_page(start, end - start).tasks)[::-1], first.total)
+            end = start
 
     def fetch_many(self, task_ids: list[str]) -> dict[str, NormalizedTask | FetchError]:
         """Page the list (100 tasks a call) when that is cheaper than one GET per id.

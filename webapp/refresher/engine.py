@@ -35,6 +35,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
+from webapp.follows.runner import FollowRunner
 from webapp.links.linking import LinkPass
 from webapp.links.linking import LinkReport
 from webapp.notify.sending import DeliverySender
@@ -88,6 +89,8 @@ class Refresher:
         self._sending: Future[int] | None = None
         self._sender_pool: ThreadPoolExecutor | None = None
         self.overdue = OverduePass(app, clock, self.claims.writing)
+        #: Followed queries run on threads of their own (webapp/follows/runner.py).
+        self.follows = FollowRunner(app, owner=self.owner, clock=clock, writing=self.claims.writing)
         #: Linked tasks are looked up on a thread of their own too: their requests wait for
         #: the sources' rate budgets (webapp.links).
         self.links = LinkPass(app, clock, self.claims.writing)
@@ -148,6 +151,7 @@ class Refresher:
                 self.retention.purge_if_due()
                 self.overdue.run_if_due()
                 self.send_deliveries()
+                self.follows.start_due()
                 self.find_links()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
@@ -204,6 +208,7 @@ class Refresher:
         with self._lanes_lock:
             lanes = list(self._lanes.values())
             self._lanes.clear()
+        self.follows.close()
         for lane in lanes:
             lane.shutdown()
         if self._sender_pool is not None:

@@ -16,13 +16,17 @@ from pydantic import BaseModel
 
 from webapp import actions
 from webapp.access import audit
+from webapp.access.guard import requires
+from webapp.access.roles import Role
 from webapp.db.models import db
 from webapp.listing import pages
 from webapp.listing.counts import state_counts
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
 from webapp.refresher.background import wake_background
+from webapp.sources.registry import registry
 from webapp.web import openapi
+from webapp.web import push
 from webapp.web.lookup import get_task_or_404
 from webapp.web.serialize import ActionOut
 from webapp.web.serialize import ErrorOut
@@ -43,7 +47,7 @@ def _answer(model: BaseModel, status: int = 200, exclude: object = None) -> Resp
 @bp.get("/openapi.json")
 def openapi_document() -> Response:
     """The OpenAPI 3.1 document of this API."""
-    return jsonify(openapi.document())
+    return jsonify(openapi.document(registry().names()))
 
 
 @bp.get("/tasks")
@@ -70,6 +74,46 @@ def list_tasks() -> Response:
         # A page's tasks come without their history (one query per task otherwise).
         exclude={"tasks": {"__all__": {"history"}}},
     )
+
+
+@bp.post("/tasks")
+@requires(Role.EDITOR)
+def push_tasks() -> Response:
+    """Track one task (an object) or several (a list), idempotently, without waiting on any
+    upstream: new tasks are due at once and the refresher is woken. Answers the task objects:
+    201 (with ``Location`` for one object) when any is new, 200 when all were tracked already;
+    400 naming each bad item and field (nothing tracked), 413 past the body limit, 415 for a
+    body that is not JSON."""
+    if not request.is_json:
+        return _answer(ErrorOut(error=push.NOT_JSON, status=415), 415)
+    body = _body_within(push.MAX_BODY_BYTES)
+    if body is None:
+        return _answer(ErrorOut(error=push.TOO_LARGE, status=413), 413)
+    try:
+        pushed = push.read(body, registry())
+    except push.PushRefused as refusal:
+        return _answer(refusal.answer(), 400)
+    tracked = push.track(pushed)
+    # Drawn before the commit, so it shows what was posted even if the refresher, woken below
+    # (or a worker) fetches the new tasks at once.
+    answer = push.answer(pushed, tracked)
+    db.session.commit()
+    created = any(new for _, new in tracked)
+    if created:
+        wake_background(current_app)
+    response = _answer(answer, 201 if created else 200)
+    if created and pushed.single:
+        response.headers["Location"] = push.location(tracked[0][0])
+    return response
+
+
+def _body_within(limit: int) -> bytes | None:
+    """The request body, or ``None`` when it is longer than ``limit`` bytes (said up front by
+    Content-Length, or found while reading a chunked body: never read past the limit)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = request.stream.read(limit + 1)
+    return body if len(body) <= limit else None
 
 
 @bp.get("/tasks/<source>/<taskid:task_id>")

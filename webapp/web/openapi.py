@@ -14,6 +14,7 @@ from webapp.domain import TaskState
 from webapp.listing.columns import SORTS
 from webapp.listing.query import MAX_LIMIT
 from webapp.version import __version__
+from webapp.web import push
 from webapp.web.serialize import ActionOut
 from webapp.web.serialize import ErrorOut
 from webapp.web.serialize import TaskOut
@@ -77,15 +78,56 @@ def _list_parameters() -> list[dict[str, Any]]:
     return parameters
 
 
-def document() -> dict[str, Any]:
-    """The whole OpenAPI document (paths relative to the server root)."""
+def _push_operation(
+    body: dict[str, Any], tracked: dict[str, Any], refused: dict[str, Any], error: dict[str, Any]
+) -> dict[str, Any]:
+    """``POST /api/v1/tasks``: the request and answers of :mod:`webapp.web.push`."""
+    location = {
+        "Location": {
+            "description": "The new task's API URL (when one object was posted).",
+            "schema": {"type": "string"},
+        }
+    }
+    return {
+        "operationId": "trackTasks",
+        "summary": "Track a task, or a list of tasks, idempotently (editors).",
+        "description": "A task tracked already is answered as it is (labels and note "
+        "untouched). New tasks are fetched by the refresher within moments; the answer shows "
+        f"them not fetched yet. At most {push.MAX_ITEMS} items and {push.MAX_BODY_BYTES} bytes.",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+        "responses": {
+            "200": _json("Every task was tracked already: the tasks as they are.", tracked),
+            "201": {
+                **_json("At least one task is newly tracked: the tasks, in posted order.", tracked),
+                "headers": location,
+            },
+            "400": _json(
+                "A bad body (each problem names the item's index and field; nothing was "
+                "tracked), or a session's request without its CSRF token.",
+                refused,
+            ),
+            "401": _json("Sign-in is on and no valid credentials came with the request.", error),
+            "403": _json("The caller is not an editor, or the dashboard is read-only.", error),
+            "413": _json(f"The body is larger than {push.MAX_BODY_BYTES} bytes.", error),
+            "415": _json("The body is not sent as JSON (Content-Type: application/json).", error),
+        },
+    }
+
+
+def document(sources: list[str] | None = None) -> dict[str, Any]:
+    """The whole OpenAPI document (paths relative to the server root). ``sources``, the
+    configured sources' names, are the values a pushed task's ``source`` may take."""
+    answers = (TaskOut, TaskPageOut, ErrorOut, ActionOut, push.PushAnswer, push.PushErrorOut)
     refs, schemas = models_json_schema(
-        [(m, "serialization") for m in (TaskOut, TaskPageOut, ErrorOut, ActionOut)],
+        [*((m, "serialization") for m in answers), (push.PushBody, "validation")],
         ref_template=REF,
     )
-    task, page, error, acted = (
-        refs[(model, "serialization")] for model in (TaskOut, TaskPageOut, ErrorOut, ActionOut)
-    )
+    task, page, error, acted, tracked, refused = (refs[(m, "serialization")] for m in answers)
+    track_body = refs[(push.PushBody, "validation")]
+    if sources:
+        title = push.PushItem.model_config["title"]
+        item = next(d for d in schemas["$defs"].values() if d.get("title") == title)
+        item["properties"]["source"]["enum"] = sources
 
     def _error(description: str) -> dict[str, Any]:
         return _json(description, error)
@@ -159,7 +201,8 @@ def document() -> dict[str, Any]:
                         "400": _error("A parameter makes no sense (the message names it)."),
                         "401": unauthorized,
                     },
-                }
+                },
+                "post": _push_operation(track_body, tracked, refused, error),
             },
             "/api/v1/tasks/{source}/{task_id}": task_path,
             "/api/v1/tasks/{source}/{task_id}/actions/{action}": action_path,
