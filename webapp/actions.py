@@ -109,6 +109,11 @@ def perform(task: Task, name: str, actor: str) -> Attempt:
             )
         )
         refresh_soon(task)
+        if attempt.outcome == "done":
+            # An action can make new tasks upstream (a retry's new attempt, under a new id):
+            # look for the task's links again (webapp.links reads changed tasks).
+            task.links_checked_at = None
+            task.changed_at = utcnow()
     audit.record(
         "task.action",
         audit.task_target(task.source, task.task_id),

@@ -112,6 +112,9 @@ class SourceConfig(BaseModel):
     follow_interval: float = Field(default=60.0, ge=5, le=86400)
     #: The most tasks the first run of ``follow`` tracks (the newest matches).
     follow_backfill: int = Field(default=200, ge=1, le=10_000)
+    #: Track the tasks this source's tasks link to (named in their payloads or listed beside
+    #: them upstream) automatically (:mod:`webapp.links`).
+    track_related: bool = False
 
     #: Where this source was defined: the config file, the web UI (database) or the demo.
     origin: Literal["file", "database", "demo"] = "file"

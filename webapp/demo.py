@@ -32,6 +32,8 @@ from webapp.refresher.background import start_background
 from webapp.refresher.background import stop_background
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
+from webapp.simulators import conductor_http
+from webapp.simulators import opensearch_ml as ml_simulator
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +72,8 @@ def demo_sources(root: str, poll_interval: float = 2.0) -> list[SourceConfig]:
         if provider_class(provider).can_search:
             entry["follow"] = DEMO_FOLLOW
             entry["follow_interval"] = DEMO_FOLLOW_INTERVAL
+        # Linked tasks (the workflow that launches an ML task) are tracked as they are found.
+        entry["track_related"] = True
         sources.append(build_source(entry, environ, origin="demo"))
     return sources
 
@@ -103,6 +107,7 @@ def populate_simulators(
             add_random_task(suite, provider, rng, started_ago=rng.choice([0, 5, 20, 40, 600, 3600]))
             for _ in range(per_provider)
         ]
+    created[conductor_http.PROVIDER].append(add_linked_workflow(suite, random.Random(seed + 2)))
     # A generator of their own, so the tasks above stay what they were.
     slow = random.Random(seed + 1)
     for provider, module in SIMULATORS.items():
@@ -116,6 +121,26 @@ def populate_simulators(
             )
             created[provider].append(task.task_id)
     return created
+
+
+def add_linked_workflow(suite: SimulatorSuite, rng: random.Random) -> str:
+    """A Conductor workflow whose HTTP task started an ML Commons job two minutes ago: the
+    task's output holds the ML task's id, so the refresher links the two (and tracks the ML
+    task: the demo sources set ``track_related``). Returns the Conductor task's id."""
+    launched = ml_simulator.add_demo_task(
+        suite.states[ml_simulator.PROVIDER], rng, queued_seconds=5, running_seconds=300
+    )
+    method, path = ml_simulator.starting_request(launched)
+    launcher = conductor_http.add_launching_task(
+        suite.states[conductor_http.PROVIDER],
+        rng,
+        method=method,
+        uri=f"http://opensearch.internal:9200{path}",
+        answer={"task_id": launched.task_id, "status": "CREATED"},
+    )
+    launcher.started_at -= 120
+    launched.started_at -= 118
+    return launcher.task_id
 
 
 class TaskSpawner:

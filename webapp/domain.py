@@ -103,6 +103,15 @@ class NormalizedTask:
     details: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Sibling:
+    """A task the upstream lists beside another (the same model's, the same workflow's), and
+    how the two relate in words for the page (``same model``, ``retry``)."""
+
+    task_id: str
+    relation: str
+
+
 @dataclass
 class SearchPage:
     """One page of an upstream search: tasks, and a total where the upstream gives one."""

@@ -61,6 +61,7 @@ EXPECTED_ROLE: dict[str, Role] = {
     "tasks.act_selected": EDITOR,
     "api.act": EDITOR,
     "tasks.annotate": EDITOR,
+    "tasks.track_link": EDITOR,
     "tasks.import_preview": EDITOR,
     "tasks.import_start": EDITOR,
     "tasks.import_cancel": EDITOR,

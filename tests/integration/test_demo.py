@@ -8,13 +8,17 @@ import httpx
 import sqlalchemy as sa
 from bs4 import BeautifulSoup
 
+from tests.helpers import soup
 from webapp.db.models import Follow
 from webapp.db.models import Task
+from webapp.db.models import TaskLink
 from webapp.db.models import db
 from webapp.demo import TaskSpawner
 from webapp.demo import add_random_task
 from webapp.demo import build_demo
+from webapp.demo import demo_source_name
 from webapp.demo import demo_source_names
+from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
 from webapp.simulators.server import ServerThread
@@ -121,3 +125,44 @@ def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_pat
                 sa.select(Task.tracked_via).where(Task.task_id.in_(started))
             ).all()
         assert via == ["follow"] * len(SIMULATORS)
+
+
+def test_a_demo_workflow_launches_an_ml_task_that_shows_up_linked(tmp_path, monkeypatch):
+    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
+    deferred = Deferred()
+    with ServerThread(deferred) as server:
+        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
+        app.config["REFRESHER"] = False
+        deferred.app = wsgi
+        refresher = Refresher(app)
+        try:
+            refresher.run_once()
+            links = LinkPass(app, refresher.clock, refresher.claims.writing)
+            # Passes as a running refresher makes them, each within its request budget.
+            for _ in range(20):
+                if not links.run().requests:
+                    break
+            refresher.run_once()
+        finally:
+            refresher.close()
+        ml_source = demo_source_name("opensearch-ml")
+        with app.app_context():
+            launched = db.session.execute(
+                sa.select(TaskLink, Task)
+                .join(Task, Task.id == TaskLink.task_pk)
+                .where(TaskLink.relation == "launched", TaskLink.status == "found")
+            ).all()
+            assert len(launched) == 1
+            link, launcher = launched[0]
+            assert link.target_source == ml_source
+            ml_task = db.session.scalar(
+                sa.select(Task).where(Task.source == ml_source, Task.task_id == link.target_task_id)
+            )
+            assert ml_task is not None and ml_task.tracked_via == "link"
+            assert ml_task.last_fetched_at is not None
+            page_url = f"/tasks/{launcher.source}/{launcher.task_id}"
+        page = soup(httpx.get(server.url + page_url, timeout=10))
+        row = page.select_one("#task-family tr.task-link")
+        assert link.target_task_id in row.get_text()
+        assert row.select_one("a")["href"].startswith(f"/tasks/{ml_source}/")
+        assert len(page.select("#task-family table.family-gantt tbody tr")) == 2

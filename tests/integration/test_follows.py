@@ -264,8 +264,12 @@ def test_a_follow_keeps_to_the_sources_rate_budget_beside_the_refresher(upstream
         refresher.close()
     times = sorted(hit.at for hit in upstreams.recorder.hits if hit.provider == "opensearch-ml")
     assert len(times) >= 8
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
-    assert min(gaps) >= (1 / 8) * 0.9, gaps
+    # Each request leaves at its slot or later (a busy machine delays a thread, never hastens
+    # one): any three arrivals span at least one interval even when the first was held up by
+    # almost a whole one; without the budget they would come milliseconds apart.
+    spans = [later - earlier for earlier, later in zip(times, times[2:], strict=False)]
+    assert min(spans) >= 1 / 8, spans
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 8.5
     assert len(tracked(app)) == 24
 
 

@@ -100,3 +100,26 @@ def test_a_file_source_wins_over_a_database_one_of_the_same_name(
     again = app_factory([ml_source])
     assert registry(again).get("ml-prod").origin == "file"
     assert registry(again).get("ml-prod").base_url == ml_source.base_url
+
+
+def test_track_related_is_a_checkbox_of_the_source_form(ml_app, monkeypatch, sim_server):
+    monkeypatch.setenv("TEAM_MIXPEEK_KEY", "sk_test_demo_key")
+    client = ml_app.test_client()
+    form = {
+        "csrf_token": csrf(client),
+        "name": "linked-mixpeek",
+        "provider": "mixpeek",
+        "base_url": f"{sim_server.url}/mixpeek",
+        "api_key_env": "TEAM_MIXPEEK_KEY",
+        "track_related": "on",
+    }
+    assert client.post("/sources", data=form).status_code == 303
+    assert registry(ml_app).get("linked-mixpeek").track_related is True
+    edit = soup(client.get("/sources/linked-mixpeek/edit"))
+    assert edit.select_one("input#f-track_related[type=checkbox]").has_attr("checked")
+    # Left unticked, it is off (a browser sends nothing for an unticked box).
+    del form["track_related"]
+    assert client.post("/sources/linked-mixpeek", data=form).status_code == 303
+    assert registry(ml_app).get("linked-mixpeek").track_related is False
+    edit = soup(client.get("/sources/linked-mixpeek/edit"))
+    assert not edit.select_one("input#f-track_related").has_attr("checked")

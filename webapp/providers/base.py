@@ -30,6 +30,7 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
+from webapp.domain import Sibling
 from webapp.domain import TaskState
 from webapp.metrics import observe_upstream
 from webapp.providers.http import build_client
@@ -42,6 +43,9 @@ from webapp.providers.spec import ActionSpec
 from webapp.providers.spec import ProviderSpec
 
 log = logging.getLogger(__name__)
+
+#: Most siblings :meth:`Provider.siblings` asks an upstream for (one page of its search).
+MAX_SIBLINGS = 50
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,12 @@ class Provider:
         raise FetchError(
             FetchErrorKind.BAD_PAYLOAD, f"{self.label} has no task search", status_code=None
         )
+
+    def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
+        """The tasks the upstream lists beside this one (its model's, its workflow's), at most
+        :data:`MAX_SIBLINGS`, found from the task's ``links``; ``None`` where the upstream has
+        no such list or the task names no group. Raises :class:`FetchError`."""
+        return None
 
     def add_extras(self, results: dict[str, NormalizedTask | FetchError]) -> None:
         """Add what a separate call fetches (Conductor's task logs) to fetched tasks' details.

@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 from typing import Any
@@ -35,6 +36,7 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
+from webapp.domain import Sibling
 from webapp.domain import TaskState
 from webapp.providers.base import map_status
 from webapp.providers.base import quote_segment
@@ -47,6 +49,9 @@ from webapp.providers.conductor_auth import auth_for
 from webapp.providers.conductor_auth import error_message
 from webapp.providers.conductor_auth import scrub
 from webapp.providers.conductor_auth import token_failure
+from webapp.providers.conductor_links import PAYLOAD_LINKS
+from webapp.providers.conductor_links import workflow_search
+from webapp.providers.conductor_links import workflow_siblings
 from webapp.providers.conductor_query import carries_unquoted
 from webapp.providers.conductor_query import ids_query
 from webapp.providers.conductor_query import looks_like_clause
@@ -97,6 +102,7 @@ SPEC = ProviderSpec(
         "outputData",
     ),
     related_link_keys=("workflowInstanceId",),
+    payload_links=PAYLOAD_LINKS,
     task_urls=(
         TaskUrl(API_PREFIX + "/{task_id}"),
         TaskUrl("/execution/{workflow_id}/{task_id}", root="ui_url"),
@@ -316,6 +322,14 @@ class ConductorProvider(ConductorActions):
         return SearchPage(
             [self.normalize_summary(item) for item in answer.results], answer.totalHits
         )
+
+    def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
+        if (params := workflow_search(links.get("workflowInstanceId") or "")) is None:
+            return None
+        response = self.request("GET", f"{self.api_prefix}/search-v2", params=params)
+        if response.status_code != 200:
+            raise self.error_for(response, about_task=False)
+        return workflow_siblings(task_id, self.json_body(response))
 
     def fetch_logs(self, task_id: str) -> list[dict[str, Any]]:
         """The task's execution log, oldest first: ``{log, taskId, createdTime, created_at}``.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -23,8 +24,10 @@ from webapp.domain import FetchError
 from webapp.domain import FetchErrorKind
 from webapp.domain import NormalizedTask
 from webapp.domain import SearchPage
+from webapp.domain import Sibling
 from webapp.domain import TaskState
 from webapp.overdue.words import span
+from webapp.providers.base import MAX_SIBLINGS
 from webapp.providers.base import Provider
 from webapp.providers.base import answer_message
 from webapp.providers.base import map_status
@@ -216,6 +219,14 @@ class OpenSearchMLProvider(Provider):
 
     def search_page(self, query: str | None, offset: int, limit: int) -> SearchPage:
         return self._search(self.parse_query(query), offset, limit)
+
+    def siblings(self, task_id: str, links: Mapping[str, str]) -> list[Sibling] | None:
+        """The model's other tasks, newest first (a ``term`` search on ``model_id``)."""
+        if not links.get("model_id"):
+            return None
+        page = self._search({"term": {"model_id": links["model_id"]}}, 0, MAX_SIBLINGS + 1)
+        others = [Sibling(t.task_id, "same model") for t in page.tasks if t.task_id != task_id]
+        return others[:MAX_SIBLINGS]
 
     def search(
         self, query: str | None = None, limit: int | None = None

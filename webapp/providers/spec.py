@@ -168,6 +168,25 @@ class OverdueSignal:
 
 
 @dataclass(frozen=True)
+class PayloadLink:
+    """A key of a task's payload that names another task Taskdeck may be able to fetch
+    (:mod:`webapp.links`): a Conductor task's output holding an ML task's ``task_id``.
+
+    The key is looked for at any depth under each detail key of ``within`` (anywhere in the
+    details when empty). ``providers`` are the upstreams whose task the value may be: each
+    configured source of those is asked. With ``group`` the value names a group of tasks, not
+    a task (a Mixpeek ``batch_id``): it is never fetched, only matched against the tracked
+    tasks of those providers that carry it as their related-link key.
+    """
+
+    key: str
+    providers: tuple[str, ...]
+    relation: str = "launched"
+    within: tuple[str, ...] = ()
+    group: bool = False
+
+
+@dataclass(frozen=True)
 class ProviderSpec:
     """Everything outside its client that Taskdeck knows about one upstream."""
 
@@ -190,6 +209,8 @@ class ProviderSpec:
     #: Link keys naming the upstream group a task belongs to, most specific first: tasks that
     #: share the first one present are "related".
     related_link_keys: tuple[str, ...] = ()
+    #: Payload keys naming other upstreams' tasks, for linked tasks (:mod:`webapp.links`).
+    payload_links: tuple[PayloadLink, ...] = ()
     task_urls: tuple[TaskUrl, ...] = ()
     #: How ``--query`` and the import page's search read, with `code` in backticks.
     search_help: str | None = None

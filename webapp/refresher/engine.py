@@ -36,6 +36,8 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import FetchError
 from webapp.follows.runner import FollowRunner
+from webapp.links.linking import LinkPass
+from webapp.links.linking import LinkReport
 from webapp.notify.sending import DeliverySender
 from webapp.overdue.marking import OverduePass
 from webapp.refresher.claims import claims_for
@@ -89,6 +91,11 @@ class Refresher:
         self.overdue = OverduePass(app, clock, self.claims.writing)
         #: Followed queries run on threads of their own (webapp/follows/runner.py).
         self.follows = FollowRunner(app, owner=self.owner, clock=clock, writing=self.claims.writing)
+        #: Linked tasks are looked up on a thread of their own too: their requests wait for
+        #: the sources' rate budgets (webapp.links).
+        self.links = LinkPass(app, clock, self.claims.writing)
+        self._linking: Future[LinkReport] | None = None
+        self._links_pool: ThreadPoolExecutor | None = None
         self._lanes: dict[str, SourceLane] = {}
         self._lanes_lock = threading.Lock()
         self._wake = threading.Event()
@@ -145,6 +152,7 @@ class Refresher:
                 self.overdue.run_if_due()
                 self.send_deliveries()
                 self.follows.start_due()
+                self.find_links()
                 pause = self._until_next_due(tick)
             except Exception:  # noqa: BLE001 - one bad pass must not kill the loop
                 if not threading.main_thread().is_alive():
@@ -172,6 +180,25 @@ class Refresher:
             self._sender_pool = ThreadPoolExecutor(1, thread_name_prefix="deliveries")
         self._sending = self._sender_pool.submit(self.deliveries.send_all_due)
 
+    def find_links(self) -> None:
+        """Start the link pass when it is due, unless one is still running (never waits)."""
+        if self._linking is not None and not self._linking.done():
+            return
+        if not self.links.is_due():
+            return
+        if self._links_pool is None:
+            self._links_pool = ThreadPoolExecutor(1, thread_name_prefix="links")
+        self._linking = self._links_pool.submit(self.links.run)
+        self._linking.add_done_callback(self._links_done)
+
+    def _links_done(self, done: Future[LinkReport]) -> None:
+        if done.cancelled():
+            return
+        if done.exception() is not None:
+            log.error("link pass failed; the next one carries on", exc_info=done.exception())
+        elif done.result().tracked:
+            self.wake()  # fetch the tasks it began to track now, not after the tick
+
     def wake(self) -> None:
         """Cut the current sleep short (a stop request, a test)."""
         self._wake.set()
@@ -188,6 +215,9 @@ class Refresher:
             self.deliveries.stopping.set()
             self._sender_pool.shutdown(wait=True)  # a message in flight is recorded
             self._sender_pool = None
+        if self._links_pool is not None:
+            self._links_pool.shutdown(wait=True)
+            self._links_pool = None
         self.writer.close()
         if not lanes:
             return

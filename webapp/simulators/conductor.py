@@ -428,7 +428,7 @@ _REASONS = [
 ]
 
 
-def _uuid_like(rng: Any, serial: int) -> str:
+def uuid_like(rng: Any, serial: int) -> str:
     """A time-based-looking UUID like Conductor's; ``serial`` keeps it unique."""
     low, mid, clock_seq = rng.getrandbits(32), rng.getrandbits(16), rng.getrandbits(16)
     return f"{low:08x}-{mid:04x}-11ef-{clock_seq:04x}-{serial:012x}"
@@ -460,7 +460,7 @@ def add_demo_task(
         "taskDefName": def_name,
         "referenceTaskName": f"{def_name}_ref",
         "workflowType": workflow_type,
-        "workflowInstanceId": _uuid_like(rng, serial),
+        "workflowInstanceId": uuid_like(rng, serial),
         "workerId": f"worker-{rng.randint(1, 4)}",
         "seq": rng.randint(1, 6),
         "inputData": {"orderId": f"ord-{rng.randint(1000, 9999)}", "priority": rng.randint(0, 3)},
@@ -471,7 +471,7 @@ def add_demo_task(
     if final in ("failed", "partial"):
         fields["reasonForIncompletion"] = rng.choice(_REASONS)
     return state.add(
-        task_id or _uuid_like(rng, serial),
+        task_id or uuid_like(rng, serial),
         [
             ("SCHEDULED", queued_seconds),
             ("IN_PROGRESS", running_seconds),

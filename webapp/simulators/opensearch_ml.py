@@ -410,6 +410,21 @@ def add_demo_task(
     )
 
 
+def starting_request(task: SimTask) -> tuple[str, str]:
+    """The ML Commons request (method, path) that starts a task like ``task``, as a client that
+    started it (a Conductor HTTP task in the demo) sent it; each answers ``{"task_id", "status"}``.
+    """
+    model = task.fields.get("model_id", "")
+    paths = {
+        "REGISTER_MODEL": "/_plugins/_ml/models/_register",
+        "DEPLOY_MODEL": f"/_plugins/_ml/models/{model}/_deploy",
+        "TRAINING": f"/_plugins/_ml/_train/{str(task.fields.get('function_name', '')).lower()}"
+        "?async=true",
+        "BATCH_PREDICTION": f"/_plugins/_ml/models/{model}/_batch_predict",
+    }
+    return "POST", paths.get(str(task.fields.get("task_type")), "/_plugins/_ml/models/_register")
+
+
 #: Final states a remote job's status can map to (by ML Commons' default status regexes).
 _REMOTE_FINALS = frozenset({"COMPLETED", "FAILED", "CANCELLED", "EXPIRED"})
 

@@ -127,8 +127,10 @@ def _shared_context(token: str, link: ShareLink, task: Task) -> dict[str, Any]:
         **detail_context(task),
         "share_token": token,
         "share_link": link,
-        # Related tasks are other tasks; the source's health banner links to /sources.
+        # Related and linked tasks are other tasks; the source's health banner links to /sources.
         "related": [],
+        "task_links": [],
+        "family": [],
         "source_health": None,
     }
 

@@ -50,7 +50,7 @@ class FormField:
 
     name: str
     label: str
-    #: ``text``, ``url`` or ``number``.
+    #: ``text``, ``url``, ``number`` or ``checkbox`` (on or off).
     kind: str
     hint: str = ""
 
@@ -102,6 +102,13 @@ def form_fields() -> list[FormField]:
         ),
         *own.values(),
         FormField("ca_bundle", "CA bundle path", "text"),
+        FormField(
+            "track_related",
+            "Track linked tasks",
+            "checkbox",
+            "Track the tasks this source's tasks lead to (named in their payloads or listed "
+            "beside them upstream) as soon as they are found.",
+        ),
     ]
 
 
@@ -259,12 +266,15 @@ def editable_source_or_404(name: str) -> SourceConfig:
 def form_values(form: Any) -> dict[str, Any]:
     """The submitted settings, without empty fields (so defaults apply)."""
     values: dict[str, Any] = {}
-    settings = [field.name for field in form_fields()]
+    fields = form_fields()
+    settings = [field.name for field in fields if field.kind != "checkbox"]
     for field in ["name", "provider", *settings, *(name for name, _ in credential_fields())]:
         value = form.get(field, "").strip()
         if value:
             values[field] = value
     values["verify_tls"] = form.get("verify_tls") == "on"
+    for checkbox in (field.name for field in fields if field.kind == "checkbox"):
+        values[checkbox] = form.get(checkbox) == "on"
     return values
 
 

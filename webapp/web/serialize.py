@@ -18,6 +18,7 @@ from webapp.actions import available
 from webapp.db.models import Task
 from webapp.domain import FetchErrorKind
 from webapp.domain import TaskState
+from webapp.links.family import link_rows
 
 
 class HistoryEntry(BaseModel):
@@ -26,6 +27,22 @@ class HistoryEntry(BaseModel):
     at: datetime
     state: TaskState
     upstream_status: str | None
+
+
+class LinkedTaskOut(BaseModel):
+    """Another upstream task this one leads to or comes from (README, Linked tasks)."""
+
+    model_config = ConfigDict(title="LinkedTask")
+
+    relation: str = Field(description="How the two relate: launched, launched by, same model...")
+    task_id: str = Field(description="The other task's upstream id (a batch's id for a batch).")
+    source: str | None = Field(description="The source it was found on; null until resolved.")
+    status: Literal["pending", "found", "not_found", "ambiguous"] = Field(
+        description="pending: not looked up yet; not_found: on no configured source; "
+        "ambiguous: on more than one."
+    )
+    found_in: str | None = Field(description="Where it was named (outputData.task_id...).")
+    state: TaskState | None = Field(description="The other task's state when it is tracked.")
 
 
 class TaskOut(BaseModel):
@@ -62,6 +79,11 @@ class TaskOut(BaseModel):
     actions: list[Literal["cancel", "delete", "retry"]] = Field(
         default_factory=list,
         description="The upstream actions the task allows now (POST …/actions/<action>).",
+    )
+    linked: list[LinkedTaskOut] | None = Field(
+        default=None,
+        description="Tasks it leads to or comes from (on a single task only; `links` is "
+        "something else: its own related ids and URLs).",
     )
 
 
@@ -141,11 +163,26 @@ def task_out(task: Task, *, with_history: bool = True) -> TaskOut:
         if with_history
         else None,
         actions=[action.name for action in available(task)],
+        linked=[
+            LinkedTaskOut(
+                relation=row.relation,
+                task_id=row.task_id,
+                source=row.source,
+                status=row.status,  # type: ignore[arg-type]
+                found_in=row.found_in,
+                state=TaskState(row.tracked.state) if row.tracked is not None else None,
+            )
+            for row in link_rows(task)
+        ]
+        if with_history
+        else None,
     )
 
 
 def task_json(task: Task, *, with_history: bool = True) -> dict[str, Any]:
     """The normalized task object as JSON-ready data (no ``history`` key without history)."""
     return task_out(task, with_history=with_history).model_dump(
-        mode="json", exclude_none=False, exclude={"history"} if not with_history else None
+        mode="json",
+        exclude_none=False,
+        exclude={"history", "linked"} if not with_history else None,
     )

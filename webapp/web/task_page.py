@@ -13,6 +13,7 @@ from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.links import family
 from webapp.providers import find_provider_spec
 from webapp.sources.registry import registry
 from webapp.web.presentation import RAW_DISPLAY_LIMIT
@@ -28,6 +29,7 @@ def detail_context(task: Task) -> dict[str, Any]:
     known = registry()
     spec = find_provider_spec(task.provider)
     key_fields, other_fields = split_details(task.provider, task.details or {})
+    related = store.related_tasks(task)
     return {
         "task": task,
         "source": known.get(task.source),
@@ -37,13 +39,24 @@ def detail_context(task: Task) -> dict[str, Any]:
         "active_note": spec.active_note if spec else None,
         "key_fields": key_fields,
         "other_fields": other_fields,
-        "related": store.related_tasks(task),
+        "related": related,
+        **family_context(task, related),
         "raw_limit": RAW_DISPLAY_LIMIT,
         "poll_seconds": current_app.config["UI_POLL_SECONDS"],
         "upstream_actions": actions.available(task),
         "action_history": actions.history(task),
         "outcome_words": actions.OUTCOME_WORDS,
         **timeline(task),
+    }
+
+
+def family_context(task: Task, related: list[Task]) -> dict[str, Any]:
+    """The task's links and its family's bars (the ``family`` block)."""
+    rows = family.link_rows(task)
+    return {
+        "task_links": rows,
+        "family": family.family_bars(task, rows, related),
+        "gantt_width": family.GANTT_WIDTH,
     }
 
 

@@ -13,5 +13,6 @@ from webapp.views.tasks import detail  # noqa: E402
 from webapp.views.tasks import export  # noqa: E402
 from webapp.views.tasks import imports  # noqa: E402
 from webapp.views.tasks import index  # noqa: E402
+from webapp.views.tasks import links  # noqa: E402
 
-__all__ = ["actions", "bp", "detail", "export", "imports", "index"]
+__all__ = ["actions", "bp", "detail", "export", "imports", "index", "links"]

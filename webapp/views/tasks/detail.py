@@ -48,7 +48,7 @@ def status(source: str, task_id: str) -> Response:
     if seen == task.version and not task.terminal:
         return Response(status=204)
     context = detail_context(task)
-    blocks = ["status", "history", "details", "upstream_actions"]
+    blocks = ["status", "history", "details", "upstream_actions", "family"]
     body = render_blocks(DETAIL_TEMPLATE, blocks, oob_blocks=True, **context)
     return make_response(body, STOP_POLLING if task.terminal else 200)
 
