@@ -251,6 +251,8 @@ def build_database(path: Path, count: int) -> Flask:
             "DATABASE_URL": f"sqlite:///{path}",
             "SOURCES": source_configs(),
             "REFRESHER": False,
+            # The pages themselves, not the sign-in page (local sign-in is the default).
+            "AUTH": "none",
         }
     )
     upgrade_database(app)
@@ -412,6 +414,12 @@ def run_size(count: int, runs: int, keep: Path | None) -> dict[str, dict[str, fl
             results["live poll, 10 of them changed"] = report(
                 "live poll, 10 of them changed", timed(client, poll, runs * 2)
             )
+            # A first page also asks for tasks tracked since it was drawn, with its filters.
+            for label, url in [
+                ("live poll, watching a search", "/?q=checksum+mismatch"),
+                ("live poll, watching sorted by type", "/?sort=type"),
+            ]:
+                results[label] = report(label, timed(client, live_url(client, url), runs * 2))
     return results
 
 

@@ -207,10 +207,117 @@ def test_live_update_sends_changed_rows_counts_and_removals_out_of_band(client, 
         "1 failed",
         "3 succeeded",
     }
-    # No active row is left on the page: stop polling, and say so in the markup too.
-    final = client.get(url)
+    # No active row is left, but a view's first page still watches for newly tracked tasks
+    # (issue 13: intended change, it used to stop here).
+    watching = client.get(url)
+    assert watching.status_code == 200
+    assert "since" in parse_qs(urlsplit(soup(watching).select_one("#live-poller")["hx-get"]).query)
+    # Without that watch (a later page's poller), it stops, and says so in the markup too.
+    query = {k: v for k, v in parse_qs(urlsplit(url).query).items() if k != "since"}
+    final = client.get("/tasks/live", query_string=query)
     assert final.status_code == 286
     assert not soup(final).select_one("#live-poller").has_attr("hx-trigger")
+
+
+def track_as_a_follow_would(app, source: str, task_id: str, state=TaskState.RUNNING) -> int:
+    """A task tracked after the page was drawn, with its search result written."""
+    with app.app_context():
+        task, _ = store.track(source, task_id, via="follow")
+        terminal = state in (TaskState.SUCCEEDED, TaskState.FAILED)
+        store.apply_fetch(task, NormalizedTask(task_id, state, "X", terminal, raw={}), utcnow())
+        db.session.commit()
+        return task.id
+
+
+def poll(client, page: BeautifulSoup) -> tuple[int, BeautifulSoup]:
+    response = client.get(page.select_one("#live-poller")["hx-get"])
+    return response.status_code, soup(response)
+
+
+def test_tasks_tracked_after_the_page_was_drawn_go_on_top_of_its_view(client, seeded):
+    page = soup(client.get("/?source=ml-prod"))
+    assert poll(client, page)[1].find("tbody") is None  # nothing new yet
+    new_pk = track_as_a_follow_would(seeded, "ml-prod", "followed-1")
+    track_as_a_follow_would(seeded, "mixpeek-prod", "elsewhere-1")  # not in this view
+    status, update = poll(client, page)
+    assert status == 200
+    inserted = [t.find("tbody") for t in update.find_all("template") if t.find("tbody")]
+    assert [b["hx-swap-oob"] for b in inserted] == ["afterbegin:#task-rows"]
+    assert [tr["id"] for tr in inserted[0].find_all("tr")] == [f"task-row-{new_pk}"]
+    assert not inserted[0].find("tr").has_attr("hx-swap-oob")
+    assert page.select_one("tbody#task-rows") is not None  # where they go
+    total = update.select_one("#summary[hx-swap-oob=true] .summary-total strong")
+    assert total.get_text() == "4"
+    assert "1 new task at the top" in update.select_one("#live-announce").get_text()
+    # The next poll follows the new (active) row and looks past it only.
+    poller = update.select_one("#live-poller")
+    args = parse_qs(urlsplit(poller["hx-get"]).query)
+    # Past the last row shown: a newer task that does not match yet is looked at again.
+    assert args["since"] == [str(new_pk)]
+    assert f"{new_pk}." in args["rows"][0]
+    assert poll(client, update)[1].find("tbody") is None
+
+
+def test_a_task_that_matches_only_later_still_arrives(client, seeded):
+    page = soup(client.get("/?state=failed"))
+    with seeded.app_context():
+        task, _ = store.track("ml-prod", "late-1", via="follow")  # not fetched: unknown state
+        db.session.commit()
+    assert poll(client, page)[1].find("tbody") is None
+    with seeded.app_context():
+        task = store.get_task("ml-prod", "late-1")
+        store.apply_fetch(
+            task, NormalizedTask("late-1", TaskState.FAILED, "FAILED", True, raw={}), utcnow()
+        )
+        db.session.commit()
+    rows = poll(client, page)[1].select("template")
+    assert any(t.find("a", class_="task-link", string="late-1") for t in rows)
+
+
+def test_finished_tasks_of_other_views_are_not_looked_at_again(client, seeded):
+    page = soup(client.get("/?source=ml-prod"))
+    elsewhere = track_as_a_follow_would(seeded, "mixpeek-prod", "done-1", TaskState.SUCCEEDED)
+    status, update = poll(client, page)
+    assert status == 200 and update.find("tbody") is None
+    # It cannot come to match (finished), so the next poll starts past it: nothing new to read.
+    since = parse_qs(urlsplit(update.select_one("#live-poller")["hx-get"]).query)["since"]
+    assert since == [str(elsewhere)]
+
+
+def test_other_orders_say_how_many_new_tasks_match(client, seeded):
+    page = soup(client.get("/?sort=id&source=ml-prod"))
+    track_as_a_follow_would(seeded, "ml-prod", "followed-1")
+    track_as_a_follow_would(seeded, "ml-prod", "followed-2")
+    track_as_a_follow_would(seeded, "mixpeek-prod", "elsewhere-1")
+    status, update = poll(client, page)
+    assert status == 200 and update.find("tbody") is None
+    note = update.select_one("#live-arrivals[hx-swap-oob=true] a")
+    assert note.get_text() == "2 new tasks match this view — show them"
+    assert parse_qs(urlsplit(note["href"]).query) == {"sort": ["id"], "source": ["ml-prod"]}
+    assert page.select_one("#live-arrivals") is not None
+
+
+def test_an_empty_first_page_fills_itself(client, app):
+    page = soup(client.get("/?source=ml-prod"))
+    assert page.select_one("p.empty") is not None
+    assert page.select_one("#live-poller")["data-polling"] == "true"
+    status, quiet = poll(client, page)  # nothing yet: the next poll still fills the page
+    assert status == 200
+    track_as_a_follow_would(app, "ml-prod", "first-1")
+    response = client.get(quiet.select_one("#live-poller")["hx-get"])
+    assert response.headers["HX-Retarget"] == "#results"
+    assert response.headers["HX-Reswap"] == "outerHTML"
+    assert row_ids(soup(response)) == ["first-1"]
+
+
+def test_a_later_page_stops_polling_once_its_rows_settle(client, app):
+    for i in range(3):
+        add_task_in(app, "ml-prod", f"done-{i}", created=utcnow() - timedelta(minutes=i))
+    first = soup(client.get("/?limit=2&source=ml-prod"))
+    later = soup(client.get(first.select_one("a[rel=next]")["href"]))
+    assert row_ids(later) == ["done-2"]
+    poller = later.select_one("#live-poller")
+    assert poller["data-polling"] == "false" and not poller.has_attr("hx-get")
 
 
 def test_without_javascript_polling_is_a_refresh_link(client, seeded):

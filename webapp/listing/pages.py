@@ -19,6 +19,10 @@ from webapp.listing.columns import SORTS
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
 
+#: The most newly tracked tasks one live update looks at: more arrive only in a bulk import,
+#: and the list then offers a reload rather than rows.
+MAX_ARRIVALS = 1000
+
 
 @dataclass
 class TaskPage:
@@ -122,3 +126,50 @@ def tasks_by_ids(ids: list[int]) -> list[Task]:
     if not ids:
         return []
     return list(db.session.scalars(sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)))
+
+
+def newest_task_id() -> int:
+    """The highest task id there is (0 for none): a list page remembers it, so that later
+    polls ask only for tasks tracked since (ids only grow)."""
+    return db.session.scalar(sa.select(sa.func.max(Task.id))) or 0
+
+
+def tracked_since(since: int) -> list[tuple[int, bool]]:
+    """``(id, terminal)`` of the tasks tracked after task id ``since`` (at most
+    :data:`MAX_ARRIVALS`, newest first): a short read at the end of the primary key, which a
+    list poll makes before it applies any filter, so that a poll with nothing new costs no
+    more than that."""
+    statement = (
+        sa.select(Task.id, Task.terminal)
+        .where(Task.id > since)
+        .order_by(Task.id.desc())
+        .limit(MAX_ARRIVALS)
+    )
+    return [(pk, terminal) for pk, terminal in db.session.execute(statement)]
+
+
+def _recently_tracked(since: int) -> sa.ScalarSelect[int]:
+    """The ids of tasks tracked after task id ``since``, at most :data:`MAX_ARRIVALS` of the
+    newest: a short range at the end of the primary key, read before any filter applies."""
+    newest = sa.select(Task.id).where(Task.id > since).order_by(Task.id.desc())
+    return newest.limit(MAX_ARRIVALS).scalar_subquery()
+
+
+def arrivals(query: TaskQuery, since: int, limit: int) -> list[Task]:
+    """Up to ``limit`` of the view's tasks tracked after task id ``since``, in the view's
+    order. Cheap at any size: the view's filters apply to the newly tracked rows alone."""
+    keys = SORTS[query.sort_name].directions(query.descending)
+    statement = (
+        sa.select(Task)
+        .where(Task.id.in_(_recently_tracked(since)), *query.where())
+        .order_by(*(key.desc() if descending else key.asc() for key, descending in keys))
+        .limit(limit)
+    )
+    return list(db.session.scalars(statement))
+
+
+def count_arrivals(query: TaskQuery, since: int) -> int:
+    """How many of the view's tasks were tracked after task id ``since`` (among the newest
+    :data:`MAX_ARRIVALS` tracked)."""
+    matching = sa.select(Task.id).where(Task.id.in_(_recently_tracked(since)), *query.where())
+    return db.session.scalar(sa.select(sa.func.count()).select_from(matching.subquery())) or 0

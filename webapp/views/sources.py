@@ -15,16 +15,23 @@ from flask import redirect
 from flask import render_template
 from flask import request
 from flask import url_for
+from jinja2_fragments.flask import render_block
 from werkzeug.wrappers import Response
 
 from webapp.access import audit
 from webapp.access.guard import requires
+from webapp.access.principal import current_principal
 from webapp.access.roles import Role
 from webapp.config import ConfigError
 from webapp.config import SourceConfig
 from webapp.config import build_source
+from webapp.db.models import Follow
+from webapp.db.models import db
 from webapp.db.setup import save_database_source
 from webapp.db.setup import typed_secrets
+from webapp.follows import manage as follows
+from webapp.follows import status as follow_status
+from webapp.follows.status import FollowFormError
 from webapp.logs import redactor
 from webapp.overdue import setting as overdue_setting
 from webapp.providers import provider_specs
@@ -32,6 +39,7 @@ from webapp.sources import sealed
 from webapp.sources.health import source_overview
 from webapp.sources.registry import registry
 from webapp.sources.sealed import secrets_box
+from webapp.web.htmx import STOP_POLLING
 
 bp = Blueprint("sources", __name__)
 
@@ -116,12 +124,24 @@ def credential_fields() -> list[tuple[str, list[str]]]:
 @bp.get("/sources")
 def index() -> str:
     """Sources, their health and their settings."""
-    return render_template(
-        "sources/list.html",
-        sources=source_overview(),
-        problems=registry().problems(),
-        retention_days=current_app.config.get("RETENTION_DAYS"),
-    )
+    return render_template("sources/list.html", **list_context())
+
+
+def list_context(follow_error: FollowFormError | None = None) -> dict[str, Any]:
+    sources = source_overview()
+    return {
+        "sources": sources,
+        "problems": registry().problems(),
+        "retention_days": current_app.config.get("RETENTION_DAYS"),
+        "follows": {
+            s["config"].name: follow_status.context(
+                s["config"].name,
+                follow_error if follow_error and follow_error.source == s["config"].name else None,
+            )
+            for s in sources
+        },
+        "follow_error": follow_error,
+    }
 
 
 @bp.get("/sources/new")
@@ -270,3 +290,121 @@ def form_context(values: dict[str, Any], existing: SourceConfig | None) -> dict[
         "secrets_enabled": secrets_box() is not None,
         "secrets_setting": sealed.SETTING,
     }
+
+
+# -- the source's followed query (webapp/follows/manage.py checks every change) ----------------
+FOLLOW_TEMPLATE = "sources/_follow.html"
+
+
+@bp.get("/sources/<name>/follow")
+def follow_state(name: str) -> Response:
+    """The follow's status part, which replaces itself while a run is due or under way; 286
+    (stop polling) once nothing is pending and no run is due soon."""
+    if name not in registry():
+        abort(404, description=f"There is no source called “{name}”.")
+    context = follow_status.context(name)
+    html = render_block(FOLLOW_TEMPLATE, "follow_status", **context)
+    return make_response(html, 200 if context["poll"] else STOP_POLLING)
+
+
+@bp.post("/sources/<name>/follow")
+@requires(Role.ADMIN)
+def follow_add(name: str) -> Response:
+    """Follow a query on the source (added here, so editable here)."""
+    form = request.form
+    try:
+        settings = follows.read_settings(
+            name, form.get("query"), form.get("interval"), form.get("backfill")
+        )
+        principal = current_principal()
+        follow = follows.add(name, settings, actor=principal.name if principal else None)
+    except follows.FollowProblem as problem:
+        return follow_refused(name, problem)
+    audit.record(
+        "follow.add",
+        name,
+        query=follow.query,
+        interval=follow.interval_seconds,
+        backfill=follow.backfill_limit,
+    )
+    db.session.commit()
+    follows.wake(current_app)
+    return follow_done(name, f"{name} now follows its query; the first run is on its way.")
+
+
+@bp.post("/sources/<name>/follow/edit")
+@requires(Role.ADMIN)
+def follow_update(name: str) -> Response:
+    """Change the follow's query, interval or first-run limit (not one the file sets)."""
+    follow = follow_or_404(name)
+    form = request.form
+    try:
+        settings = follows.read_settings(
+            name, form.get("query"), form.get("interval"), form.get("backfill")
+        )
+        changed = follows.update(follow, settings)
+    except follows.FollowProblem as problem:
+        db.session.rollback()
+        return follow_refused(name, problem)
+    if not changed:
+        return follow_done(name, "Nothing changed.")
+    audit.record("follow.update", name, changed=changed, query=follow.query)
+    db.session.commit()
+    if "query" in changed:
+        follows.wake(current_app)
+        return follow_done(name, "Follow saved; the new query starts over with a first run.")
+    return follow_done(name, "Follow saved.")
+
+
+@bp.post("/sources/<name>/follow/<change>")
+@requires(Role.ADMIN)
+def follow_change(name: str, change: str) -> Response:
+    """Pause, resume, remove, or run the follow now."""
+    follow = follow_or_404(name)
+    try:
+        if change == "pause":
+            done = follows.pause(follow)
+            message = "Follow paused." if done else "The follow was paused already."
+        elif change == "resume":
+            done = follows.resume(follow)
+            message = "Follow resumed; it runs at once." if done else "The follow was not paused."
+        elif change == "remove":
+            follows.remove(follow)
+            done, message = True, "Stopped following; the tasks it tracked stay tracked."
+        elif change == "run":
+            follows.run_now(follow, current_app)
+            done, message = True, "The follow runs now."
+        else:
+            abort(404, description=f"A follow cannot be told to {change[:40]!r}.")
+    except follows.FollowProblem as problem:
+        db.session.rollback()
+        return follow_refused(name, problem)
+    if done:
+        audit.record(f"follow.{change}", name)
+        db.session.commit()
+        if change == "resume":
+            follows.wake(current_app)
+    return follow_done(name, message)
+
+
+def follow_or_404(name: str) -> Follow:
+    follow = follows.follow_for(name)
+    if follow is None:
+        abort(404, description=f"The source “{name[:64]}” follows no query.")
+    return follow
+
+
+def follow_refused(name: str, problem: follows.FollowProblem) -> Response:
+    """The sources page again, with the message by the follow's form and what was typed."""
+    error = FollowFormError(
+        source=name,
+        message=problem.message,
+        field=problem.field,
+        values={key: request.form.get(key, "") for key in ("query", "interval", "backfill")},
+    )
+    return make_response(render_template("sources/list.html", **list_context(error)), 422)
+
+
+def follow_done(name: str, message: str) -> Response:
+    flash(message, "info")
+    return redirect(url_for("sources.index") + f"#source-{name}", 303)

@@ -25,6 +25,7 @@ from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.listing import charts as chart_data
 from webapp.listing import saved_views
+from webapp.listing.columns import DEFAULT_SORT
 from webapp.listing.columns import SORTS
 from webapp.listing.columns import STATE_GROUPS
 from webapp.listing.columns import STATE_VALUES
@@ -32,9 +33,13 @@ from webapp.listing.counts import count_cap
 from webapp.listing.counts import counts_are_cheap
 from webapp.listing.counts import filter_choices
 from webapp.listing.counts import state_counts
+from webapp.listing.pages import arrivals
+from webapp.listing.pages import count_arrivals
 from webapp.listing.pages import list_tasks
+from webapp.listing.pages import newest_task_id
 from webapp.listing.pages import row_versions
 from webapp.listing.pages import tasks_by_ids
+from webapp.listing.pages import tracked_since
 from webapp.listing.query import MAX_LIMIT
 from webapp.listing.query import QueryError
 from webapp.listing.query import TaskQuery
@@ -85,17 +90,29 @@ def list_context(query: TaskQuery) -> dict[str, Any]:
         "views": views,
         "current_view": saved_views.matching(views, query),
         "view_query": saved_views.query_string(query),
-        "live": live_context([t for t in page.tasks if not t.terminal]),
+        "live": live_context(
+            [t for t in page.tasks if not t.terminal],
+            # Only a view's first page can gain tasks; a later page stops once its rows settle.
+            since=None if query.is_paged else newest_task_id(),
+            fill=not page.tasks,
+        ),
         "canonical_url": view_url(query, after=query.after, before=query.before),
     }
 
 
-def live_context(active: list[Task] | list[tuple[int, int]]) -> dict[str, Any]:
-    """What the list's one poller needs: each active row's id and the version shown."""
+def live_context(
+    active: list[Task] | list[tuple[int, int]], *, since: int | None = None, fill: bool = False
+) -> dict[str, Any]:
+    """What the list's one poller needs: each active row's id and the version shown, and,
+    where the view watches for newly tracked tasks, the newest task id it has seen
+    (``since``); ``fill``: the page is empty, so arrivals bring the whole first page."""
     rows = [(t.id, t.version) if isinstance(t, Task) else t for t in active]
     return {
         "rows": rows,
         "token": ",".join(f"{pk}.{version}" for pk, version in rows),
+        "since": since,
+        "fill": fill,
+        "polling": bool(rows) or since is not None,
         "interval": current_app.config["UI_POLL_SECONDS"],
     }
 
@@ -144,11 +161,16 @@ def _list_response(context: dict[str, Any], status: int = 200) -> Response:
 
 @bp.get("/tasks/live")
 def live() -> Response:
-    """One request per page per interval: the rows that changed, out of band, and the counts.
+    """One request per page per interval: the rows that changed, out of band, the counts, and
+    the tasks tracked since the page was drawn that match its view.
 
     ``rows`` lists the page's active rows as ``id.version``; a row comes back when its version
-    moved (every fetch moves it, so freshness stays true) or it finished. Answers 286 (stop
-    polling) once none of the page's rows is active any more.
+    moved (every fetch moves it, so freshness stays true) or it finished. ``since`` (a view's
+    first page only) is the newest task id the page has seen: in the default newest-first
+    order, newer matching tasks are put at the top of the table (the whole first page comes
+    when the page was empty: ``fill``); in other orders the page says how many there are.
+    Answers 286 (stop polling) once none of the page's rows is active and the page does not
+    watch for new tasks.
     """
     seen = _parse_rows(request.args.get("rows", ""))
     current = row_versions(list(seen))
@@ -159,18 +181,65 @@ def live() -> Response:
     finished = [t for t in changed if t.terminal]
     still_active = [(pk, version) for pk, (version, terminal) in current.items() if not terminal]
     gone = [pk for pk in seen if pk not in current]
-    summary = ""
     try:
-        query = parse_query()
+        query: TaskQuery | None = parse_query()
     except QueryError:
         query = None
-    if query is not None and (changed or gone or counts_are_cheap(query)):
+    since = _parse_since(request.args.get("since")) if query is not None else None
+    arrived: list[Task] = []
+    waiting = 0
+    if query is not None and since is not None:
+        recent = tracked_since(since)
+        if recent and query.sort == DEFAULT_SORT:
+            arrived = arrivals(query, since, query.limit + 1)
+            if arrived and request.args.get("fill"):
+                return _whole_first_page(query)
+            if len(arrived) > query.limit:
+                # More than a page came at once (an import): offer them rather than pile them up.
+                waiting, arrived = count_arrivals(query, since), []
+            else:
+                since = _seen_up_to(since, recent, {t.id for t in arrived})
+                still_active += [(t.id, t.version) for t in arrived if not t.terminal]
+        elif recent:
+            waiting = count_arrivals(query, since)
+    summary = ""
+    if query is not None and (changed or gone or arrived or counts_are_cheap(query)):
         summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
-    live = live_context(still_active)
+    live = live_context(still_active, since=since, fill=bool(request.args.get("fill")))
     body = render_template(
-        "tasks/_live.html", changed=changed, gone=gone, finished=finished, live=live, query=query
+        "tasks/_live.html",
+        changed=changed,
+        gone=gone,
+        finished=finished,
+        arrived=arrived,
+        waiting=waiting,
+        live=live,
+        query=query,
+        view_link=view_url(query) if query is not None else None,
     )
-    return make_response(summary + body, 200 if live["rows"] else STOP_POLLING)
+    return make_response(summary + body, 200 if live["polling"] else STOP_POLLING)
+
+
+def _seen_up_to(since: int, recent: list[tuple[int, bool]], shown: set[int]) -> int:
+    """The page's new watermark once ``shown`` are on it: past every new task that is shown
+    or finished without matching, but not past one still active that may match later (a
+    running task in a view of failures), unless a newer one is on the page already."""
+    unsettled = [pk for pk, terminal in recent if not terminal and pk not in shown]
+    watermark = min(unsettled) - 1 if unsettled else max(pk for pk, _ in recent)
+    return max(since, watermark, *shown)
+
+
+def _parse_since(text: str | None) -> int | None:
+    return int(text) if text and text.isdigit() and len(text) < 19 else None
+
+
+def _whole_first_page(query: TaskQuery) -> Response:
+    """The first tasks of a view whose page was empty: the results block replaces itself (with
+    a poller of its own), since there is no table to put rows in."""
+    response = make_response(render_block(LIST_TEMPLATE, "results", **list_context(query)))
+    response.headers["HX-Retarget"] = "#results"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
 
 
 @bp.get("/tasks/charts")
