@@ -175,3 +175,19 @@ def test_conductor_logs_are_fetched_on_change_and_shown(app_factory, make_source
     entries = [li.select_one("code").get_text() for li in page.select("ol.task-log li")]
     assert entries and len(entries) >= 2
     assert "Logs" not in fields(page)
+
+
+def test_the_page_says_how_tracking_began(ml_app):
+    with ml_app.app_context():
+        store.track("ml-prod", "by-hand")
+        store.track("ml-prod", "pushed", via="push")
+        db.session.commit()
+    client = ml_app.test_client()
+
+    def tracked_since(task_id: str) -> str:
+        page = soup(client.get(f"/tasks/ml-prod/{task_id}"))
+        term = page.find("dt", string="Tracked since")
+        return " ".join(term.find_next_sibling("dd").get_text().split())
+
+    assert tracked_since("by-hand").endswith("(by hand)")
+    assert tracked_since("pushed").endswith("(pushed through the API)")

@@ -40,8 +40,14 @@ def get_task(source: str, task_id: str) -> Task | None:
 
 #: The longest task id the cache holds (``Task.task_id``).
 MAX_TASK_ID_LENGTH = 512
-#: How tracking can begin (``Task.tracked_via``).
-TRACKED_VIA = ("hand", "import", "follow", "push", "link")
+#: How tracking can begin (``Task.tracked_via``), in words for the task's page.
+TRACKED_VIA = {
+    "hand": "by hand",
+    "import": "imported from a search",
+    "follow": "found by the source's followed query",
+    "push": "pushed through the API",
+    "link": "linked from another tracked task",
+}
 
 
 def track(

@@ -132,6 +132,11 @@ def is_configured(follow: Follow) -> bool:
     return follow.origin in CONFIGURED_ORIGINS
 
 
+def configured_note(follow: Follow) -> str:
+    """Where a configured follow is set, as the sources page says it of its source."""
+    return "set by the demo" if follow.origin == "demo" else CONFIGURED_NOTE
+
+
 def is_pending(follow: Follow, now: datetime | None = None) -> bool:
     """Whether a run is due or under way: what the page keeps watching."""
     now = now or utcnow()
@@ -231,6 +236,6 @@ def wake(app: Flask) -> None:
 def _editable(follow: Follow) -> None:
     if is_configured(follow):
         raise FollowProblem(
-            f"The follow of {follow.source} is {CONFIGURED_NOTE}; change it there. Here it can "
-            "be paused, resumed and run now."
+            f"The follow of {follow.source} is {configured_note(follow)}; change it there. Here "
+            "it can be paused, resumed and run now."
         )

@@ -14,6 +14,7 @@ from markupsafe import Markup
 from markupsafe import escape
 
 from webapp.db.models import utcnow
+from webapp.db.store import TRACKED_VIA
 from webapp.overdue.words import span as humanize_seconds
 from webapp.web.presentation import FIELD_LABELS
 from webapp.web.presentation import human_bytes
@@ -101,7 +102,13 @@ def pretty_json(value: Any) -> str:
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
+def tracked_via(via: str | None) -> str:
+    """How a task came to be tracked, in words (nothing for tasks from before it was kept)."""
+    return TRACKED_VIA.get(via or "", "")
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(tracked_via)
     app.add_template_filter(ago)
     app.add_template_filter(duration)
     app.add_template_filter(pretty_json)
