@@ -258,6 +258,25 @@ def test_tasks_tracked_after_the_page_was_drawn_go_on_top_of_its_view(client, se
     assert poll(client, update)[1].find("tbody") is None
 
 
+def test_a_page_left_open_gains_at_most_a_page_of_rows_then_counts_the_rest(client, seeded):
+    def inserted(update: BeautifulSoup) -> list[str]:
+        bodies = [t.find("tbody") for t in update.find_all("template") if t.find("tbody")]
+        return [tr["id"] for body in bodies for tr in body.find_all("tr")]
+
+    page = soup(client.get("/?source=ml-prod&limit=2"))
+    first = track_as_a_follow_would(seeded, "ml-prod", "followed-1")
+    update = poll(client, page)[1]
+    assert inserted(update) == [f"task-row-{first}"]
+    second = track_as_a_follow_would(seeded, "ml-prod", "followed-2")
+    update = poll(client, update)[1]
+    assert inserted(update) == [f"task-row-{second}"]  # two added: a page's worth
+    track_as_a_follow_would(seeded, "ml-prod", "followed-3")
+    update = poll(client, update)[1]
+    assert inserted(update) == []
+    note = update.select_one("#live-arrivals[hx-swap-oob=true] a")
+    assert note.get_text() == "1 new task matches this view — show it"
+
+
 def test_a_task_that_matches_only_later_still_arrives(client, seeded):
     page = soup(client.get("/?state=failed"))
     with seeded.app_context():

@@ -101,17 +101,23 @@ def list_context(query: TaskQuery) -> dict[str, Any]:
 
 
 def live_context(
-    active: list[Task] | list[tuple[int, int]], *, since: int | None = None, fill: bool = False
+    active: list[Task] | list[tuple[int, int]],
+    *,
+    since: int | None = None,
+    fill: bool = False,
+    added: int = 0,
 ) -> dict[str, Any]:
     """What the list's one poller needs: each active row's id and the version shown, and,
     where the view watches for newly tracked tasks, the newest task id it has seen
-    (``since``); ``fill``: the page is empty, so arrivals bring the whole first page."""
+    (``since``); ``fill``: the page is empty, so arrivals bring the whole first page;
+    ``added``: rows put on top of the page so far."""
     rows = [(t.id, t.version) if isinstance(t, Task) else t for t in active]
     return {
         "rows": rows,
         "token": ",".join(f"{pk}.{version}" for pk, version in rows),
         "since": since,
         "fill": fill,
+        "added": added,
         "polling": bool(rows) or since is not None,
         "interval": current_app.config["UI_POLL_SECONDS"],
     }
@@ -186,6 +192,7 @@ def live() -> Response:
     except QueryError:
         query = None
     since = _parse_since(request.args.get("since")) if query is not None else None
+    added = _parse_since(request.args.get("added")) or 0
     arrived: list[Task] = []
     waiting = 0
     if query is not None and since is not None:
@@ -194,10 +201,12 @@ def live() -> Response:
             arrived = arrivals(query, since, query.limit + 1)
             if arrived and request.args.get("fill"):
                 return _whole_first_page(query)
-            if len(arrived) > query.limit:
-                # More than a page came at once (an import): offer them rather than pile them up.
+            if added + len(arrived) > query.limit:
+                # More than a page came at once (an import), or has piled up on top of this
+                # page while it stayed open: offer them rather than grow the page without end.
                 waiting, arrived = count_arrivals(query, since), []
             else:
+                added += len(arrived)
                 since = _seen_up_to(since, recent, {t.id for t in arrived})
                 still_active += [(t.id, t.version) for t in arrived if not t.terminal]
         elif recent:
@@ -205,7 +214,9 @@ def live() -> Response:
     summary = ""
     if query is not None and (changed or gone or arrived or counts_are_cheap(query)):
         summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
-    live = live_context(still_active, since=since, fill=bool(request.args.get("fill")))
+    live = live_context(
+        still_active, since=since, fill=bool(request.args.get("fill")), added=added
+    )
     body = render_template(
         "tasks/_live.html",
         changed=changed,
