@@ -214,9 +214,7 @@ def live() -> Response:
     summary = ""
     if query is not None and (changed or gone or arrived or counts_are_cheap(query)):
         summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
-    live = live_context(
-        still_active, since=since, fill=bool(request.args.get("fill")), added=added
-    )
+    live = live_context(still_active, since=since, fill=bool(request.args.get("fill")), added=added)
     body = render_template(
         "tasks/_live.html",
         changed=changed,
