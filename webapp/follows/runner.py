@@ -24,7 +24,6 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from contextlib import nullcontext
 from dataclasses import dataclass
 from dataclasses import field
@@ -43,6 +42,7 @@ from webapp.domain import NormalizedTask
 from webapp.imports.importer import notify_tracked
 from webapp.imports.importer import store_found
 from webapp.providers.base import Provider
+from webapp.refresher.periodic import Writing
 from webapp.sources.registry import registry
 
 log = logging.getLogger(__name__)
@@ -60,8 +60,6 @@ MAX_NEW_PER_RUN = 10_000
 MAX_BACKOFF = timedelta(hours=1)
 #: Threads per process running follows (each waits mostly on its upstream).
 WORKERS = 2
-
-Writing = Callable[[], AbstractContextManager[object]]
 
 
 @dataclass

@@ -22,9 +22,7 @@ task or resolve one link at once: each claims it first with a conditional update
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
@@ -44,6 +42,8 @@ from webapp.links.discover import ID_SHAPE
 from webapp.links.discover import Candidate
 from webapp.links.discover import candidates
 from webapp.providers.spec import PayloadLink
+from webapp.refresher.periodic import PeriodicPass
+from webapp.refresher.periodic import Writing
 from webapp.sources.registry import registry
 
 log = logging.getLogger(__name__)
@@ -76,19 +76,13 @@ class LinkReport:
     failures: int = 0
 
 
-class LinkPass:
+class LinkPass(PeriodicPass):
     """The refresher's link pass, at most every :data:`CHECK_EVERY_SECONDS`."""
 
-    def __init__(
-        self,
-        app: Flask,
-        clock: Callable[[], datetime],
-        writing: Callable[[], AbstractContextManager[object]],
-    ) -> None:
-        self.app = app
-        self.clock = clock
-        self.writing = writing
-        self._last: float | None = None
+    every_seconds = CHECK_EVERY_SECONDS
+
+    def __init__(self, app: Flask, clock: Callable[[], datetime], writing: Writing) -> None:
+        super().__init__(app, clock, writing)
         #: Tasks whose sibling list failed in this process, and when to try again.
         self._sibling_retry: dict[int, datetime] = {}
         #: When the last full read was (monotonic), and since when every change was looked at.
@@ -97,17 +91,14 @@ class LinkPass:
         #: Pending links may be waiting (this process found some, or could not resolve all).
         self._pending_found = True
 
-    def is_due(self) -> bool:
-        return self._last is None or time.monotonic() - self._last >= CHECK_EVERY_SECONDS
-
     def run(self) -> LinkReport:
         """One pass now: look at due tasks, then resolve pending links; the ids found in the
         previous pass are resolved first, so sibling lists of many new tasks cannot hold them
         up."""
-        self._last = time.monotonic()
-        full = self._last_full is None or self._last - self._last_full >= FULL_LOOK_EVERY_SECONDS
+        started = self.started()
+        full = self._last_full is None or started - self._last_full >= FULL_LOOK_EVERY_SECONDS
         if full:
-            self._last_full = self._last
+            self._last_full = started
         report = LinkReport()
         with self.app.app_context():
             now = self.clock()

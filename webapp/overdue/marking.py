@@ -10,10 +10,7 @@ list's live rows and the task page's poller show it; a change of the flag also c
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
 from collections.abc import Iterable
-from contextlib import AbstractContextManager
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -27,6 +24,7 @@ from webapp.overdue.judge import ACTIVE
 from webapp.overdue.judge import Subject
 from webapp.overdue.judge import verdict
 from webapp.overdue.judge import wants_payload
+from webapp.refresher.periodic import PeriodicPass
 from webapp.sources.registry import registry
 
 log = logging.getLogger(__name__)
@@ -162,28 +160,18 @@ def judge_all(app: Flask, now: datetime) -> list[int]:
     return flipped
 
 
-class OverduePass:
+class OverduePass(PeriodicPass):
     """The refresher's periodic overdue pass, at most every :data:`CHECK_EVERY_SECONDS`."""
 
-    def __init__(
-        self,
-        app: Flask,
-        clock: Callable[[], datetime],
-        writing: Callable[[], AbstractContextManager[object]],
-    ) -> None:
-        self.app = app
-        self.clock = clock
-        self.writing = writing
-        self._last: float | None = None
+    every_seconds = CHECK_EVERY_SECONDS
 
     def run_if_due(self) -> None:
-        if self._last is not None and time.monotonic() - self._last < CHECK_EVERY_SECONDS:
-            return
-        self.run()
+        if self.is_due():
+            self.run()
 
     def run(self) -> list[int]:
         """One pass now; the ids whose overdue flag flipped."""
-        self._last = time.monotonic()
+        self.started()
         with self.app.app_context():
             # A read, outside the writers' lock: it is the one query of the pass that scans.
             now = self.clock()

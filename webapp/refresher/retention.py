@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable
-from contextlib import AbstractContextManager
 from datetime import datetime
 from datetime import timedelta
 
 import sqlalchemy as sa
-from flask import Flask
 
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.refresher.periodic import PeriodicPass
 
 log = logging.getLogger(__name__)
 
@@ -36,31 +33,17 @@ def purge_finished(days: float, now: datetime) -> int:
     return len(ids)
 
 
-class Retention:
+class Retention(PeriodicPass):
     """Applies ``RETENTION_DAYS`` from a running worker, at most once per
     :data:`PURGE_EVERY_SECONDS`."""
 
-    def __init__(
-        self,
-        app: Flask,
-        clock: Callable[[], datetime],
-        writing: Callable[[], AbstractContextManager[object]],
-    ) -> None:
-        self.app = app
-        self.clock = clock
-        self.writing = writing
-        self._last_purge: float | None = None
+    every_seconds = PURGE_EVERY_SECONDS
 
     def purge_if_due(self) -> None:
         days = self.app.config.get("RETENTION_DAYS")
-        if not days:
+        if not days or not self.is_due():
             return
-        if (
-            self._last_purge is not None
-            and time.monotonic() - self._last_purge < PURGE_EVERY_SECONDS
-        ):
-            return
-        self._last_purge = time.monotonic()
+        self.started()
         with self.app.app_context(), self.writing():
             purged = purge_finished(float(days), self.clock())
         if purged:
