@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import sqlalchemy as sa
 from bs4 import BeautifulSoup
+from flask import Flask
 
 from tests.helpers import soup
 from webapp.db.models import Follow
@@ -21,6 +26,7 @@ from webapp.demo import demo_source_names
 from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
+from webapp.simulators import SimulatorSuite
 from webapp.simulators.server import ServerThread
 
 
@@ -33,16 +39,27 @@ class Deferred:
         return self.app(environ, start_response)
 
 
-def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
+@contextmanager
+def running_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[ServerThread, Flask, SimulatorSuite, Refresher]]:
+    """The demo served on a loopback port, with a refresher the test drives itself."""
     monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
     deferred = Deferred()
     with ServerThread(deferred) as server:
-        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
+        app, suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
         app.config["REFRESHER"] = False
         deferred.app = wsgi
         refresher = Refresher(app)
+        try:
+            yield server, app, suite, refresher
+        finally:
+            refresher.close()
+
+
+def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
+    with running_demo(tmp_path, monkeypatch) as (server, app, _suite, refresher):
         report = refresher.run_once()
-        refresher.close()
         assert report.failed == 0 and report.fetched > 30
         with app.test_client() as client:
             data = client.get("/api/v1/tasks?limit=500").get_json()
@@ -67,18 +84,9 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
 
 def test_the_demo_shows_an_alert_delivery_without_set_up(tmp_path, monkeypatch):
     """The demo's rule (``state:problems``) posts to the demo's own sink page."""
-    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
-    deferred = Deferred()
-    with ServerThread(deferred) as server:
-        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
-        app.config["REFRESHER"] = False
-        deferred.app = wsgi
-        refresher = Refresher(app)
-        try:
-            refresher.run_once()
-            sent = refresher.deliveries.send_all_due()
-        finally:
-            refresher.close()
+    with running_demo(tmp_path, monkeypatch) as (server, app, _suite, refresher):
+        refresher.run_once()
+        sent = refresher.deliveries.send_all_due()
         assert sent > 0
         log = BeautifulSoup(
             httpx.get(server.url + "/notifications", timeout=10).text, "html.parser"
@@ -95,26 +103,17 @@ def test_the_demo_shows_an_alert_delivery_without_set_up(tmp_path, monkeypatch):
 
 def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_path, monkeypatch):
     """Nobody tracks the spawner's tasks: each demo source's follow finds them."""
-    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
-    deferred = Deferred()
-    with ServerThread(deferred) as server:
-        app, suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
-        app.config["REFRESHER"] = False
-        deferred.app = wsgi
-        refresher = Refresher(app)
-        try:
-            first = refresher.follows.run_due()
-            assert sorted(run.source for run in first) == sorted(demo_source_names().values())
-            assert all(run.error is None for run in first)
-            spawner = TaskSpawner(app, suite, every=0.01, seed=5)
-            started = [add_random_task(suite, provider, spawner.rng) for provider in SIMULATORS]
-            with app.app_context():
-                # Due again at once, as the interval would make them.
-                db.session.execute(sa.update(Follow).values(next_run_at=None))
-                db.session.commit()
-            later = refresher.follows.run_due()
-        finally:
-            refresher.close()
+    with running_demo(tmp_path, monkeypatch) as (_server, app, suite, refresher):
+        first = refresher.follows.run_due()
+        assert sorted(run.source for run in first) == sorted(demo_source_names().values())
+        assert all(run.error is None for run in first)
+        spawner = TaskSpawner(app, suite, every=0.01, seed=5)
+        started = [add_random_task(suite, provider, spawner.rng) for provider in SIMULATORS]
+        with app.app_context():
+            # Due again at once, as the interval would make them.
+            db.session.execute(sa.update(Follow).values(next_run_at=None))
+            db.session.commit()
+        later = refresher.follows.run_due()
         assert sum(run.found for run in later) == len(SIMULATORS)
         with app.test_client() as client:
             data = client.get("/api/v1/tasks?limit=500").get_json()
@@ -128,23 +127,14 @@ def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_pat
 
 
 def test_a_demo_workflow_launches_an_ml_task_that_shows_up_linked(tmp_path, monkeypatch):
-    monkeypatch.setenv("TASKDECK_INSTANCE_PATH", str(tmp_path))
-    deferred = Deferred()
-    with ServerThread(deferred) as server:
-        app, _suite, wsgi = build_demo("127.0.0.1", server.port, instance_path=str(tmp_path))
-        app.config["REFRESHER"] = False
-        deferred.app = wsgi
-        refresher = Refresher(app)
-        try:
-            refresher.run_once()
-            links = LinkPass(app, refresher.clock, refresher.claims.writing)
-            # Passes as a running refresher makes them, each within its request budget.
-            for _ in range(20):
-                if not links.run().requests:
-                    break
-            refresher.run_once()
-        finally:
-            refresher.close()
+    with running_demo(tmp_path, monkeypatch) as (server, app, _suite, refresher):
+        refresher.run_once()
+        links = LinkPass(app, refresher.clock, refresher.claims.writing)
+        # Passes as a running refresher makes them, each within its request budget.
+        for _ in range(20):
+            if not links.run().requests:
+                break
+        refresher.run_once()
         ml_source = demo_source_name("opensearch-ml")
         with app.app_context():
             launched = db.session.execute(
