@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up a checkout: a virtualenv with Taskdeck installed, and htmx from npm copied
 # into static/vendor/. With --test it also installs the test extras and the system
-# packages the browser, PostgreSQL and README tests use (Debian's chromium, postgresql, curl).
+# packages the browser, PostgreSQL, README and benchmark tests use (Debian's chromium,
+# postgresql, curl, wrk).
 # Idempotent: a second run only checks.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +37,8 @@ if [[ $want_test == 1 ]]; then
     [[ -x /usr/bin/chromium ]] || missing+=(chromium chromium-driver)
     # The README's curl line is run by its test (tests/integration/test_push_live.py).
     command -v curl >/dev/null 2>&1 || missing+=(curl)
+    # The serving benchmark's load generator (bench/serving.py; its quick run is a test).
+    command -v wrk >/dev/null 2>&1 || missing+=(wrk)
     command -v pg_ctlcluster >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
     if (( ${#missing[@]} )); then
         sudo=""
