@@ -151,3 +151,20 @@ def test_the_status_follows_a_run_under_way_and_the_forms_work(page, live_site):
     box.locator("button", has_text="Save").click()
     expect(box.locator(".follow-form-error")).to_contain_text("The query cannot be read")
     expect(box.locator("textarea[name=query]")).to_have_value('{"term": ')
+
+    # Removing asks first; dismissed, nothing changes; accepted, the follow is gone.
+    remove = page.locator("#follow-ml-prod button", has_text="Remove")
+    asked: list[str] = []
+
+    def answer(dialog, accept: bool) -> None:  # type: ignore[no-untyped-def]
+        asked.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.once("dialog", lambda dialog: answer(dialog, False))
+    remove.click()
+    expect(status).to_contain_text("paused")
+    page.once("dialog", lambda dialog: answer(dialog, True))
+    remove.click()
+    expect(page.locator(".messages")).to_contain_text("Stopped following")
+    expect(page.locator("#follow-status-ml-prod")).to_contain_text("Follows no query.")
+    assert asked == ["Stop following this query on ml-prod? The tasks it tracked stay tracked."] * 2
