@@ -60,6 +60,10 @@ class Figure:
     p99_ms: float
     errors: int
     bytes_per_response: float
+    #: The server's own CPU time per answer (its workers' user + system time over the load):
+    #: what an answer costs whatever else the machine is doing.
+    cpu_ms: float = 0.0
+    requests: int = 0
 
     def ratio(self, bare: Figure) -> float:
         return self.requests_per_second / bare.requests_per_second
@@ -124,11 +128,33 @@ def gunicorn(app_spec: str, env: dict[str, str]) -> Iterator[tuple[str, int]]:
             process.kill()
 
 
+def workers(master: int) -> list[str]:
+    return Path(f"/proc/{master}/task/{master}/children").read_text().split()
+
+
+def workers_cpu_seconds(master: int) -> float:
+    """User + system CPU time of a gunicorn master's workers so far, in seconds."""
+    ticks = 0
+    for pid in workers(master):
+        # Fields after the command name (which may hold spaces): utime, stime are 14th, 15th.
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def load(master: int, url: str, headers: dict[str, str], seconds: int, connections: int) -> Figure:
+    """:func:`wrk` on ``url`` and the CPU time the server spent per answer meanwhile."""
+    wrk(url, headers, 1, connections)  # warm-up
+    before = workers_cpu_seconds(master)
+    figure = wrk(url, headers, seconds, connections)
+    figure.cpu_ms = (workers_cpu_seconds(master) - before) * 1000 / max(figure.requests, 1)
+    return figure
+
+
 def workers_rss_mb(master: int) -> list[float]:
     """Resident memory of each worker of a gunicorn master, in MB."""
-    children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
     sizes = []
-    for pid in children:
+    for pid in workers(master):
         status = Path(f"/proc/{pid}/status").read_text()
         found = re.search(r"VmRSS:\s+(\d+) kB", status)
         if found:
@@ -165,6 +191,7 @@ def wrk(url: str, headers: dict[str, str], seconds: int, connections: int) -> Fi
         p99_ms=latency("99"),
         errors=int(errors.group(1)) if errors else 0,
         bytes_per_response=float(total.group(2)) * scale / max(requests, 1),
+        requests=requests,
     )
 
 
@@ -223,15 +250,20 @@ def print_figure(figure: Figure, bare: Figure | None) -> None:
     if bare is not None and figure.ratio(bare) >= 1:
         ratio = f"{figure.ratio(bare):.2f}x bare"
     errors = f"   {figure.errors} errors!" if figure.errors else ""
+    cost = f"   cpu {figure.cpu_ms:5.2f} ms/answer"
+    if bare is not None and figure.cpu_ms:
+        cost += f" ({figure.cpu_ms / bare.cpu_ms:.1f}x bare)"
     print(
         f"  {figure.label:<38} {figure.requests_per_second:8.0f} req/s   "
         f"p50 {figure.p50_ms:7.2f} ms   p99 {figure.p99_ms:7.2f} ms   "
-        f"{figure.bytes_per_response / 1024:6.1f} KB   {ratio}{errors}",
+        f"{figure.bytes_per_response / 1024:6.1f} KB   {ratio}{cost}{errors}",
         flush=True,
     )
 
 
-def run_size(count: int, seconds: int, connections: int, keep: Path | None) -> list[Figure]:
+def run_size(
+    count: int, seconds: int, connections: int, keep: Path | None, only: list[str] | None = None
+) -> list[Figure]:
     print(f"\n{count:,} tasks", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         path = keep or Path(folder) / "bench.sqlite"
@@ -247,15 +279,18 @@ def run_size(count: int, seconds: int, connections: int, keep: Path | None) -> l
             "TASKDECK_INSTANCE_PATH": folder,
         }
         figures: list[Figure] = []
-        with gunicorn(BARE_APP, env) as (bare_url, _pid):
-            wrk(bare_url + "/", {}, 1, connections)  # warm-up
-            bare = wrk(bare_url + "/", {}, seconds, connections)
+        with gunicorn(BARE_APP, env) as (bare_url, bare_master):
+            bare = load(bare_master, bare_url + "/", {}, seconds, connections)
             bare.label = "bare Flask endpoint"
             print_figure(bare, None)
             figures.append(bare)
         with gunicorn("app:app", env) as (url, master):
             with httpx.Client(base_url=url, timeout=60) as client:
-                targets = endpoints(client)
+                targets = [
+                    target
+                    for target in endpoints(client)
+                    if not only or any(word in target.label for word in only)
+                ]
                 for target in targets:
                     answer = client.get(target.path, headers=target.headers)
                     if answer.status_code != target.status:
@@ -264,8 +299,7 @@ def run_size(count: int, seconds: int, connections: int, keep: Path | None) -> l
                         )
                 per_row = row_bytes(client)
             for target in targets:
-                wrk(url + target.path, target.headers, 1, connections)  # warm-up
-                figure = wrk(url + target.path, target.headers, seconds, connections)
+                figure = load(master, url + target.path, target.headers, seconds, connections)
                 figure.label = target.label
                 print_figure(figure, bare)
                 figures.append(figure)
@@ -289,6 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=int, help="load per figure (default 10, quick 2)")
     parser.add_argument("--connections", type=int, default=4, help="wrk connections (4)")
     parser.add_argument("--keep", type=Path, help="reuse (or create) this database file")
+    parser.add_argument(
+        "--only", nargs="*", help="endpoints whose label has one of these words (bare always)"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: ./scripts/setup.sh --test installs it")
@@ -301,7 +338,8 @@ def main(argv: list[str] | None = None) -> None:
         f"sqlite {sqlite3.sqlite_version}"
     )
     for size in sizes:
-        run_size(size, seconds, args.connections, args.keep if len(sizes) == 1 else None)
+        keep = args.keep if len(sizes) == 1 else None
+        run_size(size, seconds, args.connections, keep, args.only)
 
 
 if __name__ == "__main__":
