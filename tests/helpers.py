@@ -20,6 +20,14 @@ def soup(response: Any) -> BeautifulSoup:
     return BeautifulSoup(text, "html.parser")
 
 
+def list_cell(row: Any, column: str) -> Any:
+    """A task-list row's cell under the header ``column`` (cells carry no labels of their own:
+    the narrow layout names them from the stylesheet)."""
+    headers = [th.get_text(strip=True) for th in row.find_parent("table").select("thead th")]
+    position = next(i for i, text in enumerate(headers) if text.startswith(column))
+    return row.find_all("td", recursive=False)[position]
+
+
 def csrf(client: FlaskClient, path: str = "/?view=all") -> str:
     """The session's CSRF token, as every page hands it to htmx (``<body hx-headers>``)."""
     page = soup(client.get(path, follow_redirects=True))

@@ -11,7 +11,7 @@
   var ticked = new Set();
 
   function boxes() {
-    return document.querySelectorAll("input[type=checkbox][form=bulk-untrack]");
+    return document.querySelectorAll("#bulk-untrack input[name=task]");
   }
 
   function syncAll() {
@@ -34,7 +34,7 @@
         box.checked = target.checked;
         if (target.checked) ticked.add(box.value); else ticked.delete(box.value);
       });
-    } else if (target.matches("input[type=checkbox][form=bulk-untrack]")) {
+    } else if (target.matches("#bulk-untrack input[name=task]")) {
       if (target.checked) ticked.add(target.value); else ticked.delete(target.value);
       syncAll();
     }

@@ -62,9 +62,9 @@ def test_pages_work_under_the_policy_with_no_violation(watched, live_site, suite
     # The list, following its tasks live.
     response = page.goto(live_site.url + "/")
     assert "script-src 'self'" in response.headers["content-security-policy"]
-    expect(page.locator("tbody tr.task-row .badge-state", has_text="queued")).to_have_count(2)
+    expect(page.locator("#task-rows tr .badge-state", has_text="queued")).to_have_count(2)
     clock.advance(6)
-    expect(page.locator("tbody tr.task-row .badge-state", has_text="running")).to_have_count(2)
+    expect(page.locator("#task-rows tr .badge-state", has_text="running")).to_have_count(2)
     # htmx's indicator rules come from app.css, not from a style element htmx injects.
     assert page.locator("style").count() == 0
     expect(page.locator("#loading")).to_be_hidden()

@@ -63,7 +63,7 @@ def test_time_display_menu_switches_to_relative(page, running_task):
 def test_boosted_navigation_from_the_list_to_a_task_and_back(page, live_site, running_task):
     page.goto(live_site.url + "/")
     page.evaluate("window.notReloaded = true")
-    page.locator("tbody tr.task-row a", has_text="t-1").click()
+    page.locator("#task-rows a.task-link", has_text="t-1").click()
     expect(page).to_have_url(running_task)
     expect(page.locator("h1 code")).to_have_text("t-1")
     page.go_back()

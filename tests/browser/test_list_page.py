@@ -56,7 +56,7 @@ def list_site(app_factory, make_source) -> Iterator[LiveSite]:
 
 
 def rows(page):  # type: ignore[no-untyped-def]
-    return page.locator("tbody tr.task-row a.task-link")
+    return page.locator("#task-rows a.task-link")
 
 
 def test_filter_and_search_update_the_list_and_the_url(page, list_site):
@@ -156,7 +156,7 @@ def test_untrack_ticked_rows(page, list_site):
     # replace the box just ticked.
     expect(page).to_have_url(re.compile(r"type=TRAINING"))
     tick_every_row(page)
-    expect(page.locator("input[form=bulk-untrack]:checked")).to_have_count(4)
+    expect(page.locator("#bulk-untrack input[name=task]:checked")).to_have_count(4)
     page.once("dialog", lambda dialog: dialog.accept())
     page.click("button:has-text('Untrack ticked tasks')")
     expect(page.locator(".messages")).to_contain_text("Stopped tracking 4 tasks.")
@@ -175,7 +175,7 @@ def test_counts_follow_live_updates(page, live_site, suite, clock):
     # refresher these queued tasks may also count as overdue.
     counts = page.locator("#summary a.count:not(.count-overdue)")
     expect(counts).to_have_text(["2 queued"])  # once the refresher's first fetch is in
-    first_box = page.locator("tbody tr.task-row input[type=checkbox]").first
+    first_box = page.locator("#task-rows tr input[type=checkbox]").first
     first_box.check()
     clock.advance(2)
     expect(counts).to_have_text(["2 running"])
@@ -226,7 +226,7 @@ def test_the_list_works_without_javascript(chromium, list_site):
     page.click("a:has-text('Charts for this view')")
     expect(page.locator("#charts svg.chart")).to_have_count(2)
     page.goto(list_site.url + "/?type=TRAINING")
-    page.check("tbody tr.task-row input[type=checkbox] >> nth=0")
+    page.check("#task-rows tr input[type=checkbox] >> nth=0")
     page.click("button:has-text('Untrack ticked tasks')")
     expect(page.locator(".messages")).to_contain_text("Stopped tracking 1 task.")
     expect(rows(page)).to_have_count(3)

@@ -62,11 +62,11 @@ def test_list_updates_active_rows_with_one_request_per_interval(page, live_site,
 
     page.goto(live_site.url + "/")
     page.evaluate("window.notReloaded = true")
-    rows = page.locator("tbody tr.task-row")
+    rows = page.locator("#task-rows tr")
     expect(rows).to_have_count(3)
-    expect(page.locator("tbody tr.task-row .badge-state", has_text="queued")).to_have_count(3)
+    expect(page.locator("#task-rows tr .badge-state", has_text="queued")).to_have_count(3)
     clock.advance(6)
-    expect(page.locator("tbody tr.task-row .badge-state", has_text="running")).to_have_count(3)
+    expect(page.locator("#task-rows tr .badge-state", has_text="running")).to_have_count(3)
     assert page.evaluate("window.notReloaded") is True
     live = [u for u in requests if "/tasks/live" in u]
     assert live, "the list polls"
@@ -80,24 +80,24 @@ def test_filters_are_in_the_url_and_back_works(page, live_site, suite, clock):
     clock.advance(5)
     track(live_site.app, "ml-prod", "will-fail", "still-running")
     page.goto(live_site.url + "/")
-    expect(page.locator("tbody tr.task-row .badge-state", has_text="failed")).to_have_count(1)
-    expect(page.locator("tbody tr.task-row")).to_have_count(2)
+    expect(page.locator("#task-rows tr .badge-state", has_text="failed")).to_have_count(1)
+    expect(page.locator("#task-rows tr")).to_have_count(2)
 
     page.select_option("#f-state", "problems")
     expect(page).to_have_url(re.compile(r"state=problems"))
-    expect(page.locator("tbody tr.task-row")).to_have_count(1)
-    expect(page.locator("tbody tr.task-row a").first).to_have_text("will-fail")
+    expect(page.locator("#task-rows tr")).to_have_count(1)
+    expect(page.locator("#task-rows a.task-link").first).to_have_text("will-fail")
 
     # The pushed URL is a full page on its own (a shared link).
     shared = page.context.new_page()
     shared.goto(page.url)
     expect(shared.locator("h1")).to_have_text("Tasks")
-    expect(shared.locator("tbody tr.task-row")).to_have_count(1)
+    expect(shared.locator("#task-rows tr")).to_have_count(1)
     shared.close()
 
     page.go_back()
     expect(page).not_to_have_url(re.compile(r"state=problems"))
-    expect(page.locator("tbody tr.task-row")).to_have_count(2)
+    expect(page.locator("#task-rows tr")).to_have_count(2)
 
 
 def test_pages_work_with_javascript_off(chromium, live_site, suite, clock):
@@ -109,8 +109,8 @@ def test_pages_work_with_javascript_off(chromium, live_site, suite, clock):
     context = chromium.new_context(java_script_enabled=False)
     page = context.new_page()
     page.goto(live_site.url + "/?state=active")
-    expect(page.locator("tbody tr.task-row .badge-state")).to_have_text("running")
-    page.locator("tbody tr.task-row a").first.click()
+    expect(page.locator("#task-rows tr .badge-state")).to_have_text("running")
+    page.locator("#task-rows a.task-link").first.click()
     expect(page.locator("h1 code")).to_have_text("plain")
     # Polling becomes a refresh link.
     expect(page.locator("#task-status noscript")).to_have_count(1)

@@ -195,7 +195,7 @@ def dump(engine: sa.Engine, tables: sa.MetaData) -> dict[str, list[tuple[Any, ..
 
 def listed(client, query: str = "") -> list[str]:  # type: ignore[no-untyped-def]
     page = soup(client.get(f"/?view=all&{query}", auth=("ana", PASSWORD)))
-    return sorted(a.get_text() for a in page.select("tbody tr.task-row a.task-link"))
+    return sorted(a.get_text() for a in page.select("#task-rows a.task-link"))
 
 
 @pytest.mark.parametrize("made_by", list(MAKERS))

@@ -78,7 +78,7 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
         assert page.status_code == 200  # no sign-in: the demo turns it off, and says so
         board = BeautifulSoup(page.text, "html.parser")
         assert "Sign-in is off" in board.select_one("#sign-in-off").get_text()
-        rows = board.select("tbody tr.task-row")
+        rows = board.select("#task-rows tr")
         assert len(rows) >= 30
 
 

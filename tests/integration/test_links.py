@@ -144,7 +144,7 @@ def test_conductor_outputs_link_and_track_ml_and_mixpeek_tasks(app_factory, upst
     row = page.select_one("#task-family tr.task-link")
     assert ml_id in row.get_text() and "launched" in row.get_text()
     assert row.select_one("a")["href"] == f"/tasks/ml/{ml_id}"
-    assert row.select_one(".badge").get_text(strip=True).endswith("succeeded")
+    assert row.select_one(".badge-state").get_text(strip=True).endswith("succeeded")
     # The family timeline: both tasks, as bars and as text.
     gantt = page.select("#task-family table.family-gantt tbody tr")
     assert len(gantt) == 2

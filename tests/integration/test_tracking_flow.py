@@ -70,7 +70,7 @@ def test_track_refresh_and_watch_until_terminal(ml_app, ml_state, clock, driver)
 
     # The list shows the final state; the JSON has the full history, oldest first.
     listing = BeautifulSoup(client.get("/").text, "html.parser")
-    row = listing.select_one("tr.task-row")
+    row = listing.select_one("#task-rows tr")
     assert row.select_one(".badge-state").get_text() == "succeeded"
     data = client.get("/api/v1/tasks/ml-prod/task-1").get_json()
     assert [h["upstream_status"] for h in data["history"]] == ["CREATED", "RUNNING", "COMPLETED"]
@@ -112,7 +112,7 @@ def test_upstream_faults_keep_the_last_good_state(ml_app, ml_state, clock, drive
     page = BeautifulSoup(client.get("/tasks/ml-prod/flaky").text, "html.parser")
     assert "Fetch error" in page.select_one("#task-status .fetch-error").get_text()
     assert page.select_one("#task-status .badge-state").get_text() == "running"
-    row = BeautifulSoup(client.get("/").text, "html.parser").select_one("tr.task-row")
+    row = BeautifulSoup(client.get("/").text, "html.parser").select_one("#task-rows tr")
     assert f"fetch error: {kind}" in row.get_text()
     # Once the upstream recovers the error clears and the task carries on.
     ml_state.clear_faults()
@@ -147,7 +147,7 @@ def test_awkward_ids_round_trip_through_every_url(ml_app, ml_state, driver, task
     driver.pass_()
     client = ml_app.test_client()
     listing = BeautifulSoup(client.get("/").text, "html.parser")
-    href = listing.select_one("tr.task-row td.task-id-cell a")["href"]
+    href = listing.select_one("#task-rows a.task-link")["href"]
     assert href == f"/tasks/ml-prod/{quote(task_id, safe='')}"
     page = client.get(href)
     assert page.status_code == 200

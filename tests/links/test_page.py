@@ -119,7 +119,7 @@ def test_links_are_listed_with_state_source_and_what_was_found(linked_app):
     assert set(found) == {"trained", "elsewhere-1", "nowhere-1", "twice-1"}
     trained = found["trained"]
     assert trained.select_one("a")["href"] == "/tasks/ml/trained"
-    assert "running" in trained.select_one(".badge").get_text()
+    assert "running" in trained.select_one(".badge-state").get_text()
     assert "outputData.response.body.task_id" in trained.get_text()
     assert "not tracked" in found["elsewhere-1"].get_text()
     assert found["elsewhere-1"].select_one("button[data-track-link]") is not None
@@ -143,7 +143,9 @@ def test_the_family_timeline_is_bars_and_text(linked_app):
     names = [r.select_one("th .task-id").get_text() for r in family]
     assert names == ["launcher", "trained", "deployed"]
     assert "this task" in family[1].select_one("th").get_text()
-    assert [r.select_one("td .badge").get_text(strip=True)[-7:] for r in family][1] == "running"
+    assert [r.select_one("td .badge-state").get_text(strip=True)[-7:] for r in family][
+        1
+    ] == "running"
     assert "so far" in family[1].get_text() and "so far" not in family[0].get_text()
     bars = [r.select_one("svg.gantt-bar rect") for r in family]
     assert [b["class"] for b in bars] == [

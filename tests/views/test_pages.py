@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.helpers import list_cell
 from tests.helpers import soup
 from webapp.db import store
 from webapp.db.models import Task
@@ -44,22 +48,36 @@ def client(ml_app):
 def test_list_shows_rows_newest_first_with_state_and_upstream_word(ml_app, client):
     seed_tasks(ml_app)
     page = soup(client.get("/"))
-    rows = page.select("tbody tr.task-row")
-    assert [r.select_one("td.task-id-cell a").get_text() for r in rows] == [
+    rows = page.select("#task-rows tr")
+    assert [r.select_one("a.task-link").get_text() for r in rows] == [
         f"running-{i}" for i in range(4, -1, -1)
     ]
     first = rows[0]
     assert first.select_one(".badge-state").get_text() == "running"
     assert first.select_one(".upstream-word").get_text() == "RUNNING"
-    assert first.select_one("td[data-label=Type]").get_text() == "DEPLOY_MODEL"
-    assert first.select_one("td[data-label=Created] time")["datetime"].endswith("Z")
+    assert list_cell(first, "Type").get_text() == "DEPLOY_MODEL"
+    assert list_cell(first, "Created").select_one("time")["datetime"].endswith("Z")
     assert page.select_one("th[aria-sort]").get_text(strip=True).startswith("Created")
+
+
+def test_the_narrow_layout_names_each_cell_as_its_header_does(ml_app, client):
+    """Rows carry no labels; the stylesheet names cells by their place from the end, which
+    must stay in step with the table's headers."""
+    seed_tasks(ml_app, count=1)
+    headers = [th.get_text(strip=True) for th in soup(client.get("/")).select("table.tasks th")]
+    css = (Path(ml_app.root_path).parent / "static/css/app.css").read_text()
+    named = dict(
+        re.findall(r'table\.tasks td:nth-last-child\((\d+)\)::before \{ content: "([^"]+)"', css)
+    )
+    assert headers[0] == ""  # the tick box (editors only), tenth from the end
+    for place, header in enumerate(reversed(headers[1:]), start=1):
+        assert header.startswith(named[str(place)]), (place, header)
 
 
 def test_filters_by_state_group_source_and_qualifiers(ml_app, client):
     seed_tasks(ml_app, count=3)
     seed_tasks(ml_app, count=2, state=TaskState.FAILED, word="FAILED", task_type="TRAINING")
-    ids = lambda r: sorted(a.get_text() for a in soup(r).select("td.task-id-cell a"))  # noqa: E731
+    ids = lambda r: sorted(a.get_text() for a in soup(r).select("a.task-link"))  # noqa: E731
     assert ids(client.get("/?state=problems")) == ["failed-0", "failed-1"]
     assert ids(client.get("/?state=active")) == ["running-0", "running-1", "running-2"]
     assert ids(client.get("/?q=state:failed")) == ["failed-0", "failed-1"]
@@ -76,7 +94,7 @@ def test_keyset_pages_cover_every_task_once(ml_app, client):
     url = "/?limit=3"
     while url:
         page = soup(client.get(url))
-        seen += [a.get_text() for a in page.select("td.task-id-cell a")]
+        seen += [a.get_text() for a in page.select("a.task-link")]
         older = page.select_one("a[rel=next]")
         url = older["href"] if older else None
     assert seen == [f"running-{i}" for i in range(6, -1, -1)]
@@ -85,13 +103,13 @@ def test_keyset_pages_cover_every_task_once(ml_app, client):
 def test_keyset_pages_back_with_newer(ml_app, client):
     seed_tasks(ml_app, count=7)
     second = soup(client.get(soup(client.get("/?limit=3")).select_one("a[rel=next]")["href"]))
-    assert [a.get_text() for a in second.select("td.task-id-cell a")] == [
+    assert [a.get_text() for a in second.select("a.task-link")] == [
         "running-3",
         "running-2",
         "running-1",
     ]
     first = soup(client.get(second.select_one("a[rel=prev]")["href"]))
-    assert [a.get_text() for a in first.select("td.task-id-cell a")] == [
+    assert [a.get_text() for a in first.select("a.task-link")] == [
         "running-6",
         "running-5",
         "running-4",
@@ -121,6 +139,27 @@ def test_partial_and_full_responses_vary_on_hx_request(ml_app, client):
     assert soup(boosted).select_one("html") is not None
 
 
+def test_live_poll_brings_new_counts_when_a_task_off_the_page_changes(ml_app, client):
+    seed_tasks(ml_app, count=2)
+    url = soup(client.get("/?view=all&limit=1")).select_one("#live-poller")["hx-get"]
+    assert client.get(url).status_code == 204
+    with ml_app.app_context():
+        off_page = store.get_task("ml-prod", "running-0")
+        store.apply_fetch(
+            off_page,
+            NormalizedTask("running-0", TaskState.FAILED, "FAILED", True, raw={}),
+            utcnow() + timedelta(seconds=1),
+        )
+        db.session.commit()
+    update = client.get(url)
+    assert update.status_code == 200
+    assert soup(update).find_all("template") == []  # the row on the page did not change
+    summary = soup(update).select_one("#summary[hx-swap-oob]")
+    assert "1 failed" in summary.get_text(" ", strip=True)
+    again = soup(update).select_one("#live-poller")["hx-get"]
+    assert again != url and client.get(again).status_code == 204
+
+
 def test_live_poll_returns_changed_rows_out_of_band_and_stops_when_done(ml_app, client):
     seed_tasks(ml_app, count=2)
     page = soup(client.get("/"))
@@ -128,7 +167,8 @@ def test_live_poll_returns_changed_rows_out_of_band_and_stops_when_done(ml_app, 
     url = poller["hx-get"]
     assert poller["hx-trigger"].startswith("every ")
     nothing = client.get(url)
-    assert nothing.status_code == 200 and soup(nothing).select("template") == []
+    # Nothing the page shows has changed: draw nothing, and keep asking the same.
+    assert nothing.status_code == 204 and nothing.data == b""
     with ml_app.app_context():
         task = store.get_task("ml-prod", "running-0")
         task_pk = task.id
@@ -267,15 +307,21 @@ def test_sources_page_lists_health(ml_app, client):
 
 def test_time_display_preference_is_a_cookie_the_server_renders(ml_app, client):
     seed_tasks(ml_app, count=1)
-    utc_cell = soup(client.get("/")).select_one("td[data-label=Created] time")
-    assert utc_cell.get_text().endswith(" UTC") and utc_cell["title"].endswith("Z")
+
+    def created_cell() -> Any:
+        row = soup(client.get("/")).select_one("#task-rows tr")
+        return list_cell(row, "Created").select_one("time")
+
+    utc_cell = created_cell()
+    # The text says the exact time already, so the row spends no bytes on a hover title.
+    assert utc_cell.get_text().endswith(" UTC") and not utc_cell.has_attr("title")
     response = client.get("/preferences/time?mode=relative&next=/?state=active")
     assert response.status_code == 303 and response.headers["Location"] == "/?state=active"
-    relative = soup(client.get("/")).select_one("td[data-label=Created] time")
-    assert relative.get_text().endswith(" ago") and relative["title"] == utc_cell["title"]
+    relative = created_cell()
+    assert relative.get_text().endswith(" ago") and relative["title"] == utc_cell["datetime"]
     client.set_cookie("taskdeck_tz", "Asia/Seoul")
     client.get("/preferences/time?mode=local")
-    local = soup(client.get("/")).select_one("td[data-label=Created] time")
+    local = created_cell()
     assert local.get_text().endswith(" KST")
     assert soup(client.get("/")).select_one("#time-mode option[selected]")["value"] == "local"
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 
 from webapp.db.models import Task
 from webapp.db.models import db
@@ -22,6 +23,36 @@ from webapp.listing.query import TaskQuery
 #: The most newly tracked tasks one live update looks at: more arrive only in a bulk import,
 #: and the list then offers a reload rather than rows.
 MAX_ARRIVALS = 1000
+#: The columns a list row shows (templates/tasks/_row.html), and all a row's task loads:
+#: each column costs a conversion per row (JSON, datetimes), and the payload is the largest
+#: by far. Reading any other column of such a task raises, so a row that starts to show one
+#: fails its tests instead of loading it task by task.
+ROW_OPTIONS = (
+    so.load_only(
+        Task.source,
+        Task.task_id,
+        Task.name,
+        Task.state,
+        Task.upstream_status,
+        Task.terminal,
+        Task.task_type,
+        Task.created_at,
+        Task.updated_at,
+        Task.finished_at,
+        Task.last_changed_at,
+        Task.last_fetched_at,
+        Task.error,
+        Task.fetch_error,
+        Task.fetch_error_kind,
+        Task.gone_upstream,
+        Task.labels,
+        Task.note,
+        Task.overdue,
+        Task.overdue_reason,
+        Task.version,
+        raiseload=True,
+    ),
+)
 
 
 @dataclass
@@ -78,14 +109,17 @@ def ordered_read(
     return statement.order_by(*(k.desc() if desc else k.asc() for k, desc in ordering))
 
 
-def list_tasks(query: TaskQuery) -> TaskPage:
+def list_tasks(query: TaskQuery, *, payloads: bool = True) -> TaskPage:
     """One page of tasks, by keyset pagination on ``(sort keys…, id)``: the database reads a
-    page's worth of index entries, however deep the page (see :mod:`webapp.listing.plan`)."""
+    page's worth of index entries, however deep the page (see :mod:`webapp.listing.plan`).
+    ``payloads=False`` reads only what a list row shows (:data:`ROW_OPTIONS`)."""
     backwards = query.before is not None and query.after is None
     cursor = query.before if backwards else query.after
     statement = ordered_read(
         query, [Task], sort=query.sort_name, descending=query.descending != backwards, after=cursor
     )
+    if not payloads:
+        statement = statement.options(*ROW_OPTIONS)
     rows = list(db.session.execute(statement.limit(query.limit + 1)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
@@ -122,10 +156,11 @@ def row_versions(ids: list[int]) -> dict[int, tuple[int, bool]]:
     return {pk: (version, terminal) for pk, version, terminal in db.session.execute(statement)}
 
 
-def tasks_by_ids(ids: list[int]) -> list[Task]:
+def tasks_by_ids(ids: list[int], *, payloads: bool = True) -> list[Task]:
     if not ids:
         return []
-    return list(db.session.scalars(sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)))
+    statement = sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)
+    return list(db.session.scalars(statement if payloads else statement.options(*ROW_OPTIONS)))
 
 
 def newest_task_id() -> int:
@@ -157,10 +192,12 @@ def _recently_tracked(since: int) -> sa.ScalarSelect[int]:
 
 def arrivals(query: TaskQuery, since: int, limit: int) -> list[Task]:
     """Up to ``limit`` of the view's tasks tracked after task id ``since``, in the view's
-    order. Cheap at any size: the view's filters apply to the newly tracked rows alone."""
+    order, as list rows. Cheap at any size: the view's filters apply to the newly tracked
+    rows alone."""
     keys = SORTS[query.sort_name].directions(query.descending)
     statement = (
         sa.select(Task)
+        .options(*ROW_OPTIONS)
         .where(Task.id.in_(_recently_tracked(since)), *query.where())
         .order_by(*(key.desc() if descending else key.asc() for key, descending in keys))
         .limit(limit)

@@ -26,6 +26,7 @@ from webapp.views import tokens
 from webapp.views import users
 from webapp.web import csrf
 from webapp.web import formatting
+from webapp.web import urls
 from webapp.web.urls import RawPathMiddleware
 from webapp.web.urls import TaskIdConverter
 
@@ -57,6 +58,7 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(module.bp)
     csrf.init_app(app)
     formatting.init_app(app)
+    urls.init_app(app)
 
     @app.context_processor
     def sources_in_templates() -> dict[str, object]:

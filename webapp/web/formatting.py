@@ -62,19 +62,27 @@ def duration(start: datetime | None, end: datetime | None = None) -> str:
     return humanize_seconds(((end or utcnow()) - start).total_seconds())
 
 
-def when(value: datetime | None, *, empty: str = "—") -> Markup:
-    """A ``<time>`` element in the user's chosen mode, with the exact ISO time on hover."""
+def when(
+    value: datetime | None, *, empty: str = "—", relative: bool = False, exact_on_hover: bool = True
+) -> Markup:
+    """A ``<time>`` element in the user's chosen mode (``relative``: always "… ago", kept
+    current by our JS). The exact time is on hover wherever the text does not say it, unless
+    ``exact_on_hover`` is false (a list row, where every byte is paid fifty times)."""
     if value is None:
         return Markup(f'<span class="muted">{escape(empty)}</span>')
-    iso = value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-    mode = time_mode()
+    # Stored times come back in UTC already; converting them again is a cost paid per cell.
+    utc = value if value.tzinfo is UTC else value.astimezone(UTC)
+    iso = utc.isoformat(timespec="seconds").replace("+00:00", "Z")
+    mode = "relative" if relative else time_mode()
+    if mode == "utc":
+        # Rows draw two of these each: the text is cut from the ISO form, not formatted again.
+        return Markup(f'<time datetime="{iso}">{iso[:10]} {iso[11:19]} UTC</time>')
     if mode == "relative":
-        text = ago(value)
-    elif mode == "local":
-        local = value.astimezone(user_zone())
-        text = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")
-    else:
-        text = value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        live = " data-relative" if relative else ""
+        hover = f' title="{iso}"' if exact_on_hover else ""
+        return Markup(f'<time datetime="{iso}"{live}{hover}>{escape(ago(value))}</time>')
+    local = value.astimezone(user_zone())
+    text = local.strftime("%Y-%m-%d %H:%M:%S ") + (local.tzname() or "")
     return Markup(f'<time datetime="{iso}" title="{iso}">{escape(text)}</time>')
 
 
@@ -118,5 +126,6 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(humanize_seconds, "humanize_seconds")
     app.add_template_filter(safe_link)
     app.add_template_global(when)
+    app.add_template_filter(when)  # the same, as a plain call for rows drawn fifty at a time
     app.add_template_global(time_mode)
     app.add_template_global(utcnow)

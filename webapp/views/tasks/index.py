@@ -7,6 +7,7 @@ stay ``tasks.index``, ``tasks.live``, ``tasks.track``… The queries are in
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from flask import current_app
@@ -29,6 +30,7 @@ from webapp.listing.columns import DEFAULT_SORT
 from webapp.listing.columns import SORTS
 from webapp.listing.columns import STATE_GROUPS
 from webapp.listing.columns import STATE_VALUES
+from webapp.listing.counts import Counts
 from webapp.listing.counts import count_cap
 from webapp.listing.counts import counts_are_cheap
 from webapp.listing.counts import filter_choices
@@ -78,10 +80,11 @@ def summary_context(query: TaskQuery) -> dict[str, Any]:
 
 
 def list_context(query: TaskQuery) -> dict[str, Any]:
-    page = list_tasks(query)
+    page = list_tasks(query, payloads=False)
     views = saved_views.all_views()
+    summary = summary_context(query)
     return {
-        **summary_context(query),
+        **summary,
         "page": page,
         "choices": filter_choices(),
         "providers": sorted(provider_names()),
@@ -95,6 +98,7 @@ def list_context(query: TaskQuery) -> dict[str, Any]:
             # Only a view's first page can gain tasks; a later page stops once its rows settle.
             since=None if query.is_paged else newest_task_id(),
             fill=not page.tasks,
+            shown=shown_key(summary["counts"] if counts_are_cheap(query) else None, 0),
         ),
         "canonical_url": view_url(query, after=query.after, before=query.before),
     }
@@ -106,11 +110,13 @@ def live_context(
     since: int | None = None,
     fill: bool = False,
     added: int = 0,
+    shown: str = "",
 ) -> dict[str, Any]:
     """What the list's one poller needs: each active row's id and the version shown, and,
     where the view watches for newly tracked tasks, the newest task id it has seen
     (``since``); ``fill``: the page is empty, so arrivals bring the whole first page;
-    ``added``: rows put on top of the page so far."""
+    ``added``: rows put on top of the page so far; ``shown``: :func:`shown_key` of the
+    rest of what the page shows."""
     rows = [(t.id, t.version) if isinstance(t, Task) else t for t in active]
     return {
         "rows": rows,
@@ -118,9 +124,18 @@ def live_context(
         "since": since,
         "fill": fill,
         "added": added,
+        "shown": shown,
         "polling": bool(rows) or since is not None,
         "interval": current_app.config["UI_POLL_SECONDS"],
     }
+
+
+def shown_key(counts: Counts | None, waiting: int) -> str:
+    """A short fingerprint of what a list page shows besides its rows: the summary's counts
+    (where a poll recounts them) and the "N new tasks" note. A poll that finds it, and every
+    row, as the page has them answers 204: nothing is drawn, and the next poll asks the same."""
+    seen = (sorted(counts.by_state.items()), counts.exact, counts.overdue) if counts else None
+    return format(zlib.crc32(repr((seen, waiting)).encode()), "x")
 
 
 def _parse_rows(token: str) -> dict[int, int]:
@@ -176,14 +191,15 @@ def live() -> Response:
     order, newer matching tasks are put at the top of the table (the whole first page comes
     when the page was empty: ``fill``); in other orders the page says how many there are.
     Answers 286 (stop polling) once none of the page's rows is active and the page does not
-    watch for new tasks.
+    watch for new tasks, and 204 (draw nothing, ask the same next time) when nothing the page
+    shows has changed: the usual answer, so it is the one that costs least.
     """
     seen = _parse_rows(request.args.get("rows", ""))
     current = row_versions(list(seen))
     changed_ids = [
         pk for pk, (version, terminal) in current.items() if terminal or version != seen[pk]
     ]
-    changed = tasks_by_ids(changed_ids)
+    changed = tasks_by_ids(changed_ids, payloads=False)
     finished = [t for t in changed if t.terminal]
     still_active = [(pk, version) for pk, (version, terminal) in current.items() if not terminal]
     gone = [pk for pk in seen if pk not in current]
@@ -191,7 +207,7 @@ def live() -> Response:
         query: TaskQuery | None = parse_query()
     except QueryError:
         query = None
-    since = _parse_since(request.args.get("since")) if query is not None else None
+    since = watched = _parse_since(request.args.get("since")) if query is not None else None
     added = _parse_since(request.args.get("added")) or 0
     arrived: list[Task] = []
     waiting = 0
@@ -211,10 +227,26 @@ def live() -> Response:
                 still_active += [(t.id, t.version) for t in arrived if not t.terminal]
         elif recent:
             waiting = count_arrivals(query, since)
-    summary = ""
-    if query is not None and (changed or gone or arrived or counts_are_cheap(query)):
-        summary = render_block(LIST_TEMPLATE, "summary", oob=True, **summary_context(query))
-    live = live_context(still_active, since=since, fill=bool(request.args.get("fill")), added=added)
+    recount = query is not None and counts_are_cheap(query)
+    summary = (
+        summary_context(query)
+        if query is not None and (changed or gone or arrived or recount)
+        else None
+    )
+    shown = shown_key(summary["counts"] if summary and recount else None, waiting)
+    live = live_context(
+        still_active,
+        since=since,
+        fill=bool(request.args.get("fill")),
+        added=added,
+        shown=shown,
+    )
+    unchanged = not (changed or gone or arrived) and since == watched
+    if unchanged and live["polling"] and shown == request.args.get("shown"):
+        return make_response("", 204)
+    summary_html = (
+        render_block(LIST_TEMPLATE, "summary", oob=True, **summary) if summary is not None else ""
+    )
     body = render_template(
         "tasks/_live.html",
         changed=changed,
@@ -226,7 +258,7 @@ def live() -> Response:
         query=query,
         view_link=view_url(query) if query is not None else None,
     )
-    return make_response(summary + body, 200 if live["polling"] else STOP_POLLING)
+    return make_response(summary_html + body, 200 if live["polling"] else STOP_POLLING)
 
 
 def _seen_up_to(since: int, recent: list[tuple[int, bool]], shown: set[int]) -> int:
