@@ -8,9 +8,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import replace
 from typing import Any
+from typing import Generic
+from typing import TypeVar
 
 import sqlalchemy as sa
-import sqlalchemy.orm as so
 
 from webapp.db.models import Task
 from webapp.db.models import db
@@ -23,41 +24,41 @@ from webapp.listing.query import TaskQuery
 #: The most newly tracked tasks one live update looks at: more arrive only in a bulk import,
 #: and the list then offers a reload rather than rows.
 MAX_ARRIVALS = 1000
-#: The columns a list row shows (templates/tasks/_row.html), and all a row's task loads:
-#: each column costs a conversion per row (JSON, datetimes), and the payload is the largest
-#: by far. Reading any other column of such a task raises, so a row that starts to show one
-#: fails its tests instead of loading it task by task.
-ROW_OPTIONS = (
-    so.load_only(
-        Task.source,
-        Task.task_id,
-        Task.name,
-        Task.state,
-        Task.upstream_status,
-        Task.terminal,
-        Task.task_type,
-        Task.created_at,
-        Task.updated_at,
-        Task.finished_at,
-        Task.last_changed_at,
-        Task.last_fetched_at,
-        Task.error,
-        Task.fetch_error,
-        Task.fetch_error_kind,
-        Task.gone_upstream,
-        Task.labels,
-        Task.note,
-        Task.overdue,
-        Task.overdue_reason,
-        Task.version,
-        raiseload=True,
-    ),
+Item = TypeVar("Item")
+#: The columns a list row shows (templates/tasks/_row.html). A page of the list reads them as
+#: plain rows, not as tasks: each column costs a conversion per row (JSON, datetimes), the
+#: payload is the largest column by far, and tasks would also be tracked by the session.
+ROW_COLUMNS: tuple[Any, ...] = (
+    Task.id,
+    Task.source,
+    Task.task_id,
+    Task.name,
+    Task.state,
+    Task.upstream_status,
+    Task.terminal,
+    Task.task_type,
+    Task.created_at,
+    Task.updated_at,
+    Task.finished_at,
+    Task.last_changed_at,
+    Task.last_fetched_at,
+    Task.error,
+    Task.fetch_error,
+    Task.fetch_error_kind,
+    Task.gone_upstream,
+    Task.labels,
+    Task.note,
+    Task.overdue,
+    Task.overdue_reason,
+    Task.version,
 )
+#: One task as a list row shows it: :data:`ROW_COLUMNS` by name (``row.state``…).
+TaskRow = sa.Row[Any]
 
 
 @dataclass
-class TaskPage:
-    tasks: list[Task]
+class TaskPage(Generic[Item]):
+    tasks: list[Item]
     next_cursor: str | None
     prev_cursor: str | None
 
@@ -109,29 +110,42 @@ def ordered_read(
     return statement.order_by(*(k.desc() if desc else k.asc() for k, desc in ordering))
 
 
-def list_tasks(query: TaskQuery, *, payloads: bool = True) -> TaskPage:
+def list_tasks(query: TaskQuery) -> TaskPage[Task]:
     """One page of tasks, by keyset pagination on ``(sort keys…, id)``: the database reads a
-    page's worth of index entries, however deep the page (see :mod:`webapp.listing.plan`).
-    ``payloads=False`` reads only what a list row shows (:data:`ROW_OPTIONS`)."""
+    page's worth of index entries, however deep the page (see :mod:`webapp.listing.plan`)."""
+    rows, next_cursor, prev_cursor = _read_page(query, [Task])
+    return TaskPage([row[0] for row in rows], next_cursor, prev_cursor)
+
+
+def list_rows(query: TaskQuery) -> TaskPage[TaskRow]:
+    """:func:`list_tasks` as list rows (:data:`ROW_COLUMNS`): what the task list draws."""
+    rows, next_cursor, prev_cursor = _read_page(query, list(ROW_COLUMNS))
+    return TaskPage(rows, next_cursor, prev_cursor)
+
+
+def _read_page(
+    query: TaskQuery, columns: list[Any]
+) -> tuple[list[sa.Row[Any]], str | None, str | None]:
+    """A page of ``columns`` and the cursors after and before it; each row ends with its sort
+    keys (:func:`ordered_read`), which the cursors are made of."""
     backwards = query.before is not None and query.after is None
     cursor = query.before if backwards else query.after
     statement = ordered_read(
-        query, [Task], sort=query.sort_name, descending=query.descending != backwards, after=cursor
+        query, columns, sort=query.sort_name, descending=query.descending != backwards, after=cursor
     )
-    if not payloads:
-        statement = statement.options(*ROW_OPTIONS)
     rows = list(db.session.execute(statement.limit(query.limit + 1)).all())
     more = len(rows) > query.limit
     rows = rows[: query.limit]
     if backwards:
         rows.reverse()
+    keys = len(columns)
     next_cursor = prev_cursor = None
     if rows:
         if more if not backwards else bool(cursor):
-            next_cursor = cursors.encode(list(rows[-1][1:]))
+            next_cursor = cursors.encode(list(rows[-1][keys:]))
         if bool(cursor) if not backwards else more:
-            prev_cursor = cursors.encode(list(rows[0][1:]))
-    return TaskPage([row[0] for row in rows], next_cursor, prev_cursor)
+            prev_cursor = cursors.encode(list(rows[0][keys:]))
+    return rows, next_cursor, prev_cursor
 
 
 def iter_tasks(query: TaskQuery, batch: int = 500) -> Iterator[Task]:
@@ -156,11 +170,18 @@ def row_versions(ids: list[int]) -> dict[int, tuple[int, bool]]:
     return {pk: (version, terminal) for pk, version, terminal in db.session.execute(statement)}
 
 
-def tasks_by_ids(ids: list[int], *, payloads: bool = True) -> list[Task]:
+def tasks_by_ids(ids: list[int]) -> list[Task]:
     if not ids:
         return []
-    statement = sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)
-    return list(db.session.scalars(statement if payloads else statement.options(*ROW_OPTIONS)))
+    return list(db.session.scalars(sa.select(Task).where(Task.id.in_(ids)).order_by(Task.id)))
+
+
+def rows_by_ids(ids: list[int]) -> list[TaskRow]:
+    """:func:`tasks_by_ids` as list rows (:data:`ROW_COLUMNS`)."""
+    if not ids:
+        return []
+    statement = sa.select(*ROW_COLUMNS).where(Task.id.in_(ids))
+    return list(db.session.execute(statement.order_by(Task.id)).all())
 
 
 def newest_task_id() -> int:
@@ -190,19 +211,18 @@ def _recently_tracked(since: int) -> sa.ScalarSelect[int]:
     return newest.limit(MAX_ARRIVALS).scalar_subquery()
 
 
-def arrivals(query: TaskQuery, since: int, limit: int) -> list[Task]:
+def arrivals(query: TaskQuery, since: int, limit: int) -> list[TaskRow]:
     """Up to ``limit`` of the view's tasks tracked after task id ``since``, in the view's
     order, as list rows. Cheap at any size: the view's filters apply to the newly tracked
     rows alone."""
     keys = SORTS[query.sort_name].directions(query.descending)
     statement = (
-        sa.select(Task)
-        .options(*ROW_OPTIONS)
+        sa.select(*ROW_COLUMNS)
         .where(Task.id.in_(_recently_tracked(since)), *query.where())
         .order_by(*(key.desc() if descending else key.asc() for key, descending in keys))
         .limit(limit)
     )
-    return list(db.session.scalars(statement))
+    return list(db.session.execute(statement).all())
 
 
 def count_arrivals(query: TaskQuery, since: int) -> int:

@@ -35,11 +35,13 @@ from webapp.listing.counts import count_cap
 from webapp.listing.counts import counts_are_cheap
 from webapp.listing.counts import filter_choices
 from webapp.listing.counts import state_counts
+from webapp.listing.pages import TaskRow
 from webapp.listing.pages import arrivals
 from webapp.listing.pages import count_arrivals
-from webapp.listing.pages import list_tasks
+from webapp.listing.pages import list_rows
 from webapp.listing.pages import newest_task_id
 from webapp.listing.pages import row_versions
+from webapp.listing.pages import rows_by_ids
 from webapp.listing.pages import tasks_by_ids
 from webapp.listing.pages import tracked_since
 from webapp.listing.query import MAX_LIMIT
@@ -80,7 +82,7 @@ def summary_context(query: TaskQuery) -> dict[str, Any]:
 
 
 def list_context(query: TaskQuery) -> dict[str, Any]:
-    page = list_tasks(query, payloads=False)
+    page = list_rows(query)
     views = saved_views.all_views()
     summary = summary_context(query)
     return {
@@ -94,7 +96,7 @@ def list_context(query: TaskQuery) -> dict[str, Any]:
         "current_view": saved_views.matching(views, query),
         "view_query": saved_views.query_string(query),
         "live": live_context(
-            [t for t in page.tasks if not t.terminal],
+            [(t.id, t.version) for t in page.tasks if not t.terminal],
             # Only a view's first page can gain tasks; a later page stops once its rows settle.
             since=None if query.is_paged else newest_task_id(),
             fill=not page.tasks,
@@ -105,19 +107,18 @@ def list_context(query: TaskQuery) -> dict[str, Any]:
 
 
 def live_context(
-    active: list[Task] | list[tuple[int, int]],
+    rows: list[tuple[int, int]],
     *,
     since: int | None = None,
     fill: bool = False,
     added: int = 0,
     shown: str = "",
 ) -> dict[str, Any]:
-    """What the list's one poller needs: each active row's id and the version shown, and,
-    where the view watches for newly tracked tasks, the newest task id it has seen
-    (``since``); ``fill``: the page is empty, so arrivals bring the whole first page;
-    ``added``: rows put on top of the page so far; ``shown``: :func:`shown_key` of the
-    rest of what the page shows."""
-    rows = [(t.id, t.version) if isinstance(t, Task) else t for t in active]
+    """What the list's one poller needs: each active row's id and the version shown
+    (``rows``), and, where the view watches for newly tracked tasks, the newest task id it
+    has seen (``since``); ``fill``: the page is empty, so arrivals bring the whole first
+    page; ``added``: rows put on top of the page so far; ``shown``: :func:`shown_key` of
+    the rest of what the page shows."""
     return {
         "rows": rows,
         "token": ",".join(f"{pk}.{version}" for pk, version in rows),
@@ -199,7 +200,7 @@ def live() -> Response:
     changed_ids = [
         pk for pk, (version, terminal) in current.items() if terminal or version != seen[pk]
     ]
-    changed = tasks_by_ids(changed_ids, payloads=False)
+    changed = rows_by_ids(changed_ids)
     finished = [t for t in changed if t.terminal]
     still_active = [(pk, version) for pk, (version, terminal) in current.items() if not terminal]
     gone = [pk for pk in seen if pk not in current]
@@ -209,7 +210,7 @@ def live() -> Response:
         query = None
     since = watched = _parse_since(request.args.get("since")) if query is not None else None
     added = _parse_since(request.args.get("added")) or 0
-    arrived: list[Task] = []
+    arrived: list[TaskRow] = []
     waiting = 0
     if query is not None and since is not None:
         recent = tracked_since(since)
