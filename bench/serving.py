@@ -259,7 +259,7 @@ def print_figure(figure: Figure, bare: Figure | None) -> None:
         ratio = f"{figure.ratio(bare):.2f}x bare"
     errors = f"   {figure.errors} errors!" if figure.errors else ""
     cost = f"   cpu {figure.cpu_ms:5.2f} ms/answer"
-    if bare is not None and figure.cpu_ms:
+    if bare is not None and figure.cpu_ms and bare.cpu_ms:
         cost += f" ({figure.cpu_ms / bare.cpu_ms:.1f}x bare)"
     print(
         f"  {figure.label:<38} {figure.requests_per_second:8.0f} req/s   "

@@ -16,7 +16,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 FIGURE = re.compile(
     r"^  (?P<label>\S.*?)\s+(?P<rate>\d+) req/s\s+p50\s+[\d.]+ ms\s+p99\s+[\d.]+ ms\s+"
-    r"[\d.]+ KB\s+(?P<ratio>.*)$",
+    r"[\d.]+ KB\s+(?P<ratio>.*?)\s+cpu\s+(?P<cpu>[\d.]+) ms/answer(?P<cost> \([\d.]+x bare\))?$",
     re.M,
 )
 ENDPOINTS = {
@@ -30,7 +30,8 @@ ENDPOINTS = {
     "status poll: unchanged (204)",
     "status poll: changed",
     "status poll: terminal (286)",
-    "live poll: 100 active rows",
+    "live poll: 100 active rows, none changed",
+    "live poll: 100 active rows, one changed",
     "API: task list",
 }
 
@@ -53,8 +54,11 @@ def test_the_quick_serving_benchmark_measures_every_endpoint(tmp_path):
     assert set(figures) == ENDPOINTS, run.stdout
     assert all(int(m["rate"]) > 0 for m in figures.values()), run.stdout
     assert "errors!" not in run.stdout
-    assert figures.pop("bare Flask endpoint")["ratio"] == "(the floor)"
+    bare = figures.pop("bare Flask endpoint")
+    assert bare["ratio"] == "(the floor)" and float(bare["cpu"]) > 0
     assert all(m["ratio"].endswith("bare") for m in figures.values()), run.stdout
+    # The server's own CPU time per answer, next to the bare endpoint's.
+    assert all(m["cost"] for m in figures.values()), run.stdout
     summary = re.search(
         r"list row: (\d+) bytes of HTML\s+workers' RSS: ([\d, MB]+)\s+database: (\d+) bytes per "
         r"task \(([\d.]+) events each\)",
