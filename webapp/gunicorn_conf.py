@@ -8,11 +8,14 @@ What this file adds over plain gunicorn:
   worker dies;
 - a clean stop: on SIGTERM (or a worker restart) each worker stops its in-process refresher,
   which finishes running fetches and gives its other leases back, so nothing stays leased;
-- an access log line that carries the request id.
+- an access log line that carries the request id;
+- the app's own objects left out of the garbage collector's full passes once a worker has
+  loaded it.
 """
 
 from __future__ import annotations
 
+import gc
 import os
 import shutil
 import tempfile
@@ -39,6 +42,13 @@ def on_starting(server: Any) -> None:
     directory = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
+
+
+def post_worker_init(worker: Any) -> None:
+    """The app is loaded: what it has made so far (modules, the URL map, SQLAlchemy's
+    metadata, compiled templates) lives as long as the worker. Frozen, a full collection need
+    not walk it again: otherwise one every few hundred requests takes tens of milliseconds."""
+    gc.freeze()
 
 
 def worker_exit(server: Any, worker: Any) -> None:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import logging
 import random
+import runpy
+from pathlib import Path
 
+import webapp
 from tests.conftest import track
 from tests.helpers import samples
 from webapp import logs
@@ -95,3 +99,15 @@ def test_a_secret_that_holds_another_is_redacted_whole():
     record = logging.LogRecord("t", logging.INFO, "", 0, "key s3cret-signing-key", None, None)
     redactor.filter(record)
     assert record.getMessage() == "key ***"
+
+
+def test_a_gunicorn_worker_freezes_what_loading_the_app_made(monkeypatch, tmp_path):
+    """Full collections would otherwise walk every module, route and table of the app again."""
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    settings = runpy.run_path(str(Path(webapp.__file__).parent / "gunicorn_conf.py"))
+    gc.unfreeze()
+    try:
+        settings["post_worker_init"](None)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
