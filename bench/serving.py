@@ -11,8 +11,10 @@ For each size it fills a SQLite file (:mod:`bench.dataset`: tasks with their his
 ``TASKDECK_WORKERS`` / ``TASKDECK_THREADS`` say otherwise; the refresher off, so only serving is
 measured) and the same gunicorn settings around a Flask app whose one view answers "ok", then
 runs ``wrk -t1 -c4 --latency`` against each endpoint in turn: requests per second, p50 and p99
-latency, and the ratio of its requests per second to the bare endpoint's. Then the workers'
-resident memory and the database's bytes per task.
+latency, the ratio of its requests per second to the bare endpoint's, and the CPU time the
+workers spent per answer (which other work on the machine does not skew as much as rates).
+Then the workers' resident memory and the database's bytes per task. ``--only WORD…`` loads
+the endpoints whose label holds one of the words.
 
 Targets at 1M tasks (issue 14), as ratios to bare Flask: list page and its fragment >= 1/8,
 unchanged status poll >= 1/2, changed/terminal status and detail page >= 1/4, live poll >= 1/3;
