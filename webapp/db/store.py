@@ -38,6 +38,16 @@ def get_task(source: str, task_id: str) -> Task | None:
     return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
 
 
+def unchanged_since(source: str, task_id: str, version: int) -> bool:
+    """True when the task is tracked, still at ``version`` and not final: what a status poll
+    asks most often, read from two columns (no payload, no ORM object)."""
+    statement = sa.select(Task.version, Task.terminal).where(
+        Task.source == source, Task.task_id == task_id
+    )
+    row = db.session.execute(statement).first()
+    return row is not None and row.version == version and not row.terminal
+
+
 #: The longest task id the cache holds (``Task.task_id``).
 MAX_TASK_ID_LENGTH = 512
 #: How tracking can begin (``Task.tracked_via``), in words for the task's page.
@@ -216,17 +226,44 @@ def related_key(provider: str, links: dict[str, str]) -> str | None:
     return next((links[key][:512] for key in keys if links.get(key)), None)
 
 
-def related_tasks(task: Task, limit: int = 20) -> list[Task]:
+@dataclass(frozen=True, slots=True)
+class TaskGlance:
+    """What a task's page shows of another task (its link, its state badge, its family bar):
+    read as plain columns, so 20 relatives cost no ORM objects and none of their JSON."""
+
+    id: int
+    source: str
+    task_id: str
+    name: str | None
+    state: str
+    terminal: bool
+    fetch_error: str | None
+    version: int
+    created_at: datetime | None
+    sort_at: datetime
+    tracked_at: datetime
+    finished_at: datetime | None
+
+
+GLANCE_COLUMNS = tuple(getattr(Task, name) for name in TaskGlance.__slots__)
+
+
+def glance(task: Task) -> TaskGlance:
+    """A loaded task seen as its relatives are."""
+    return TaskGlance(*(getattr(task, name) for name in TaskGlance.__slots__))
+
+
+def related_tasks(task: Task, limit: int = 20) -> list[TaskGlance]:
     """Other tracked tasks of the same upstream group (same workflow, model, batch…)."""
     if not task.related_key:
         return []
     statement = (
-        sa.select(Task)
+        sa.select(*GLANCE_COLUMNS)
         .where(Task.source == task.source, Task.related_key == task.related_key, Task.id != task.id)
         .order_by(Task.sort_at.desc())
         .limit(limit)
     )
-    return list(db.session.scalars(statement))
+    return [TaskGlance(*row) for row in db.session.execute(statement)]
 
 
 #: What a task's annotations hold at most (the form and ``POST /api/v1/tasks`` alike).

@@ -4,6 +4,7 @@ axis, drawn in SVG by the template (no inline styles: the geometry is in attribu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from webapp.db.models import Task
 from webapp.db.models import TaskLink
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.db.store import TaskGlance
+from webapp.db.store import glance
 from webapp.links.linking import LISTED_UPSTREAM
 from webapp.links.linking import group_rule
 from webapp.sources.registry import registry
@@ -47,7 +50,7 @@ class LinkRow:
 
 @dataclass(frozen=True)
 class Bar:
-    task: Task
+    task: TaskGlance
     start: datetime
     end: datetime
     ongoing: bool
@@ -131,11 +134,12 @@ def _tracked(links: list[TaskLink]) -> dict[tuple[str, str], Task]:
     return {(t.source, t.task_id): t for t in db.session.scalars(statement)}
 
 
-def family_bars(task: Task, rows: list[LinkRow], related: list[Task]) -> list[Bar]:
+def family_bars(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -> list[Bar]:
     """The task and its tracked relatives as bars from creation (or first sight) to the end
     (or now), oldest first; empty when the task has no tracked relative."""
-    members: dict[int, Task] = {task.id: task}
-    for other in [*(row.tracked for row in rows if row.tracked is not None), *related]:
+    members: dict[int, TaskGlance] = {task.id: glance(task)}
+    linked = [glance(row.tracked) for row in rows if row.tracked is not None]
+    for other in [*linked, *related]:
         if len(members) >= MAX_FAMILY:
             break
         members.setdefault(other.id, other)
@@ -167,3 +171,19 @@ def family_bars(task: Task, rows: list[LinkRow], related: list[Task]) -> list[Ba
             )
         )
     return bars
+
+
+def family_version(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -> str:
+    """A short digest of what the family block shows, so that the status poll re-sends the
+    block only when it changed (the page polls with it, as ``f``).
+
+    This task's own state is left out: the poll swaps its badge in the chart on its own
+    (the ``family_self`` block), so a change of state alone costs one badge, not the chart.
+    Its end is in: the chart is drawn again once, when the task finishes."""
+    parts = [f"{task.terminal}|{task.created_at}|{task.finished_at}|{task.links_checked_at}"]
+    for row in rows:
+        tracked = f"{row.tracked.id}:{row.tracked.version}" if row.tracked is not None else ""
+        parts.append(f"{row.relation}|{row.source}|{row.task_id}|{row.status}|{tracked}")
+        parts[-1] += f"|{row.trackable}|{row.group}|{row.found_in}"
+    parts.extend(f"{other.id}:{other.version}" for other in related)
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=6).hexdigest()

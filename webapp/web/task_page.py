@@ -4,8 +4,10 @@ read-only page a share link opens (``/share/<token>``), which reuse one template
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import current_app
+from flask import request
 
 from webapp import actions
 from webapp.db import store
@@ -13,6 +15,7 @@ from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.db.store import TaskGlance
 from webapp.links import family
 from webapp.providers import find_provider_spec
 from webapp.sources.registry import registry
@@ -46,16 +49,18 @@ def detail_context(task: Task) -> dict[str, Any]:
         "upstream_actions": actions.available(task),
         "action_history": actions.history(task),
         "outcome_words": actions.OUTCOME_WORDS,
+        "task_path": task_path,
         **timeline(task),
     }
 
 
-def family_context(task: Task, related: list[Task]) -> dict[str, Any]:
+def family_context(task: Task, related: list[TaskGlance]) -> dict[str, Any]:
     """The task's links and its family's bars (the ``family`` block)."""
     rows = family.link_rows(task)
     return {
         "task_links": rows,
         "family": family.family_bars(task, rows, related),
+        "family_version": family.family_version(task, rows, related),
         "gantt_width": family.GANTT_WIDTH,
     }
 
@@ -77,3 +82,15 @@ def timeline(task: Task) -> dict[str, Any]:
     for item, segment in zip(items, segments, strict=True):
         item["segment"] = segment
     return {"timeline": items, "timeline_width": TIMELINE_WIDTH}
+
+
+def task_path(task: Task | TaskGlance) -> str:
+    """The page of a related or linked task: what ``url_for("tasks.detail", ...)`` answers,
+    built by hand because a page lists up to 50 of them (tests/views/test_task_detail.py
+    compares the two)."""
+    source = quote(task.source, safe=SOURCE_SAFE)
+    return f"{request.script_root}/tasks/{source}/{quote(task.task_id, safe='')}"
+
+
+#: What werkzeug's default converter leaves unquoted in a path segment (the source's).
+SOURCE_SAFE = "!$&'()*+,/:;=@"
