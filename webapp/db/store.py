@@ -34,17 +34,25 @@ class UnknownSource(LookupError):
     """A source name that no configuration defines."""
 
 
+#: Statements the task page runs on every request, built once: building one costs more than
+#: SQLite takes to answer it.
+_TASK_BY_KEY = sa.select(Task).where(
+    Task.source == sa.bindparam("source"), Task.task_id == sa.bindparam("task_id")
+)
+_VERSION_BY_KEY = sa.select(Task.version, Task.terminal).where(
+    Task.source == sa.bindparam("source"), Task.task_id == sa.bindparam("task_id")
+)
+
+
 def get_task(source: str, task_id: str) -> Task | None:
-    return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
+    return db.session.scalar(_TASK_BY_KEY, {"source": source, "task_id": task_id})
 
 
 def unchanged_since(source: str, task_id: str, version: int) -> bool:
     """True when the task is tracked, still at ``version`` and not final: what a status poll
     asks most often, read from two columns (no payload, no ORM object)."""
-    statement = sa.select(Task.version, Task.terminal).where(
-        Task.source == source, Task.task_id == task_id
-    )
-    row = db.session.execute(statement).first()
+    key = {"source": source, "task_id": task_id}
+    row = db.session.connection().execute(_VERSION_BY_KEY, key).first()
     return row is not None and row.version == version and not row.terminal
 
 
@@ -248,6 +256,18 @@ class TaskGlance:
 GLANCE_COLUMNS = tuple(getattr(Task, name) for name in TaskGlance.__slots__)
 
 
+_RELATED = (
+    sa.select(*GLANCE_COLUMNS)
+    .where(
+        Task.source == sa.bindparam("source"),
+        Task.related_key == sa.bindparam("related_key"),
+        Task.id != sa.bindparam("id"),
+    )
+    .order_by(Task.sort_at.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+
 def glance(task: Task) -> TaskGlance:
     """A loaded task seen as its relatives are."""
     return TaskGlance(*(getattr(task, name) for name in TaskGlance.__slots__))
@@ -257,13 +277,8 @@ def related_tasks(task: Task, limit: int = 20) -> list[TaskGlance]:
     """Other tracked tasks of the same upstream group (same workflow, model, batch…)."""
     if not task.related_key:
         return []
-    statement = (
-        sa.select(*GLANCE_COLUMNS)
-        .where(Task.source == task.source, Task.related_key == task.related_key, Task.id != task.id)
-        .order_by(Task.sort_at.desc())
-        .limit(limit)
-    )
-    return [TaskGlance(*row) for row in db.session.execute(statement)]
+    key = {"source": task.source, "related_key": task.related_key, "id": task.id, "limit": limit}
+    return [TaskGlance(*row) for row in db.session.connection().execute(_RELATED, key)]
 
 
 #: What a task's annotations hold at most (the form and ``POST /api/v1/tasks`` alike).

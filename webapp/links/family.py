@@ -60,27 +60,32 @@ class Bar:
     current: bool
 
 
+#: Built once: every task page and status answer runs both.
+_OWN_LINKS = (
+    sa.select(TaskLink)
+    .where(TaskLink.task_pk == sa.bindparam("task_pk"))
+    .order_by(TaskLink.relation, TaskLink.id)
+    .limit(MAX_LINKS)
+)
+_INCOMING_LINKS = (
+    sa.select(TaskLink, Task)
+    .join(Task, Task.id == TaskLink.task_pk)
+    .where(
+        TaskLink.target_source == sa.bindparam("source"),
+        TaskLink.target_task_id == sa.bindparam("task_id"),
+        TaskLink.status == "found",
+    )
+    .order_by(TaskLink.id)
+    .limit(MAX_LINKS)
+)
+
+
 def link_rows(task: Task) -> list[LinkRow]:
     """The task's own links (named in its payload or listed beside it upstream), then the
     links of tracked tasks that lead to it."""
-    own = list(
-        db.session.scalars(
-            sa.select(TaskLink)
-            .where(TaskLink.task_pk == task.id)
-            .order_by(TaskLink.relation, TaskLink.id)
-            .limit(MAX_LINKS)
-        )
-    )
+    own = list(db.session.scalars(_OWN_LINKS, {"task_pk": task.id}))
     incoming = db.session.execute(
-        sa.select(TaskLink, Task)
-        .join(Task, Task.id == TaskLink.task_pk)
-        .where(
-            TaskLink.target_source == task.source,
-            TaskLink.target_task_id == task.task_id,
-            TaskLink.status == "found",
-        )
-        .order_by(TaskLink.id)
-        .limit(MAX_LINKS)
+        _INCOMING_LINKS, {"source": task.source, "task_id": task.task_id}
     ).all()
     tracked = _tracked(own)
     known = registry()
