@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import TaskEvent
 from webapp.db.models import db
@@ -44,6 +45,16 @@ _VERSION_BY_KEY = sa.select(Task.version, Task.terminal).where(
 )
 
 
+_EVENTS = (
+    sa.select(TaskEvent.at, TaskEvent.state, TaskEvent.upstream_status)
+    .where(TaskEvent.task_pk == sa.bindparam("task_pk"))
+    .order_by(TaskEvent.id)
+)
+_SOURCE_HEALTH = sa.select(Source.circuit, Source.last_error).where(
+    Source.name == sa.bindparam("name")
+)
+
+
 def get_task(source: str, task_id: str) -> Task | None:
     return db.session.scalar(_TASK_BY_KEY, {"source": source, "task_id": task_id})
 
@@ -54,6 +65,17 @@ def unchanged_since(source: str, task_id: str, version: int) -> bool:
     key = {"source": source, "task_id": task_id}
     row = db.session.connection().execute(_VERSION_BY_KEY, key).first()
     return row is not None and row.version == version and not row.terminal
+
+
+def state_changes(task: Task) -> list[sa.Row[datetime, str, str | None]]:
+    """The task's history (``at``, ``state``, ``upstream_status``), oldest first, as committed
+    or flushed: read as rows, for its page, which shows them and changes none."""
+    return list(db.session.connection().execute(_EVENTS, {"task_pk": task.id}))
+
+
+def source_health(name: str) -> sa.Row[str, str | None] | None:
+    """The source's ``circuit`` and ``last_error``, all its page's banner says of it."""
+    return db.session.connection().execute(_SOURCE_HEALTH, {"name": name}).first()
 
 
 #: The longest task id the cache holds (``Task.task_id``).

@@ -11,9 +11,7 @@ from flask import request
 
 from webapp import actions
 from webapp.db import store
-from webapp.db.models import Source
 from webapp.db.models import Task
-from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.db.store import TaskGlance
 from webapp.links import family
@@ -36,7 +34,7 @@ def detail_context(task: Task) -> dict[str, Any]:
     return {
         "task": task,
         "source": known.get(task.source),
-        "source_health": db.session.get(Source, task.source),
+        "source_health": store.source_health(task.source),
         "provider_label": spec.label if spec else task.provider,
         "times_note": spec.times_note if spec else None,
         "active_note": spec.active_note if spec else None,
@@ -67,7 +65,7 @@ def family_context(task: Task, related: list[TaskGlance]) -> dict[str, Any]:
 
 def timeline(task: Task) -> dict[str, Any]:
     """The state changes with the time spent in each (the last one runs until now, if active)."""
-    events = list(task.events)
+    events = store.state_changes(task)
     now = utcnow()
     items: list[dict[str, Any]] = []
     for index, event in enumerate(events):
