@@ -59,7 +59,7 @@ def test_an_unchanged_task_answers_204_from_its_version(linked_app):
     assert client.get(url, headers=HX).status_code == 204
 
 
-def test_a_change_of_state_alone_sends_the_badge_not_the_family(linked_app):
+def test_a_change_of_state_alone_sends_this_tasks_cells_not_the_family(linked_app):
     client = linked_app.test_client()
     url, _ = poll_of(client, "/tasks/ml/trained")
     fetched(linked_app, "ml", "trained", TaskState.RUNNING, "RUNNING_AGAIN")
@@ -71,17 +71,21 @@ def test_a_change_of_state_alone_sends_the_badge_not_the_family(linked_app):
     assert fragment.select_one("#task-family") is None
     badge = fragment.select_one("#family-self-state")
     assert badge["hx-swap-oob"] == "true" and "running" in badge.get_text()
+    took = fragment.select_one("#family-self-took")
+    assert took["hx-swap-oob"] == "true" and took.get_text().endswith(" so far")
     # The next poll asks with the new version and the same family.
     _, before = poll_of(client, "/tasks/ml/trained")
     after = parse_qs(urlsplit(fragment.select_one("#task-status")["hx-get"]).query)
     assert after["f"] == [before["f"]] and after["v"] == [before["v"]]
 
 
-def test_the_badge_in_the_chart_is_the_one_the_page_shows(linked_app):
+def test_the_cells_the_poll_swaps_are_this_tasks_row_in_the_chart(linked_app):
     page = soup(linked_app.test_client().get("/tasks/ml/trained"))
     current = page.select_one("#task-family tr.gantt-row.current")
     assert current.select_one("#family-self-state .badge-state").get_text() == "running"
-    assert not current.select_one("#family-self-state").has_attr("hx-swap-oob")
+    assert current.select_one("#family-self-took").get_text().endswith(" so far")
+    assert not page.select("#task-family [hx-swap-oob]")
+    assert len(page.select("#family-self-state, #family-self-took")) == 2
 
 
 def test_a_change_in_the_family_sends_the_family(linked_app):
@@ -92,7 +96,9 @@ def test_a_change_in_the_family_sends_the_family(linked_app):
     fragment = soup(client.get(url, headers=HX))
     family = fragment.select_one("#task-family")
     assert family is not None and family["hx-swap-oob"] == "true"
-    assert fragment.select_one("#family-self-state").get("hx-swap-oob") is None
+    # Nested in the chart, this task's cells are no swaps of their own (htmx would lift them
+    # out of it).
+    assert not fragment.select("#task-family [hx-swap-oob]")
     _, now = poll_of(client, "/tasks/ml/trained")
     assert now["f"] != query["f"]
 
@@ -103,8 +109,10 @@ def test_the_last_answer_draws_the_family_once_more(linked_app):
     fetched(linked_app, "ml", "trained", TaskState.SUCCEEDED, "COMPLETED", terminal=True)
     answer = client.get(url, headers=HX)
     assert answer.status_code == 286
-    current = soup(answer).select_one("#task-family tr.gantt-row.current")
+    fragment = soup(answer)
+    current = fragment.select_one("#task-family tr.gantt-row.current")
     assert "so far" not in current.get_text()
+    assert "succeeded" in current.select_one("#family-self-state").get_text()
 
 
 @pytest.mark.parametrize("query", ["v=0", "v=abc", ""])

@@ -182,9 +182,10 @@ def family_version(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -
     """A short digest of what the family block shows, so that the status poll re-sends the
     block only when it changed (the page polls with it, as ``f``).
 
-    This task's own state is left out: the poll swaps its badge in the chart on its own
-    (the ``family_self`` block), so a change of state alone costs one badge, not the chart.
-    Its end is in: the chart is drawn again once, when the task finishes."""
+    This task's own state is left out: the poll swaps its state and time so far in the chart
+    on their own (the ``family_self_*`` blocks), so a change of state costs two cells, not the
+    chart (whose bars are as of its last drawing). Its end is in: the chart is drawn again
+    once, when the task finishes."""
     parts = [f"{task.terminal}|{task.created_at}|{task.finished_at}|{task.links_checked_at}"]
     for row in rows:
         tracked = f"{row.tracked.id}:{row.tracked.version}" if row.tracked is not None else ""

@@ -55,9 +55,12 @@ def detail_context(task: Task) -> dict[str, Any]:
 def family_context(task: Task, related: list[TaskGlance]) -> dict[str, Any]:
     """The task's links and its family's bars (the ``family`` block)."""
     rows = family.link_rows(task)
+    bars = family.family_bars(task, rows, related)
     return {
         "task_links": rows,
-        "family": family.family_bars(task, rows, related),
+        "family": bars,
+        # This task's bar, whose cells the status poll may send alone.
+        "own_bar": next((bar for bar in bars if bar.current), None),
         "family_version": family.family_version(task, rows, related),
         "gantt_width": family.GANTT_WIDTH,
     }

@@ -45,7 +45,8 @@ def status(source: str, task_id: str) -> Response:
     """The polling widget: 204 while nothing changed, new markup when it did, 286 once final.
 
     The page polls with the task's version (``v``) and its family's (``f``): the answer
-    carries the family block only when the family changed, else just this task's badge in it.
+    carries the family block only when the family changed, else just this task's own cells in
+    it (its state, its time so far).
     """
     seen = request.args.get("v", type=int)
     # The most frequent request of all: two columns decide it, the task is loaded only after.
@@ -54,13 +55,13 @@ def status(source: str, task_id: str) -> Response:
     task = get_task_or_404(source, task_id)
     context = detail_context(task)
     blocks = ["status", "history", "details", "upstream_actions"]
-    badge_alone = request.args.get("f") == context["family_version"]
-    if not badge_alone:
+    own_cells_alone = request.args.get("f") == context["family_version"]
+    if not own_cells_alone:
         blocks.append("family")
-    elif context["family"]:
-        blocks.append("family_self")
+    elif context["own_bar"] is not None:
+        blocks += ["family_self_state", "family_self_took"]
     body = render_blocks(
-        DETAIL_TEMPLATE, blocks, oob_blocks=True, badge_alone=badge_alone, **context
+        DETAIL_TEMPLATE, blocks, oob_blocks=True, own_cells_alone=own_cells_alone, **context
     )
     return make_response(body, STOP_POLLING if task.terminal else 200)
 
