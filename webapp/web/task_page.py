@@ -87,7 +87,7 @@ def timeline(task: Task) -> dict[str, Any]:
 
 def task_path(task: Task | TaskGlance) -> str:
     """The page of a related or linked task: what ``url_for("tasks.detail", ...)`` answers,
-    built by hand because a page lists up to 50 of them (tests/views/test_task_detail.py
+    built by hand because a page lists up to 50 of them (tests/links/test_status_poll.py
     compares the two)."""
     source = quote(task.source, safe=SOURCE_SAFE)
     return f"{request.script_root}/tasks/{source}/{quote(task.task_id, safe='')}"
