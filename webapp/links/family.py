@@ -186,10 +186,14 @@ def family_version(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -
     on their own (the ``family_self_*`` blocks), so a change of state costs two cells, not the
     chart (whose bars are as of its last drawing). Its end is in: the chart is drawn again
     once, when the task finishes."""
-    parts = [f"{task.terminal}|{task.created_at}|{task.finished_at}|{task.links_checked_at}"]
+    parts = [
+        f"{task.name}|{task.terminal}|{task.created_at}|{task.finished_at}|{task.links_checked_at}"
+    ]
     for row in rows:
         tracked = f"{row.tracked.id}:{row.tracked.version}" if row.tracked is not None else ""
-        parts.append(f"{row.relation}|{row.source}|{row.task_id}|{row.status}|{tracked}")
-        parts[-1] += f"|{row.trackable}|{row.group}|{row.found_in}"
+        parts.append(
+            f"{row.relation}|{row.source}|{row.task_id}|{row.status}|{row.found_in}"
+            f"|{row.trackable}|{row.group}|{tracked}"
+        )
     parts.extend(f"{other.id}:{other.version}" for other in related)
     return hashlib.blake2b("\n".join(parts).encode(), digest_size=6).hexdigest()
