@@ -187,7 +187,7 @@ def endpoints(client: httpx.Client) -> list[Endpoint]:
     if len(rows.split(",")) < 100:
         raise SystemExit(f"only {len(rows.split(','))} active rows for the live poll")
     status = _poll_url(client, active)
-    # A poll after a fetch: a new version, the same family (its badge comes, not the chart).
+    # A poll after a fetch: a new version, the same family (its own cells come, not the chart).
     changed = re.sub(r"([?&]v=)\d+", r"\g<1>0", status)
     return [
         Endpoint("list: first page", "/?view=all", {}),
