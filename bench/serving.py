@@ -215,7 +215,9 @@ def endpoints(client: httpx.Client) -> list[Endpoint]:
     rows = parse_qs(urlsplit(live).query)["rows"][0]
     if len(rows.split(",")) < 100:
         raise SystemExit(f"only {len(rows.split(','))} active rows for the live poll")
-    status = f"{active}/status?v={_version(client, active)}"
+    status = _poll_url(client, active)
+    # A poll after a fetch: a new version, the same family (its own cells come, not the chart).
+    changed = re.sub(r"([?&]v=)\d+", r"\g<1>0", status)
     return [
         Endpoint("list: first page", "/?view=all", {}),
         Endpoint("list: filtered (failed, one source)", "/?state=failed&source=ml-prod", {}),
@@ -224,7 +226,7 @@ def endpoints(client: httpx.Client) -> list[Endpoint]:
         Endpoint("list: htmx fragment", "/?view=all", hx),
         Endpoint("detail page", detail, {}),
         Endpoint("status poll: unchanged (204)", status, hx, 204),
-        Endpoint("status poll: changed", f"{active}/status?v=0", hx),
+        Endpoint("status poll: changed", changed, hx),
         Endpoint("status poll: terminal (286)", f"{done}/status?v=0", hx, 286),
         Endpoint("live poll: 100 active rows, none changed", live, hx, 204),
         Endpoint("live poll: 100 active rows, one changed", _one_row_older(live), hx),
@@ -239,13 +241,13 @@ def _one_row_older(live: str) -> str:
     return live.replace(f"rows={pk}.{_version}", f"rows={pk}.0", 1)
 
 
-def _version(client: httpx.Client, task_path: str) -> int:
-    """The version a task's page polls with (the status widget's ``v``)."""
+def _poll_url(client: httpx.Client, task_path: str) -> str:
+    """The URL a task's page polls (the status widget's, with its ``v`` and ``f``)."""
     page = BeautifulSoup(client.get(task_path).text, "html.parser")
     poll = page.select_one("[hx-get*='/status?v=']")
     if poll is None:
         raise SystemExit(f"{task_path}: no status poll on the page")
-    return int(parse_qs(urlsplit(str(poll["hx-get"])).query)["v"][0])
+    return str(poll["hx-get"])
 
 
 def row_bytes(client: httpx.Client) -> float:

@@ -149,7 +149,14 @@ def refresh_soon(task: Task) -> None:
     task.unchanged_polls = 0
 
 
+#: Built once: the task page and its status poll read it on every answer.
+_HISTORY = (
+    sa.select(TaskAction)
+    .where(TaskAction.task_pk == sa.bindparam("task_pk"))
+    .order_by(TaskAction.id)
+)
+
+
 def history(task: Task) -> list[TaskAction]:
     """The actions asked for on the task, oldest first."""
-    query = sa.select(TaskAction).where(TaskAction.task_pk == task.id).order_by(TaskAction.id)
-    return list(db.session.scalars(query))
+    return list(db.session.scalars(_HISTORY, {"task_pk": task.id}))

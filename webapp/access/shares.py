@@ -126,10 +126,23 @@ def _active() -> sa.Select[ShareLink]:
     )
 
 
+#: Built once: every task page an editor opens asks it.
+_ACTIVE_FOR_TASK = (
+    sa.select(ShareLink)
+    .where(
+        ShareLink.revoked_at.is_(None),
+        ShareLink.expires_at > sa.bindparam("now"),
+        ShareLink.source == sa.bindparam("source"),
+        ShareLink.task_id == sa.bindparam("task_id"),
+    )
+    .order_by(ShareLink.expires_at, ShareLink.id)
+)
+
+
 def active_links_for(source: str, task_id: str) -> list[ShareLink]:
     """The task's links that still open it, soonest to expire first."""
-    stmt = _active().where(ShareLink.source == source, ShareLink.task_id == task_id)
-    return list(db.session.scalars(stmt))
+    key = {"now": utcnow(), "source": source, "task_id": task_id}
+    return list(db.session.scalars(_ACTIVE_FOR_TASK, key))
 
 
 def all_active_links() -> list[ShareLink]:

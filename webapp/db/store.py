@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from webapp.db.models import Source
 from webapp.db.models import Task
 from webapp.db.models import TaskEvent
 from webapp.db.models import db
@@ -34,8 +35,47 @@ class UnknownSource(LookupError):
     """A source name that no configuration defines."""
 
 
+#: Statements the task page runs on every request, built once: building one costs more than
+#: SQLite takes to answer it.
+_TASK_BY_KEY = sa.select(Task).where(
+    Task.source == sa.bindparam("source"), Task.task_id == sa.bindparam("task_id")
+)
+_VERSION_BY_KEY = sa.select(Task.version, Task.terminal).where(
+    Task.source == sa.bindparam("source"), Task.task_id == sa.bindparam("task_id")
+)
+
+
+_EVENTS = (
+    sa.select(TaskEvent.at, TaskEvent.state, TaskEvent.upstream_status)
+    .where(TaskEvent.task_pk == sa.bindparam("task_pk"))
+    .order_by(TaskEvent.id)
+)
+_SOURCE_HEALTH = sa.select(Source.circuit, Source.last_error).where(
+    Source.name == sa.bindparam("name")
+)
+
+
 def get_task(source: str, task_id: str) -> Task | None:
-    return db.session.scalar(sa.select(Task).where(Task.source == source, Task.task_id == task_id))
+    return db.session.scalar(_TASK_BY_KEY, {"source": source, "task_id": task_id})
+
+
+def unchanged_since(source: str, task_id: str, version: int) -> bool:
+    """True when the task is tracked, still at ``version`` and not final: what a status poll
+    asks most often, read from two columns (no payload, no ORM object)."""
+    key = {"source": source, "task_id": task_id}
+    row = db.session.connection().execute(_VERSION_BY_KEY, key).first()
+    return row is not None and row.version == version and not row.terminal
+
+
+def state_changes(task: Task) -> list[sa.Row[datetime, str, str | None]]:
+    """The task's history (``at``, ``state``, ``upstream_status``), oldest first, as committed
+    or flushed: read as rows, for its page, which shows them and changes none."""
+    return list(db.session.connection().execute(_EVENTS, {"task_pk": task.id}))
+
+
+def source_health(name: str) -> sa.Row[str, str | None] | None:
+    """The source's ``circuit`` and ``last_error``, all its page's banner says of it."""
+    return db.session.connection().execute(_SOURCE_HEALTH, {"name": name}).first()
 
 
 #: The longest task id the cache holds (``Task.task_id``).
@@ -216,17 +256,51 @@ def related_key(provider: str, links: dict[str, str]) -> str | None:
     return next((links[key][:512] for key in keys if links.get(key)), None)
 
 
-def related_tasks(task: Task, limit: int = 20) -> list[Task]:
+@dataclass(frozen=True, slots=True)
+class TaskGlance:
+    """What a task's page shows of another task (its link, its state badge, its family bar):
+    read as plain columns, so 20 relatives cost no ORM objects and none of their JSON."""
+
+    id: int
+    source: str
+    task_id: str
+    name: str | None
+    state: str
+    terminal: bool
+    fetch_error: str | None
+    version: int
+    created_at: datetime | None
+    sort_at: datetime
+    tracked_at: datetime
+    finished_at: datetime | None
+
+
+GLANCE_COLUMNS = tuple(getattr(Task, name) for name in TaskGlance.__slots__)
+
+
+_RELATED = (
+    sa.select(*GLANCE_COLUMNS)
+    .where(
+        Task.source == sa.bindparam("source"),
+        Task.related_key == sa.bindparam("related_key"),
+        Task.id != sa.bindparam("id"),
+    )
+    .order_by(Task.sort_at.desc())
+    .limit(sa.bindparam("limit"))
+)
+
+
+def glance(task: Task) -> TaskGlance:
+    """A loaded task seen as its relatives are."""
+    return TaskGlance(*(getattr(task, name) for name in TaskGlance.__slots__))
+
+
+def related_tasks(task: Task, limit: int = 20) -> list[TaskGlance]:
     """Other tracked tasks of the same upstream group (same workflow, model, batch…)."""
     if not task.related_key:
         return []
-    statement = (
-        sa.select(Task)
-        .where(Task.source == task.source, Task.related_key == task.related_key, Task.id != task.id)
-        .order_by(Task.sort_at.desc())
-        .limit(limit)
-    )
-    return list(db.session.scalars(statement))
+    key = {"source": task.source, "related_key": task.related_key, "id": task.id, "limit": limit}
+    return [TaskGlance(*row) for row in db.session.connection().execute(_RELATED, key)]
 
 
 #: What a task's annotations hold at most (the form and ``POST /api/v1/tasks`` alike).

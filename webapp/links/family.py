@@ -4,6 +4,7 @@ axis, drawn in SVG by the template (no inline styles: the geometry is in attribu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -13,6 +14,8 @@ from webapp.db.models import Task
 from webapp.db.models import TaskLink
 from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.db.store import TaskGlance
+from webapp.db.store import glance
 from webapp.links.linking import LISTED_UPSTREAM
 from webapp.links.linking import group_rule
 from webapp.sources.registry import registry
@@ -47,7 +50,7 @@ class LinkRow:
 
 @dataclass(frozen=True)
 class Bar:
-    task: Task
+    task: TaskGlance
     start: datetime
     end: datetime
     ongoing: bool
@@ -57,27 +60,32 @@ class Bar:
     current: bool
 
 
+#: Built once: every task page and status answer runs both.
+_OWN_LINKS = (
+    sa.select(TaskLink)
+    .where(TaskLink.task_pk == sa.bindparam("task_pk"))
+    .order_by(TaskLink.relation, TaskLink.id)
+    .limit(MAX_LINKS)
+)
+_INCOMING_LINKS = (
+    sa.select(TaskLink, Task)
+    .join(Task, Task.id == TaskLink.task_pk)
+    .where(
+        TaskLink.target_source == sa.bindparam("source"),
+        TaskLink.target_task_id == sa.bindparam("task_id"),
+        TaskLink.status == "found",
+    )
+    .order_by(TaskLink.id)
+    .limit(MAX_LINKS)
+)
+
+
 def link_rows(task: Task) -> list[LinkRow]:
     """The task's own links (named in its payload or listed beside it upstream), then the
     links of tracked tasks that lead to it."""
-    own = list(
-        db.session.scalars(
-            sa.select(TaskLink)
-            .where(TaskLink.task_pk == task.id)
-            .order_by(TaskLink.relation, TaskLink.id)
-            .limit(MAX_LINKS)
-        )
-    )
+    own = list(db.session.scalars(_OWN_LINKS, {"task_pk": task.id}))
     incoming = db.session.execute(
-        sa.select(TaskLink, Task)
-        .join(Task, Task.id == TaskLink.task_pk)
-        .where(
-            TaskLink.target_source == task.source,
-            TaskLink.target_task_id == task.task_id,
-            TaskLink.status == "found",
-        )
-        .order_by(TaskLink.id)
-        .limit(MAX_LINKS)
+        _INCOMING_LINKS, {"source": task.source, "task_id": task.task_id}
     ).all()
     tracked = _tracked(own)
     known = registry()
@@ -131,11 +139,12 @@ def _tracked(links: list[TaskLink]) -> dict[tuple[str, str], Task]:
     return {(t.source, t.task_id): t for t in db.session.scalars(statement)}
 
 
-def family_bars(task: Task, rows: list[LinkRow], related: list[Task]) -> list[Bar]:
+def family_bars(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -> list[Bar]:
     """The task and its tracked relatives as bars from creation (or first sight) to the end
     (or now), oldest first; empty when the task has no tracked relative."""
-    members: dict[int, Task] = {task.id: task}
-    for other in [*(row.tracked for row in rows if row.tracked is not None), *related]:
+    members: dict[int, TaskGlance] = {task.id: glance(task)}
+    linked = [glance(row.tracked) for row in rows if row.tracked is not None]
+    for other in [*linked, *related]:
         if len(members) >= MAX_FAMILY:
             break
         members.setdefault(other.id, other)
@@ -167,3 +176,24 @@ def family_bars(task: Task, rows: list[LinkRow], related: list[Task]) -> list[Ba
             )
         )
     return bars
+
+
+def family_version(task: Task, rows: list[LinkRow], related: list[TaskGlance]) -> str:
+    """A short digest of what the family block shows, so that the status poll re-sends the
+    block only when it changed (the page polls with it, as ``f``).
+
+    This task's own state is left out: the poll swaps its state and time so far in the chart
+    on their own (the ``family_self_*`` blocks), so a change of state costs two cells, not the
+    chart (whose bars are as of its last drawing). Its end is in: the chart is drawn again
+    once, when the task finishes."""
+    parts = [
+        f"{task.name}|{task.terminal}|{task.created_at}|{task.finished_at}|{task.links_checked_at}"
+    ]
+    for row in rows:
+        tracked = f"{row.tracked.id}:{row.tracked.version}" if row.tracked is not None else ""
+        parts.append(
+            f"{row.relation}|{row.source}|{row.task_id}|{row.status}|{row.found_in}"
+            f"|{row.trackable}|{row.group}|{tracked}"
+        )
+    parts.extend(f"{other.id}:{other.version}" for other in related)
+    return hashlib.blake2b("\n".join(parts).encode(), digest_size=6).hexdigest()

@@ -131,6 +131,7 @@ def _shared_context(token: str, link: ShareLink, task: Task) -> dict[str, Any]:
         "related": [],
         "task_links": [],
         "family": [],
+        "own_bar": None,
         "source_health": None,
     }
 

@@ -4,15 +4,16 @@ read-only page a share link opens (``/share/<token>``), which reuse one template
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from flask import current_app
+from flask import request
 
 from webapp import actions
 from webapp.db import store
-from webapp.db.models import Source
 from webapp.db.models import Task
-from webapp.db.models import db
 from webapp.db.models import utcnow
+from webapp.db.store import TaskGlance
 from webapp.links import family
 from webapp.providers import find_provider_spec
 from webapp.sources.registry import registry
@@ -33,7 +34,7 @@ def detail_context(task: Task) -> dict[str, Any]:
     return {
         "task": task,
         "source": known.get(task.source),
-        "source_health": db.session.get(Source, task.source),
+        "source_health": store.source_health(task.source),
         "provider_label": spec.label if spec else task.provider,
         "times_note": spec.times_note if spec else None,
         "active_note": spec.active_note if spec else None,
@@ -46,23 +47,28 @@ def detail_context(task: Task) -> dict[str, Any]:
         "upstream_actions": actions.available(task),
         "action_history": actions.history(task),
         "outcome_words": actions.OUTCOME_WORDS,
+        "task_path": task_path,
         **timeline(task),
     }
 
 
-def family_context(task: Task, related: list[Task]) -> dict[str, Any]:
+def family_context(task: Task, related: list[TaskGlance]) -> dict[str, Any]:
     """The task's links and its family's bars (the ``family`` block)."""
     rows = family.link_rows(task)
+    bars = family.family_bars(task, rows, related)
     return {
         "task_links": rows,
-        "family": family.family_bars(task, rows, related),
+        "family": bars,
+        # This task's bar, whose cells the status poll may send alone.
+        "own_bar": next((bar for bar in bars if bar.current), None),
+        "family_version": family.family_version(task, rows, related),
         "gantt_width": family.GANTT_WIDTH,
     }
 
 
 def timeline(task: Task) -> dict[str, Any]:
     """The state changes with the time spent in each (the last one runs until now, if active)."""
-    events = list(task.events)
+    events = store.state_changes(task)
     now = utcnow()
     items: list[dict[str, Any]] = []
     for index, event in enumerate(events):
@@ -77,3 +83,15 @@ def timeline(task: Task) -> dict[str, Any]:
     for item, segment in zip(items, segments, strict=True):
         item["segment"] = segment
     return {"timeline": items, "timeline_width": TIMELINE_WIDTH}
+
+
+def task_path(task: Task | TaskGlance) -> str:
+    """The page of a related or linked task: what ``url_for("tasks.detail", ...)`` answers,
+    built by hand because a page lists up to 50 of them (tests/links/test_status_poll.py
+    compares the two)."""
+    source = quote(task.source, safe=SOURCE_SAFE)
+    return f"{request.script_root}/tasks/{source}/{quote(task.task_id, safe='')}"
+
+
+#: What werkzeug's default converter leaves unquoted in a path segment (the source's).
+SOURCE_SAFE = "!$&'()*+,/:;=@"

@@ -42,14 +42,27 @@ def detail(source: str, task_id: str) -> Response:
 
 @bp.get("/tasks/<source>/<taskid:task_id>/status")
 def status(source: str, task_id: str) -> Response:
-    """The polling widget: 204 while nothing changed, new markup when it did, 286 once final."""
-    task = get_task_or_404(source, task_id)
+    """The polling widget: 204 while nothing changed, new markup when it did, 286 once final.
+
+    The page polls with the task's version (``v``) and its family's (``f``): the answer
+    carries the family block only when the family changed, else just this task's own cells in
+    it (its state, its time so far).
+    """
     seen = request.args.get("v", type=int)
-    if seen == task.version and not task.terminal:
+    # The most frequent request of all: two columns decide it, the task is loaded only after.
+    if seen is not None and store.unchanged_since(source, task_id, seen):
         return Response(status=204)
+    task = get_task_or_404(source, task_id)
     context = detail_context(task)
-    blocks = ["status", "history", "details", "upstream_actions", "family"]
-    body = render_blocks(DETAIL_TEMPLATE, blocks, oob_blocks=True, **context)
+    blocks = ["status", "history", "details", "upstream_actions"]
+    own_cells_alone = request.args.get("f") == context["family_version"]
+    if not own_cells_alone:
+        blocks.append("family")
+    elif context["own_bar"] is not None:
+        blocks += ["family_self_state", "family_self_took"]
+    body = render_blocks(
+        DETAIL_TEMPLATE, blocks, oob_blocks=True, own_cells_alone=own_cells_alone, **context
+    )
     return make_response(body, STOP_POLLING if task.terminal else 200)
 
 
