@@ -6,7 +6,6 @@ from urllib.parse import parse_qs
 from urllib.parse import urlsplit
 
 import pytest
-from flask import url_for
 
 from tests.helpers import soup
 from tests.links.test_page import seeded
@@ -15,7 +14,6 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
-from webapp.web.task_page import task_path
 
 HX = {"HX-Request": "true"}
 
@@ -125,13 +123,3 @@ def test_a_poll_that_names_no_family_gets_the_whole_fragment(linked_app, query):
 def test_a_poll_of_an_untracked_task_is_a_404(linked_app):
     answer = linked_app.test_client().get("/tasks/ml/gone/status?v=1", headers=HX)
     assert answer.status_code == 404
-
-
-@pytest.mark.parametrize("task_id", ["plain", "a/b", "50% off", "ü?#&=", "x y+z"])
-@pytest.mark.parametrize("source", ["ml", "my:src", "a b"])
-def test_task_paths_are_the_routes_own(linked_app, source, task_id):
-    glance = store.TaskGlance(
-        1, source, task_id, None, "running", False, None, 1, None, utcnow(), utcnow(), None
-    )
-    with linked_app.test_request_context("/"):
-        assert task_path(glance) == url_for("tasks.detail", source=source, task_id=task_id)

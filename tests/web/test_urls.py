@@ -10,7 +10,7 @@ from flask import url_for
 from webapp.web.urls import list_url
 from webapp.web.urls import task_url
 
-ODD_IDS = ["plain-1", "a/status", "100%", "with space", "ü-ñ", "?q=1#x", "..", "a%2Fb"]
+ODD_IDS = ["plain-1", "a/status", "100%", "x y+z", "ü?#&=", "?q=1#x", "..", "a%2Fb"]
 
 
 @pytest.mark.parametrize("task_id", ODD_IDS)
@@ -18,7 +18,7 @@ ODD_IDS = ["plain-1", "a/status", "100%", "with space", "ü-ñ", "?q=1#x", "..",
 def test_a_task_link_is_the_routes_own(app_factory, task_id, script_root):
     app = app_factory()
     with app.test_request_context("/", environ_base={"SCRIPT_NAME": script_root}):
-        for source in ("ml-prod", "orkes"):
+        for source in ("ml-prod", "orkes", "my:src", "a b"):
             task = SimpleNamespace(source=source, task_id=task_id)
             assert task_url(task) == url_for("tasks.detail", source=source, task_id=task_id)
 

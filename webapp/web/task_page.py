@@ -4,10 +4,8 @@ read-only page a share link opens (``/share/<token>``), which reuse one template
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
 from flask import current_app
-from flask import request
 
 from webapp import actions
 from webapp.db import store
@@ -47,7 +45,6 @@ def detail_context(task: Task) -> dict[str, Any]:
         "upstream_actions": actions.available(task),
         "action_history": actions.history(task),
         "outcome_words": actions.OUTCOME_WORDS,
-        "task_path": task_path,
         **timeline(task),
     }
 
@@ -83,15 +80,3 @@ def timeline(task: Task) -> dict[str, Any]:
     for item, segment in zip(items, segments, strict=True):
         item["segment"] = segment
     return {"timeline": items, "timeline_width": TIMELINE_WIDTH}
-
-
-def task_path(task: Task | TaskGlance) -> str:
-    """The page of a related or linked task: what ``url_for("tasks.detail", ...)`` answers,
-    built by hand because a page lists up to 50 of them (tests/links/test_status_poll.py
-    compares the two)."""
-    source = quote(task.source, safe=SOURCE_SAFE)
-    return f"{request.script_root}/tasks/{source}/{quote(task.task_id, safe='')}"
-
-
-#: What werkzeug's default converter leaves unquoted in a path segment (the source's).
-SOURCE_SAFE = "!$&'()*+,/:;=@"

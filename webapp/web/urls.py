@@ -67,6 +67,10 @@ def local_path(target: str | None) -> str:
     return target
 
 
+#: What werkzeug's default converter leaves unquoted in a path segment (the source's).
+SOURCE_SAFE = "!$&'()*+,/:;=@"
+
+
 def task_url(task: Any) -> str:
     """``url_for("tasks.detail", …)`` of a task, built once per request and filled in per task:
     a list page links fifty tasks, and building each from the URL map would cost more than the
@@ -75,8 +79,8 @@ def task_url(task: Any) -> str:
     if prefix is None:
         sample = url_for("tasks.detail", source="s", task_id="t")
         prefix = g._task_url_prefix = sample.removesuffix("s/t")
-    # Quoted as the route's converters do: nothing is safe inside one segment.
-    return prefix + quote(task.source, safe="") + "/" + quote(task.task_id, safe="")
+    # Quoted as the route's converters do: werkzeug's default one for the source, ours for ids.
+    return prefix + quote(task.source, safe=SOURCE_SAFE) + "/" + quote(task.task_id, safe="")
 
 
 def list_url(value: str, name: str) -> str:
