@@ -67,11 +67,13 @@ def overdue_count(query: TaskQuery, cap: int) -> int:
     return db.session.scalar(sa.select(sa.func.count()).select_from(matching)) or 0
 
 
+_ANY_OVERDUE = sa.select(Task.id).where(Task.overdue == sa.true()).limit(1)
+
+
 def any_overdue() -> bool:
     """Whether any task is overdue: one step into the overdue index, and usually the answer
     is no, which spares planning and counting the view's overdue tasks."""
-    first = sa.select(Task.id).where(Task.overdue == sa.true()).limit(1)
-    return db.session.scalar(first) is not None
+    return db.session.connection().execute(_ANY_OVERDUE).first() is not None
 
 
 def filter_choices() -> dict[str, list[str]]:

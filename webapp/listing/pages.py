@@ -176,12 +176,32 @@ def iter_tasks(query: TaskQuery, batch: int = 500) -> Iterator[Task]:
 
 
 # -- live updates ------------------------------------------------------------------------------
+# The live poll's reads, built once: building a statement costs more than SQLite takes to
+# answer these (a few primary-key lookups, the end of the primary key).
+_tasks = Task.__table__
+_ROW_VERSIONS = sa.select(_tasks.c.id, _tasks.c.version, _tasks.c.terminal).where(
+    _tasks.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+_ROWS_BY_IDS = (
+    sa.select(*ROW_COLUMNS)
+    .where(Task.id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(Task.id)
+)
+_NEWEST_ID = sa.select(sa.func.max(_tasks.c.id))
+_TRACKED_SINCE = (
+    sa.select(_tasks.c.id, _tasks.c.terminal)
+    .where(_tasks.c.id > sa.bindparam("since"))
+    .order_by(_tasks.c.id.desc())
+    .limit(MAX_ARRIVALS)
+)
+
+
 def row_versions(ids: list[int]) -> dict[int, tuple[int, bool]]:
     """``id -> (version, terminal)`` for those of ``ids`` still tracked (primary-key lookups)."""
     if not ids:
         return {}
-    statement = sa.select(Task.id, Task.version, Task.terminal).where(Task.id.in_(ids))
-    return {pk: (version, terminal) for pk, version, terminal in db.session.execute(statement)}
+    rows = db.session.connection().execute(_ROW_VERSIONS, {"ids": ids})
+    return {pk: (version, terminal) for pk, version, terminal in rows}
 
 
 def tasks_by_ids(ids: list[int]) -> list[Task]:
@@ -194,14 +214,13 @@ def rows_by_ids(ids: list[int]) -> list[TaskRow]:
     """:func:`tasks_by_ids` as :class:`TaskRow`."""
     if not ids:
         return []
-    statement = sa.select(*ROW_COLUMNS).where(Task.id.in_(ids))
-    return _task_rows(db.session.execute(statement.order_by(Task.id)))
+    return _task_rows(db.session.execute(_ROWS_BY_IDS, {"ids": ids}))
 
 
 def newest_task_id() -> int:
     """The highest task id there is (0 for none): a list page remembers it, so that later
     polls ask only for tasks tracked since (ids only grow)."""
-    return db.session.scalar(sa.select(sa.func.max(Task.id))) or 0
+    return db.session.connection().execute(_NEWEST_ID).scalar() or 0
 
 
 def tracked_since(since: int) -> list[tuple[int, bool]]:
@@ -209,13 +228,8 @@ def tracked_since(since: int) -> list[tuple[int, bool]]:
     :data:`MAX_ARRIVALS`, newest first): a short read at the end of the primary key, which a
     list poll makes before it applies any filter, so that a poll with nothing new costs no
     more than that."""
-    statement = (
-        sa.select(Task.id, Task.terminal)
-        .where(Task.id > since)
-        .order_by(Task.id.desc())
-        .limit(MAX_ARRIVALS)
-    )
-    return [(pk, terminal) for pk, terminal in db.session.execute(statement)]
+    rows = db.session.connection().execute(_TRACKED_SINCE, {"since": since})
+    return [(pk, terminal) for pk, terminal in rows]
 
 
 def _recently_tracked(since: int) -> sa.ScalarSelect[int]:
