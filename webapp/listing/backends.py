@@ -23,12 +23,15 @@ from __future__ import annotations
 import time
 from abc import ABC
 from abc import abstractmethod
+from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from typing import ClassVar
 
 import sqlalchemy as sa
+from flask import g
+from flask import has_app_context
 from sqlalchemy.dialects import postgresql
 
 from webapp.db.models import Task
@@ -177,7 +180,14 @@ class SqliteBackend(ListBackend):
         fts = search.fts5_query(phrases)
         if fts is None:
             return _no_test()
-        return _id_part(search.fts5_ids(fts))
+        ids = search.fts5_ids(fts)
+        part = _id_part(ids)
+        part.joined = search.fts5_join(fts)
+        # One page asks several times (its read, its counts, its overdue count), and each
+        # count runs the search again: a prefix word is expanded over the whole index each
+        # time. The size only chooses how to read, never what is read, so once a request.
+        part.estimate = lambda: _per_request(("search size", fts), lambda: capped_count(ids))
+        return part
 
     def leading_values(self, groups: list[Group], sort: str) -> list[sa.ColumnElement[bool]]:
         """The sort column's values among the view's tasks, from the counts table."""
@@ -262,6 +272,16 @@ def _id_part(ids: sa.Select[Any]) -> FilterPart:
 def _single_test(condition: sa.ColumnElement[bool]) -> FilterPart:
     ids = sa.select(Task.id).where(condition)
     return FilterPart([condition], [condition], ids, lambda: capped_count(ids))
+
+
+def _per_request(key: tuple[str, str], compute: Callable[[], int]) -> int:
+    """``compute()``, kept for the rest of the request (or app context) under ``key``."""
+    if not has_app_context():
+        return compute()
+    kept: dict[tuple[str, str], int] = g.setdefault("listing_sizes", {})
+    if key not in kept:
+        kept[key] = compute()
+    return kept[key]
 
 
 def _counted_columns() -> dict[str, Any]:

@@ -63,6 +63,10 @@ class FilterPart:
     estimate: Callable[[], int]
     #: The sorts whose index reads this piece in that order.
     serves: set[str] = field(default_factory=set)
+    #: The tests as a join that yields the matching rows one by one, for a read this piece
+    #: drives (SQLite's FTS5): ``id IN (…)`` would first collect every match, however many,
+    #: where a join stops at the read's ``LIMIT``. ``None``: drive through ``indexed``.
+    joined: list[sa.ColumnElement[bool]] | None = None
     _size: int | None = None
 
     @property
@@ -106,17 +110,24 @@ class SqlitePlan(Plan):
     def driven(self) -> list[sa.ColumnElement[bool]]:
         """Read through the smallest piece's index (the only test left indexable), test the
         rest on each row."""
-        if len(self.parts) < 2:
+        if not self.parts:
             return self.where()
-        smallest = min(self.parts, key=lambda part: part.size)
-        others = [c for part in self.parts if part is not smallest for c in part.plain]
-        return [*smallest.indexed, *others]
+        return self._driven_by(min(self.parts, key=lambda part: part.size))
+
+    def _driven_by(self, driver: FilterPart) -> list[sa.ColumnElement[bool]]:
+        others = [c for part in self.parts if part is not driver for c in part.plain]
+        return [*(driver.indexed if driver.joined is None else driver.joined), *others]
 
     def counting(self) -> list[sa.ColumnElement[bool]]:
-        """Driven by a small piece; otherwise as written, so that SQLite may use an index that
-        serves two pieces at once (type and time range)."""
+        """Driven by a small piece; else by a piece that streams its matches (search words:
+        the count stops at its cap instead of collecting every match first); otherwise as
+        written, so that SQLite may use an index that serves two pieces at once (type and
+        time range)."""
         if self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven()
+        streaming = [part for part in self.parts if part.joined is not None]
+        if streaming:
+            return self._driven_by(min(streaming, key=lambda part: part.size))
         return self.where()
 
     def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from webapp.db.models import Task
+from webapp.listing.plan import plus
 
 #: The task columns that search looks in (SQLite indexes them by these names).
 SEARCHED_COLUMNS = (
@@ -128,9 +129,22 @@ _fts = sa.table(FTS_TABLE, sa.column("rowid"))
 
 def fts5_ids(fts_query: str) -> sa.Select[tuple[int]]:
     """The ids of tasks matching an FTS5 query."""
-    return sa.select(_fts.c.rowid).where(
-        sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
-    )
+    return sa.select(_fts.c.rowid).where(_match(fts_query))
+
+
+def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool]]:
+    """The tasks matching an FTS5 query, as a join of ``tasks_fts`` (the index drives, one
+    match at a time, so a ``LIMIT`` stops it) to ``tasks`` by primary key.
+
+    The index's side of the join is written ``+rowid`` so that SQLite never takes the other
+    way round: walking ``tasks`` and asking the index about each row runs the whole query
+    again per row (a prefix word is expanded each time), which is hopeless at any size.
+    """
+    return [plus(_fts.c.rowid) == Task.id, _match(fts_query)]
+
+
+def _match(fts_query: str) -> sa.ColumnElement[bool]:
+    return sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
 
 
 def _fts_columns(prefix: str) -> str:
