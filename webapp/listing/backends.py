@@ -30,12 +30,12 @@ from typing import Any
 from typing import ClassVar
 
 import sqlalchemy as sa
-from flask import g
-from flask import has_app_context
+import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql
 
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.listing import plan as planning
 from webapp.listing import search
 from webapp.listing.columns import OWN_SORT
 from webapp.listing.columns import SORT_COLUMNS
@@ -63,6 +63,8 @@ class ListBackend(ABC):
     name: ClassVar[str]
     #: How far state counts go row by row; beyond it the summary says "at least".
     count_cap: ClassVar[int]
+    #: The same for a view with search words.
+    search_count_cap: ClassVar[int]
     #: Whether a view narrowed by dimensions only is counted from a table of counts
     #: (:meth:`dimension_counts`), so that its counts cost next to nothing.
     keeps_counts: ClassVar[bool] = False
@@ -157,6 +159,9 @@ class SqliteBackend(ListBackend):
 
     name = "sqlite"
     count_cap = 5_000
+    # A search's matches are rows read at random (1,000 cost about 3 ms at 1M tasks, where
+    # 5,000 cost 15), not a walk of an index.
+    search_count_cap = 1_000
     keeps_counts = True
 
     def plan(self, parts: list[FilterPart], leading: list[sa.ColumnElement[bool]]) -> Plan:
@@ -180,13 +185,31 @@ class SqliteBackend(ListBackend):
         fts = search.fts5_query(phrases)
         if fts is None:
             return _no_test()
-        ids = search.fts5_ids(fts)
-        part = _id_part(ids)
-        part.joined = search.fts5_join(fts)
-        # One page asks several times (its read, its counts, its overdue count), and each
-        # count runs the search again: a prefix word is expanded over the whole index each
-        # time. The size only chooses how to read, never what is read, so once a request.
-        part.estimate = lambda: _per_request(("search size", fts), lambda: capped_count(ids))
+        # Each run of the search expands a prefix word over the whole index (a few ms at 1M
+        # tasks, however few rows are then read), so a view runs it once: for its newest
+        # matches, one more than the plan's bound, kept for the session's transaction.
+        bound = planning.SPARSE_ROWS
+        newest = _per_transaction((fts, bound), lambda: search.newest_matches(fts, bound + 1))
+        if len(newest) <= bound:
+            # That is every match: tested by id, the index is not read again.
+            part = _id_part(search.listed_ids(newest))
+        else:
+            ids = search.fts5_ids(fts)
+            part = _id_part(ids)
+            part.joined = search.fts5_join(fts)
+            part.newest = search.listed_ids(newest)
+            # A row from the lowest of those up is a match only if it is among them; only a
+            # row below it runs the search again for every match (SQLite evaluates ``AND``
+            # lazily, and collects a subquery's rows when first asked). So a page near the
+            # top of a list by time (ids grow with time) tests rows without the search.
+            unindexed_id = plus(Task.id)
+            part.plain = [
+                sa.or_(
+                    unindexed_id.in_(part.newest),
+                    sa.and_(unindexed_id < newest[-1], unindexed_id.in_(ids)),
+                )
+            ]
+        part._size = len(newest)
         return part
 
     def leading_values(self, groups: list[Group], sort: str) -> list[sa.ColumnElement[bool]]:
@@ -228,6 +251,7 @@ class PostgresBackend(ListBackend):
 
     name = "postgresql"
     count_cap = 100_000
+    search_count_cap = count_cap
 
     def __init__(self) -> None:
         #: Database URL -> (when read, menus): a ``DISTINCT`` over every task is not free.
@@ -274,14 +298,26 @@ def _single_test(condition: sa.ColumnElement[bool]) -> FilterPart:
     return FilterPart([condition], [condition], ids, lambda: capped_count(ids))
 
 
-def _per_request(key: tuple[str, str], compute: Callable[[], int]) -> int:
-    """``compute()``, kept for the rest of the request (or app context) under ``key``."""
-    if not has_app_context():
-        return compute()
-    kept: dict[tuple[str, str], int] = g.setdefault("listing_sizes", {})
+#: Where :func:`_per_transaction` keeps its values, in the session's ``info``.
+_KEPT = "listing.kept"
+
+
+def _per_transaction(key: tuple[str, int], compute: Callable[[], list[int]]) -> list[int]:
+    """``compute()``, kept under ``key`` until the session writes or its transaction ends:
+    what it read stays what the database holds for this session (a request reads in one
+    transaction, from one snapshot)."""
+    kept: dict[tuple[str, int], list[int]] = db.session.info.setdefault(_KEPT, {})
     if key not in kept:
         kept[key] = compute()
     return kept[key]
+
+
+def _forget_kept(session: so.Session, *_: Any) -> None:
+    session.info.pop(_KEPT, None)
+
+
+sa.event.listen(so.Session, "after_flush", _forget_kept)
+sa.event.listen(so.Session, "after_transaction_end", _forget_kept)
 
 
 def _counted_columns() -> dict[str, Any]:

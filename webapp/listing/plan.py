@@ -31,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
+from webapp.db.models import Task
 from webapp.db.models import db
 
 #: A piece of the filter matching at most this many rows is read through its own index.
@@ -66,7 +67,10 @@ class FilterPart:
     #: The tests as a join that yields the matching rows one by one, for a read this piece
     #: drives (SQLite's FTS5): ``id IN (…)`` would first collect every match, however many,
     #: where a join stops at the read's ``LIMIT``. ``None``: drive through ``indexed``.
-    joined: list[sa.ColumnElement[bool]] | None = None
+    joined: list[sa.ColumnElement[bool] | sa.TextClause] | None = None
+    #: Search words with more matches than :data:`SPARSE_ROWS`: the ids of the newest of them
+    #: (one more than that bound), to count those alone when the count stops before.
+    newest: sa.Select[Any] | None = None
     _size: int | None = None
 
     @property
@@ -94,8 +98,8 @@ class Plan:
         """Conditions for a read of every matching row (grouped, say)."""
         return self.where()
 
-    def counting(self) -> list[sa.ColumnElement[bool]]:
-        """Conditions for counting the matching rows."""
+    def counting(self, cap: int | None = None) -> list[sa.ColumnElement[bool]]:
+        """Conditions for counting the matching rows (no further than ``cap`` of them)."""
         return self.where()
 
     def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:
@@ -118,11 +122,19 @@ class SqlitePlan(Plan):
         others = [c for part in self.parts if part is not driver for c in part.plain]
         return [*(driver.indexed if driver.joined is None else driver.joined), *others]
 
-    def counting(self) -> list[sa.ColumnElement[bool]]:
+    def counting(self, cap: int | None = None) -> list[sa.ColumnElement[bool]]:
         """Driven by a small piece; else by a piece that streams its matches (search words:
         the count stops at its cap instead of collecting every match first); otherwise as
         written, so that SQLite may use an index that serves two pieces at once (type and
-        time range)."""
+        time range).
+
+        A view of nothing but search words with more newest matches at hand than ``cap``
+        counts those: the count passes its cap either way, and says "at least" (of the
+        newest matches rather than of any others), without running the search again."""
+        if len(self.parts) == 1 and cap is not None:
+            newest = self.parts[0].newest
+            if newest is not None and self.parts[0].size > cap:
+                return [Task.id.in_(newest)]
         if self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven()
         streaming = [part for part in self.parts if part.joined is not None]

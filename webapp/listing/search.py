@@ -19,6 +19,7 @@ word matches as a prefix once it is long enough, so search-as-you-type works.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from webapp.db.models import Task
+from webapp.db.models import db
 from webapp.listing.plan import plus
 
 #: The task columns that search looks in (SQLite indexes them by these names).
@@ -132,7 +134,22 @@ def fts5_ids(fts_query: str) -> sa.Select[tuple[int]]:
     return sa.select(_fts.c.rowid).where(_match(fts_query))
 
 
-def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool]]:
+def newest_matches(fts_query: str, limit: int) -> list[int]:
+    """The ids of the newest ``limit`` tasks matching an FTS5 query, newest first (the index
+    reads its rowids backwards and stops there)."""
+    statement = (
+        sa.select(_fts.c.rowid).where(_match(fts_query)).order_by(_fts.c.rowid.desc()).limit(limit)
+    )
+    return list(db.session.scalars(statement))
+
+
+def listed_ids(ids: list[int]) -> sa.Select[tuple[int]]:
+    """``ids`` as a subquery: one JSON parameter, however many (SQLite)."""
+    listed = sa.func.json_each(json.dumps(ids)).table_valued("value")
+    return sa.select(listed.c.value)
+
+
+def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool] | sa.TextClause]:
     """The tasks matching an FTS5 query, as a join of ``tasks_fts`` (the index drives, one
     match at a time, so a ``LIMIT`` stops it) to ``tasks`` by primary key.
 
@@ -143,7 +160,7 @@ def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool]]:
     return [plus(_fts.c.rowid) == Task.id, _match(fts_query)]
 
 
-def _match(fts_query: str) -> sa.ColumnElement[bool]:
+def _match(fts_query: str) -> sa.TextClause:
     return sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
 
 
