@@ -147,3 +147,18 @@ def test_search_reads_never_collect_every_match_first(app, monkeypatch):
             "SEARCH tasks USING INTEGER PRIMARY KEY"
         ), count
         assert "LIST SUBQUERY" not in count, count
+
+
+def test_a_search_sees_the_sessions_own_writes(app):
+    """The newest matches a search keeps for its transaction are dropped on any write."""
+    seed_in_order(app, count=5)
+    with app.app_context():
+        assert list_tasks(query("q=zebra")).tasks == []
+        first = db.session.scalars(sa.select(Task).order_by(Task.id)).first()
+        assert first is not None
+        db.session.execute(sa.update(Task).where(Task.id == first.id).values(note="zebra"))
+        assert [t.id for t in list_tasks(query("q=zebra")).tasks] == [first.id]
+        db.session.execute(sa.text("UPDATE tasks SET note = NULL"))
+        assert list_tasks(query("q=zebra")).tasks == []
+        added = add_task("ml-prod", "zebra-2")  # flushed by the next query
+        assert [t.id for t in list_tasks(query("q=zebra")).tasks] == [added.id]

@@ -303,9 +303,10 @@ _KEPT = "listing.kept"
 
 
 def _per_transaction(key: tuple[str, int], compute: Callable[[], list[int]]) -> list[int]:
-    """``compute()``, kept under ``key`` until the session writes or its transaction ends:
-    what it read stays what the database holds for this session (a request reads in one
-    transaction, from one snapshot)."""
+    """``compute()``, kept under ``key`` until the session writes or its transaction ends
+    (a request's): a page's read and counts then agree on one answer, as the index stood when
+    first asked. A task tracked by another process a moment later shows on the next load,
+    as if the page had been read a moment earlier."""
     kept: dict[tuple[str, int], list[int]] = db.session.info.setdefault(_KEPT, {})
     if key not in kept:
         kept[key] = compute()
@@ -316,8 +317,15 @@ def _forget_kept(session: so.Session, *_: Any) -> None:
     session.info.pop(_KEPT, None)
 
 
+def _forget_kept_on_write(state: so.ORMExecuteState) -> None:
+    # ``UPDATE``/``DELETE`` statements and raw SQL change rows without a flush.
+    if not state.is_select:
+        _forget_kept(state.session)
+
+
 sa.event.listen(so.Session, "after_flush", _forget_kept)
 sa.event.listen(so.Session, "after_transaction_end", _forget_kept)
+sa.event.listen(so.Session, "do_orm_execute", _forget_kept_on_write)
 
 
 def _counted_columns() -> dict[str, Any]:
