@@ -127,9 +127,10 @@ def plan_of(statement: str, params: Any) -> str:
 
 @pytest.mark.sqlite_only
 def test_search_reads_never_collect_every_match_first(app, monkeypatch):
-    """EXPLAIN QUERY PLAN: the page walks an index in the sort's order; counting a search with other
-    filters is driven by the search index one match at a time (a join to ``tasks`` by primary
-    key, which the count's LIMIT stops), never ``id IN (every match)``."""
+    """EXPLAIN QUERY PLAN: the page walks an index in the sort's order; counting a search is
+    driven by the search index (or the list of its newest matches) one match at a time, a
+    join to ``tasks`` by primary key that the count's LIMIT stops, never ``id IN (every
+    match)``."""
     monkeypatch.setattr(query_plan, "SPARSE_ROWS", 5)
     seed_in_order(app)
     with app.app_context():
@@ -147,6 +148,16 @@ def test_search_reads_never_collect_every_match_first(app, monkeypatch):
             "SEARCH tasks USING INTEGER PRIMARY KEY"
         ), count
         assert "LIST SUBQUERY" not in count, count
+        # A search alone, with more matches than its count's cap: counted among the newest
+        # matches at hand, read from their list one by one.
+        monkeypatch.setattr(SqliteBackend, "search_count_cap", 3)
+        statements.clear()
+        assert state_counts(query("q=model")).total == 4
+        count = plan_of(*next(s for s in statements if "GROUP BY" in s[0]))
+        assert count.index("VIRTUAL TABLE") < count.index(
+            "SEARCH tasks USING INTEGER PRIMARY KEY"
+        ), count
+        assert "tasks_fts" not in count and "LIST SUBQUERY" not in count, count
 
 
 def test_a_search_sees_the_sessions_own_writes(app):

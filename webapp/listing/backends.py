@@ -193,11 +193,12 @@ class SqliteBackend(ListBackend):
         if len(newest) <= bound:
             # That is every match: tested by id, the index is not read again.
             part = _id_part(search.listed_ids(newest))
+            part.joined = search.listed_join(newest)
         else:
             ids = search.fts5_ids(fts)
             part = _id_part(ids)
             part.joined = search.fts5_join(fts)
-            part.newest = search.listed_ids(newest)
+            part.newest = search.listed_join(newest)
             # A row from the lowest of those up is a match only if it is among them; only a
             # row below it runs the search again for every match (SQLite evaluates ``AND``
             # lazily, and collects a subquery's rows when first asked). So a page near the
@@ -205,7 +206,7 @@ class SqliteBackend(ListBackend):
             unindexed_id = plus(Task.id)
             part.plain = [
                 sa.or_(
-                    unindexed_id.in_(part.newest),
+                    unindexed_id.in_(search.listed_ids(newest)),
                     sa.and_(unindexed_id < newest[-1], unindexed_id.in_(ids)),
                 )
             ]

@@ -31,7 +31,6 @@ import sqlalchemy as sa
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
 
-from webapp.db.models import Task
 from webapp.db.models import db
 
 #: A piece of the filter matching at most this many rows is read through its own index.
@@ -67,10 +66,10 @@ class FilterPart:
     #: The tests as a join that yields the matching rows one by one, for a read this piece
     #: drives (SQLite's FTS5): ``id IN (…)`` would first collect every match, however many,
     #: where a join stops at the read's ``LIMIT``. ``None``: drive through ``indexed``.
-    joined: list[sa.ColumnElement[bool] | sa.TextClause] | None = None
-    #: Search words with more matches than :data:`SPARSE_ROWS`: the ids of the newest of them
-    #: (one more than that bound), to count those alone when the count stops before.
-    newest: sa.Select[Any] | None = None
+    joined: list[sa.ColumnElement[bool]] | None = None
+    #: Search words with more matches than :data:`SPARSE_ROWS`: the newest of them (one more
+    #: than that bound) as a join, to count those alone when the count stops before.
+    newest: list[sa.ColumnElement[bool]] | None = None
     _size: int | None = None
 
     @property
@@ -134,7 +133,7 @@ class SqlitePlan(Plan):
         if len(self.parts) == 1 and cap is not None:
             newest = self.parts[0].newest
             if newest is not None and self.parts[0].size > cap:
-                return [Task.id.in_(newest)]
+                return newest
         if self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven()
         streaming = [part for part in self.parts if part.joined is not None]

@@ -149,7 +149,15 @@ def listed_ids(ids: list[int]) -> sa.Select[tuple[int]]:
     return sa.select(listed.c.value)
 
 
-def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool] | sa.TextClause]:
+def listed_join(ids: list[int]) -> list[sa.ColumnElement[bool]]:
+    """The tasks whose id is in ``ids`` (no duplicates), as a join from the list to ``tasks``
+    by primary key: read in the list's order, and stopped by a ``LIMIT``, where ``id IN``
+    first sorts the whole list."""
+    listed = sa.func.json_each(json.dumps(ids)).table_valued("value")
+    return [Task.id == listed.c.value]
+
+
+def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool]]:
     """The tasks matching an FTS5 query, as a join of ``tasks_fts`` (the index drives, one
     match at a time, so a ``LIMIT`` stops it) to ``tasks`` by primary key.
 
@@ -160,8 +168,9 @@ def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool] | sa.TextClause]:
     return [plus(_fts.c.rowid) == Task.id, _match(fts_query)]
 
 
-def _match(fts_query: str) -> sa.TextClause:
-    return sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
+def _match(fts_query: str) -> sa.ColumnElement[bool]:
+    """``tasks_fts MATCH :query`` (the table's name stands for all its columns)."""
+    return sa.literal_column(FTS_TABLE).op("MATCH", is_comparison=True)(sa.literal(fts_query))
 
 
 def _fts_columns(prefix: str) -> str:
