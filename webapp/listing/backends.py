@@ -6,10 +6,11 @@ different tools (:mod:`webapp.listing.schema` sets them up):
 ========================  ==========================================  =============================
                           SQLite                                      PostgreSQL
 ========================  ==========================================  =============================
-search words              FTS5 table ``tasks_fts``                    GIN index on a ``tsvector``
+search words              FTS5 table ``tasks_fts``, run once a view   GIN index on a ``tsvector``
 label filter              ``task_labels`` rows (triggers)             GIN index on ``labels::jsonb``
 reading a page            :class:`~webapp.listing.plan.SqlitePlan`    its own planner (statistics)
-state counts              ``task_counts`` table (triggers)            counting ``tasks``, capped
+state counts              ``task_counts`` table (triggers); a search  counting ``tasks``, capped
+                          counted up to 1,000
 filter menus              ``task_counts`` table                       ``DISTINCT``, kept a minute
 ========================  ==========================================  =============================
 

@@ -15,6 +15,14 @@ exactly, and a capped read of an index bounds the others.
    walked instead; and for a sort on a dimension column, the values that no matching task has
    are skipped (:attr:`Plan.leading`, from the counts table).
 
+The search words are the piece whose every run costs most (FTS5 expands a prefix word over the
+whole index each time): SQLite's backend runs the search once a view, for its newest
+``SPARSE_ROWS + 1`` matches, and the piece tests rows by id against those. With more matches than
+that, a row older than all of them runs the search again, for every match, the first time one
+is tested; a read that stops near the top of a list by time never gets there. A read or count
+this piece drives joins its matches to ``tasks`` (:attr:`FilterPart.joined`), so that a
+``LIMIT`` stops it, where ``id IN (…)`` would first collect every match.
+
 Tests that must not be read through their index are written with SQLite's unary ``+``.
 PostgreSQL keeps statistics and plans well on its own: there the tests are used as written
 (:class:`Plan`); SQLite's backend (:mod:`webapp.listing.backends`) plans with :class:`SqlitePlan`.
