@@ -6,10 +6,11 @@ different tools (:mod:`webapp.listing.schema` sets them up):
 ========================  ==========================================  =============================
                           SQLite                                      PostgreSQL
 ========================  ==========================================  =============================
-search words              FTS5 table ``tasks_fts``                    GIN index on a ``tsvector``
+search words              FTS5 table ``tasks_fts``, run once a view   GIN index on a ``tsvector``
 label filter              ``task_labels`` rows (triggers)             GIN index on ``labels::jsonb``
 reading a page            :class:`~webapp.listing.plan.SqlitePlan`    its own planner (statistics)
-state counts              ``task_counts`` table (triggers)            counting ``tasks``, capped
+state counts              ``task_counts`` table (triggers); a search  counting ``tasks``, capped
+                          counted up to 1,000
 filter menus              ``task_counts`` table                       ``DISTINCT``, kept a minute
 ========================  ==========================================  =============================
 
@@ -23,16 +24,19 @@ from __future__ import annotations
 import time
 from abc import ABC
 from abc import abstractmethod
+from collections.abc import Callable
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 from typing import ClassVar
 
 import sqlalchemy as sa
+import sqlalchemy.orm as so
 from sqlalchemy.dialects import postgresql
 
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.listing import plan as planning
 from webapp.listing import search
 from webapp.listing.columns import OWN_SORT
 from webapp.listing.columns import SORT_COLUMNS
@@ -60,6 +64,8 @@ class ListBackend(ABC):
     name: ClassVar[str]
     #: How far state counts go row by row; beyond it the summary says "at least".
     count_cap: ClassVar[int]
+    #: The same for a view with search words.
+    search_count_cap: ClassVar[int]
     #: Whether a view narrowed by dimensions only is counted from a table of counts
     #: (:meth:`dimension_counts`), so that its counts cost next to nothing.
     keeps_counts: ClassVar[bool] = False
@@ -154,6 +160,9 @@ class SqliteBackend(ListBackend):
 
     name = "sqlite"
     count_cap = 5_000
+    # A search's matches are rows read at random (1,000 cost about 3 ms at 1M tasks, where
+    # 5,000 cost 15), not a walk of an index.
+    search_count_cap = 1_000
     keeps_counts = True
 
     def plan(self, parts: list[FilterPart], leading: list[sa.ColumnElement[bool]]) -> Plan:
@@ -177,7 +186,33 @@ class SqliteBackend(ListBackend):
         fts = search.fts5_query(phrases)
         if fts is None:
             return _no_test()
-        return _id_part(search.fts5_ids(fts))
+        # Each run of the search expands a prefix word over the whole index (a few ms at 1M
+        # tasks, however few rows are then read), so a view runs it once: for its newest
+        # matches, one more than the plan's bound, kept for the session's transaction.
+        bound = planning.SPARSE_ROWS
+        newest = _per_transaction((fts, bound), lambda: search.newest_matches(fts, bound + 1))
+        if len(newest) <= bound:
+            # That is every match: tested by id, the index is not read again.
+            part = _id_part(search.listed_ids(newest))
+            part.joined = search.listed_join(newest)
+        else:
+            ids = search.fts5_ids(fts)
+            part = _id_part(ids)
+            part.joined = search.fts5_join(fts)
+            part.newest = search.listed_join(newest)
+            # A row from the lowest of those up is a match only if it is among them; only a
+            # row below it runs the search again for every match (SQLite evaluates ``AND``
+            # lazily, and collects a subquery's rows when first asked). So a page near the
+            # top of a list by time (ids grow with time) tests rows without the search.
+            unindexed_id = plus(Task.id)
+            part.plain = [
+                sa.or_(
+                    unindexed_id.in_(search.listed_ids(newest)),
+                    sa.and_(unindexed_id < newest[-1], unindexed_id.in_(ids)),
+                )
+            ]
+        part._size = len(newest)
+        return part
 
     def leading_values(self, groups: list[Group], sort: str) -> list[sa.ColumnElement[bool]]:
         """The sort column's values among the view's tasks, from the counts table."""
@@ -218,6 +253,7 @@ class PostgresBackend(ListBackend):
 
     name = "postgresql"
     count_cap = 100_000
+    search_count_cap = count_cap
 
     def __init__(self) -> None:
         #: Database URL -> (when read, menus): a ``DISTINCT`` over every task is not free.
@@ -262,6 +298,36 @@ def _id_part(ids: sa.Select[Any]) -> FilterPart:
 def _single_test(condition: sa.ColumnElement[bool]) -> FilterPart:
     ids = sa.select(Task.id).where(condition)
     return FilterPart([condition], [condition], ids, lambda: capped_count(ids))
+
+
+#: Where :func:`_per_transaction` keeps its values, in the session's ``info``.
+_KEPT = "listing.kept"
+
+
+def _per_transaction(key: tuple[str, int], compute: Callable[[], list[int]]) -> list[int]:
+    """``compute()``, kept under ``key`` until the session writes or its transaction ends
+    (a request's): a page's read and counts then agree on one answer, as the index stood when
+    first asked. A task tracked by another process a moment later shows on the next load,
+    as if the page had been read a moment earlier."""
+    kept: dict[tuple[str, int], list[int]] = db.session.info.setdefault(_KEPT, {})
+    if key not in kept:
+        kept[key] = compute()
+    return kept[key]
+
+
+def _forget_kept(session: so.Session, *_: Any) -> None:
+    session.info.pop(_KEPT, None)
+
+
+def _forget_kept_on_write(state: so.ORMExecuteState) -> None:
+    # ``UPDATE``/``DELETE`` statements and raw SQL change rows without a flush.
+    if not state.is_select:
+        _forget_kept(state.session)
+
+
+sa.event.listen(so.Session, "after_flush", _forget_kept)
+sa.event.listen(so.Session, "after_transaction_end", _forget_kept)
+sa.event.listen(so.Session, "do_orm_execute", _forget_kept_on_write)
 
 
 def _counted_columns() -> dict[str, Any]:

@@ -34,9 +34,12 @@ def counts_are_cheap(query: TaskQuery) -> bool:
     return query.counts_by_dimension and backend().keeps_counts
 
 
-def count_cap() -> int:
+def count_cap(query: TaskQuery | None = None) -> int:
     """How far :func:`state_counts` counts row by row: PostgreSQL counts through its indexes
-    in parallel and has no counts table, so it goes much further than SQLite."""
+    in parallel and has no counts table, so it goes much further than SQLite; and SQLite
+    counts a search's matches less far than other views' (each is a row read at random)."""
+    if query is not None and query.search.phrases:
+        return backend().search_count_cap
     return backend().count_cap
 
 
@@ -47,12 +50,12 @@ def state_counts(query: TaskQuery, cap: int | None = None) -> Counts:
     triggers keep (:mod:`webapp.listing.schema`), exactly and in well under a millisecond at
     any size. Other views count matching rows, up to ``cap`` (:func:`count_cap`) of them.
     """
-    cap = cap or count_cap()
+    cap = cap or count_cap(query)
     overdue = overdue_count(query, cap)
     from_table = query.dimension_counts()
     if from_table is not None:
         return Counts(from_table, overdue=overdue)
-    matching = sa.select(Task.state).where(*query.plan().counting()).limit(cap + 1).subquery()
+    matching = sa.select(Task.state).where(*query.plan().counting(cap)).limit(cap + 1).subquery()
     statement = sa.select(matching.c.state, sa.func.count()).group_by(matching.c.state)
     found = {state: n for state, n in db.session.execute(statement)}
     return Counts(found, exact=sum(found.values()) <= cap, overdue=overdue)

@@ -15,6 +15,14 @@ exactly, and a capped read of an index bounds the others.
    walked instead; and for a sort on a dimension column, the values that no matching task has
    are skipped (:attr:`Plan.leading`, from the counts table).
 
+The search words are the piece whose every run costs most (FTS5 expands a prefix word over the
+whole index each time): SQLite's backend runs the search once a view, for its newest
+``SPARSE_ROWS + 1`` matches, and the piece tests rows by id against those. With more matches than
+that, a row older than all of them runs the search again, for every match, the first time one
+is tested; a read that stops near the top of a list by time never gets there. A read or count
+this piece drives joins its matches to ``tasks`` (:attr:`FilterPart.joined`), so that a
+``LIMIT`` stops it, where ``id IN (…)`` would first collect every match.
+
 Tests that must not be read through their index are written with SQLite's unary ``+``.
 PostgreSQL keeps statistics and plans well on its own: there the tests are used as written
 (:class:`Plan`); SQLite's backend (:mod:`webapp.listing.backends`) plans with :class:`SqlitePlan`.
@@ -63,6 +71,13 @@ class FilterPart:
     estimate: Callable[[], int]
     #: The sorts whose index reads this piece in that order.
     serves: set[str] = field(default_factory=set)
+    #: The tests as a join that yields the matching rows one by one, for a read this piece
+    #: drives (SQLite's FTS5): ``id IN (…)`` would first collect every match, however many,
+    #: where a join stops at the read's ``LIMIT``. ``None``: drive through ``indexed``.
+    joined: list[sa.ColumnElement[bool]] | None = None
+    #: Search words with more matches than :data:`SPARSE_ROWS`: the newest of them (one more
+    #: than that bound) as a join, to count those alone when the count stops before.
+    newest: list[sa.ColumnElement[bool]] | None = None
     _size: int | None = None
 
     @property
@@ -90,8 +105,8 @@ class Plan:
         """Conditions for a read of every matching row (grouped, say)."""
         return self.where()
 
-    def counting(self) -> list[sa.ColumnElement[bool]]:
-        """Conditions for counting the matching rows."""
+    def counting(self, cap: int | None = None) -> list[sa.ColumnElement[bool]]:
+        """Conditions for counting the matching rows (no further than ``cap`` of them)."""
         return self.where()
 
     def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:
@@ -106,17 +121,32 @@ class SqlitePlan(Plan):
     def driven(self) -> list[sa.ColumnElement[bool]]:
         """Read through the smallest piece's index (the only test left indexable), test the
         rest on each row."""
-        if len(self.parts) < 2:
+        if not self.parts:
             return self.where()
-        smallest = min(self.parts, key=lambda part: part.size)
-        others = [c for part in self.parts if part is not smallest for c in part.plain]
-        return [*smallest.indexed, *others]
+        return self._driven_by(min(self.parts, key=lambda part: part.size))
 
-    def counting(self) -> list[sa.ColumnElement[bool]]:
-        """Driven by a small piece; otherwise as written, so that SQLite may use an index that
-        serves two pieces at once (type and time range)."""
+    def _driven_by(self, driver: FilterPart) -> list[sa.ColumnElement[bool]]:
+        others = [c for part in self.parts if part is not driver for c in part.plain]
+        return [*(driver.indexed if driver.joined is None else driver.joined), *others]
+
+    def counting(self, cap: int | None = None) -> list[sa.ColumnElement[bool]]:
+        """Driven by a small piece; else by a piece that streams its matches (search words:
+        the count stops at its cap instead of collecting every match first); otherwise as
+        written, so that SQLite may use an index that serves two pieces at once (type and
+        time range).
+
+        A view of nothing but search words with more newest matches at hand than ``cap``
+        counts those: the count passes its cap either way, and says "at least" (of the
+        newest matches rather than of any others), without running the search again."""
+        if len(self.parts) == 1 and cap is not None:
+            newest = self.parts[0].newest
+            if newest is not None and self.parts[0].size > cap:
+                return newest
         if self.parts and min(part.size for part in self.parts) <= SPARSE_ROWS:
             return self.driven()
+        streaming = [part for part in self.parts if part.joined is not None]
+        if streaming:
+            return self._driven_by(min(streaming, key=lambda part: part.size))
         return self.where()
 
     def ordered(self, sort: str) -> tuple[list[sa.ColumnElement[bool]], bool]:

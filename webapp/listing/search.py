@@ -19,6 +19,7 @@ word matches as a prefix once it is long enough, so search-as-you-type works.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from collections.abc import Sequence
@@ -29,6 +30,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from webapp.db.models import Task
+from webapp.db.models import db
+from webapp.listing.plan import plus
 
 #: The task columns that search looks in (SQLite indexes them by these names).
 SEARCHED_COLUMNS = (
@@ -128,9 +131,46 @@ _fts = sa.table(FTS_TABLE, sa.column("rowid"))
 
 def fts5_ids(fts_query: str) -> sa.Select[tuple[int]]:
     """The ids of tasks matching an FTS5 query."""
-    return sa.select(_fts.c.rowid).where(
-        sa.text(f"{FTS_TABLE} MATCH :fts").bindparams(fts=fts_query)
+    return sa.select(_fts.c.rowid).where(_match(fts_query))
+
+
+def newest_matches(fts_query: str, limit: int) -> list[int]:
+    """The ids of the newest ``limit`` tasks matching an FTS5 query, newest first (the index
+    reads its rowids backwards and stops there)."""
+    statement = (
+        sa.select(_fts.c.rowid).where(_match(fts_query)).order_by(_fts.c.rowid.desc()).limit(limit)
     )
+    return list(db.session.scalars(statement))
+
+
+def listed_ids(ids: list[int]) -> sa.Select[tuple[int]]:
+    """``ids`` as a subquery: one JSON parameter, however many (SQLite)."""
+    listed = sa.func.json_each(json.dumps(ids)).table_valued("value")
+    return sa.select(listed.c.value)
+
+
+def listed_join(ids: list[int]) -> list[sa.ColumnElement[bool]]:
+    """The tasks whose id is in ``ids`` (no duplicates), as a join from the list to ``tasks``
+    by primary key: read in the list's order, and stopped by a ``LIMIT``, where ``id IN``
+    first sorts the whole list."""
+    listed = sa.func.json_each(json.dumps(ids)).table_valued("value")
+    return [Task.id == listed.c.value]
+
+
+def fts5_join(fts_query: str) -> list[sa.ColumnElement[bool]]:
+    """The tasks matching an FTS5 query, as a join of ``tasks_fts`` (the index drives, one
+    match at a time, so a ``LIMIT`` stops it) to ``tasks`` by primary key.
+
+    The index's side of the join is written ``+rowid`` so that SQLite never takes the other
+    way round: walking ``tasks`` and asking the index about each row runs the whole query
+    again per row (a prefix word is expanded each time), which is hopeless at any size.
+    """
+    return [plus(_fts.c.rowid) == Task.id, _match(fts_query)]
+
+
+def _match(fts_query: str) -> sa.ColumnElement[bool]:
+    """``tasks_fts MATCH :query`` (the table's name stands for all its columns)."""
+    return sa.literal_column(FTS_TABLE).op("MATCH", is_comparison=True)(sa.literal(fts_query))
 
 
 def _fts_columns(prefix: str) -> str:

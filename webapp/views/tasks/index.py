@@ -77,7 +77,7 @@ def summary_context(query: TaskQuery) -> dict[str, Any]:
         "query": query,
         "counts": state_counts(query),
         "states": STATE_VALUES,
-        "count_cap": count_cap(),
+        "count_cap": count_cap(query),
     }
 
 
