@@ -1,8 +1,9 @@
 """Refresher benchmark: prints figures; talks only to 127.0.0.1.
 
-1. Throughput: N active tasks all due at once, simulators answering every request after a set
-   latency; tasks refreshed per second next to the bound that concurrency and latency allow
-   (``max_concurrency`` requests in flight, each answering ``batch`` tasks after ``latency``).
+1. Throughput on every provider: N active tasks all due at once, simulators answering every
+   request after a set latency; tasks refreshed per second next to the source's bound, the
+   lower of what concurrency and latency allow (requests in flight x tasks a request / latency)
+   and what its rate budget allows (requests a second x tasks a request: NCLUE's 1 request/s).
 2. A typical lifecycle on all four upstreams: tasks start upstream over a while and are
    tracked as they start, then go queued -> running -> finished. Upstream calls per task,
    next to a fixed-interval poller with the same detection delay, and the delay from an
@@ -12,6 +13,7 @@ The simulators run in a child process (``--serve``) on the wall clock, so the re
 database and the simulators do not share one interpreter. ``--quick`` runs smaller sizes.
 
     .venv/bin/python bench/refresh.py [--quick] [--latency 0.05] [--interval 5]
+        [--part 1|2] [--provider NAME ...]
 """
 
 from __future__ import annotations
@@ -49,23 +51,21 @@ PROVIDERS = ("opensearch-ml", "mixpeek", "conductor", "nclue")
 
 
 def serve(plan_path: Path, ready_path: Path) -> None:
-    """Child process: the four simulators on a free port, with the plan's tasks and latency."""
-    from werkzeug.serving import WSGIRequestHandler
-    from werkzeug.serving import make_server
+    """Child process: the four simulators on a free port, with the plan's tasks and latency.
+
+    Served by gunicorn (one gthread worker), not werkzeug's development server: werkzeug
+    answers every request with ``Connection: close``, so each request would pay for a new TCP
+    connection and a new server thread, which no real upstream makes its clients do.
+    """
+    import signal
+    import socket
+
+    from gunicorn.app.base import BaseApplication
 
     from webapp.simulators import SIMULATORS
     from webapp.simulators import SimulatorSuite
     from webapp.simulators.core import Fault
 
-    class KeepAlive(WSGIRequestHandler):
-        # Real upstreams keep connections open; the dev server's HTTP/1.0 default would make
-        # every request pay for a new TCP connection on both sides.
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
     plan = json.loads(plan_path.read_text())
     credentials = {"mixpeek": {**SIMULATORS["mixpeek"].DEMO_CREDENTIALS, "rate_limit": 10**9}}
     suite = SimulatorSuite(credentials=credentials)
@@ -88,21 +88,49 @@ def serve(plan_path: Path, ready_path: Path) -> None:
         history[spec["task_id"]] = task.history(math.inf)
     for state in suite.states.values():
         state.set_fault(Fault.SLOW, seconds=plan["latency"])
-    server = make_server("127.0.0.1", 0, suite.wsgi_app(), threaded=True, request_handler=KeepAlive)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
+    listener = socket.create_server(("127.0.0.1", 0), backlog=256)
+    listener.set_inheritable(True)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    wsgi = suite.wsgi_app()
+
+    class Upstreams(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            settings = {
+                "bind": f"fd://{listener.fileno()}",
+                "workers": 1,  # the simulators keep their state in memory
+                "worker_class": "gthread",
+                "threads": 64,  # each request sleeps for the latency on its thread
+                "keepalive": 30,
+                "graceful_timeout": 2,
+                "loglevel": "warning",
+                "accesslog": None,
+            }
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            return wsgi
+
+    def stop_when_parent_goes() -> None:
+        sys.stdin.read()  # until the parent closes our stdin
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=stop_when_parent_goes, daemon=True).start()
     partial = ready_path.with_suffix(".tmp")
     partial.write_text(json.dumps({"url": url, "history": history}))
-    partial.rename(ready_path)  # whole, or not there yet
-    sys.stdin.read()  # until the parent closes our stdin
-    server.shutdown()
+    partial.rename(ready_path)  # whole, or not there yet; requests wait in the backlog
+    Upstreams().run()
 
 
 @dataclass
 class Simulators:
     url: str
     history: dict[str, list[tuple[str, float]]]
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the simulators' processes have used (Linux; 0 elsewhere)."""
+        return sum(_process_cpu(pid) for pid in _process_tree(self.pid))
 
     def calls(self, provider: str) -> dict[str, int]:
         answer = httpx.get(f"{self.url}/{provider}/_control/stats", timeout=30)
@@ -124,11 +152,28 @@ def simulators(tasks: list[dict[str, Any]], latency: float, workdir: Path) -> It
                 raise RuntimeError("the simulators did not start")
             time.sleep(0.05)
         info = json.loads(ready.read_text())
-        yield Simulators(info["url"], info["history"])
+        yield Simulators(info["url"], info["history"], child.pid)
     finally:
         assert child.stdin is not None
         child.stdin.close()
         child.wait(timeout=30)
+
+
+def _process_tree(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [pid, *(grandchild for child in children for grandchild in _process_tree(int(child)))]
+
+
+def _process_cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # utime and stime, the 14th and 15th fields of stat(5), in clock ticks.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -219,16 +264,34 @@ def throughput(
     latency: float,
     workdir: Path,
     batch_size: int | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Tasks refreshed per second when ``count`` tasks of one source are due at once: the
-    first sweep (every task new) and the second (steady state), and the bound."""
+    first sweep (every task new) and the second (steady state), the bound and what sets it."""
     with batches_of(provider, batch_size) as batch:
         return _throughput(count, provider, concurrency, latency, workdir, batch)
 
 
+def bound_of(app: Flask, provider: str, batch: int, latency: float) -> tuple[float, int, str]:
+    """The source's bound in tasks/s, its requests in flight, and what sets the bound: requests
+    in flight x tasks a request / latency, or its rate budget x tasks a request if lower."""
+    from webapp.refresher.lanes import SourceLane
+    from webapp.sources.registry import registry
+
+    with app.app_context():
+        source = registry(app).get(provider)
+    assert source is not None
+    lane = SourceLane(source, batch)
+    lane.shutdown()
+    by_latency = lane.concurrency * batch / latency
+    rate = source.effective_rate_limit
+    if rate and rate * batch < by_latency:
+        return rate * batch, lane.concurrency, f"rate {rate:g}/s x {batch} a call"
+    return by_latency, lane.concurrency, f"{lane.concurrency} x {batch} / {latency * 1000:g} ms"
+
+
 def _throughput(
     count: int, provider: str, concurrency: int, latency: float, workdir: Path, batch: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     from webapp.db.models import Task
     from webapp.db.models import db
     from webapp.db.models import utcnow
@@ -247,6 +310,7 @@ def _throughput(
     ]
     with simulators(tasks, latency, workdir) as sims:
         app = make_app(sims, workdir, **{provider: {"max_concurrency": concurrency}})
+        bound, in_flight, limit = bound_of(app, provider, batch, latency)
         track_all(app, tasks)
         fetched = sa.select(sa.func.count()).where(Task.last_fetched_at.is_not(None))
 
@@ -263,13 +327,23 @@ def _throughput(
         with app.app_context():
             db.session.execute(sa.update(Task).values(next_poll_at=utcnow()))
             db.session.commit()
+        calls_before = sum(sims.calls(provider).values())
+        cpu_before, upstream_before = time.process_time(), sims.cpu_seconds()
         steady = sweep(mark)
-        calls = sum(sims.calls(provider).values())
+        cpu = time.process_time() - cpu_before
+        upstream_cpu = sims.cpu_seconds() - upstream_before
+        calls = sum(sims.calls(provider).values()) - calls_before
     return {
         "first": count / first,
         "steady": count / steady,
-        "bound": concurrency * batch / latency,
+        "bound": bound,
+        "in_flight": in_flight,
+        "limit": limit,
         "calls": calls,
+        # CPU milliseconds a task: the refresher's process (one interpreter: at most one core
+        # of Python at a time) and the simulators'.
+        "cpu_ms": cpu * 1000 / count,
+        "upstream_cpu_ms": upstream_cpu * 1000 / count,
     }
 
 
@@ -371,11 +445,43 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+def part_one(
+    runs: list[tuple[str, str, int, int, int | None]],
+    latency: float,
+    workdir: Path,
+    *,
+    ceiling: bool,
+) -> None:
+    print("\n1. throughput: tasks refreshed per second, all due at once")
+    print(
+        f"{'source':<30}{'in flight':>10}{'tasks':>7}{'first':>8}{'steady':>8}"
+        f"{'bound':>8}{'share':>7}{'calls':>7}{'cpu ms':>8}{'upstr.':>7}  bound set by"
+    )
+    for label, provider, concurrency, count, batch in runs:
+        figures = throughput(count, provider, concurrency, latency, workdir, batch)
+        print(
+            f"{label:<30}{figures['in_flight']:>10}{count:>7}{figures['first']:>8.0f}"
+            f"{figures['steady']:>8.0f}{figures['bound']:>8.0f}"
+            f"{figures['steady'] / figures['bound']:>7.0%}{figures['calls']:>7}"
+            f"{figures['cpu_ms']:>8.2f}{figures['upstream_cpu_ms']:>7.2f}  {figures['limit']}",
+            flush=True,
+        )
+    if ceiling:
+        # What this machine can fetch and write at all: the same runs with no latency.
+        for label, provider, concurrency, count, batch in runs:
+            steady = throughput(count, provider, concurrency, 1e-6, workdir, batch)["steady"]
+            print(f"with no latency (CPU and SQLite only): {label}: {steady:.0f}/s", flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--latency", type=float, default=0.05, help="upstream answer latency, s")
     parser.add_argument("--interval", type=float, default=5.0, help="poll_interval, s")
+    parser.add_argument("--part", type=int, choices=(1, 2), help="run only this part")
+    parser.add_argument(
+        "--provider", action="append", choices=PROVIDERS, help="part 1 for this provider only"
+    )
     parser.add_argument("--serve", nargs=2, metavar=("PLAN", "READY"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve:
@@ -386,35 +492,23 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {machine()}; upstream latency {latency * 1000:.0f} ms")
     # (label, provider, max_concurrency, tasks, batch_size: None is the provider's own).
     per_get = ("mixpeek, a GET per task", "mixpeek", 16, 1000, 1)
-    mixpeek = ("mixpeek (100 a call)", "mixpeek", 4, 1000, None)
-    opensearch = ("opensearch (100 a call)", "opensearch-ml", 4, 1000, None)
-    runs = [per_get, mixpeek, opensearch]
+    batched = [
+        ("opensearch-ml (batched)", "opensearch-ml", 4, 1000, None),
+        ("mixpeek (batched)", "mixpeek", 4, 1000, None),
+        ("conductor (batched)", "conductor", 4, 1000, None),
+        ("nclue (list pages)", "nclue", 4, 500, None),
+    ]
+    runs = [("mixpeek, a GET per task", "mixpeek", 8, 1000, 1), per_get, *batched]
     if not args.quick:
-        runs += [(*mixpeek[:3], 10_000, None), (*opensearch[:3], 10_000, None)]
+        runs += [(f"{label}, 10k", *rest[:2], 10_000, None) for label, *rest in batched[:3]]
+    if args.provider:
+        runs = [run for run in runs if run[1] in args.provider]
     with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
         workdir = Path(tmp)
-        print("\n1. throughput: tasks refreshed per second, all due at once")
-        print(
-            f"{'source':<26}{'in flight':>10}{'tasks':>7}{'first':>8}{'steady':>8}"
-            f"{'bound':>8}{'steady/bound':>14}"
-        )
-        for label, provider, concurrency, count, batch in runs:
-            figures = throughput(count, provider, concurrency, latency, workdir, batch)
-            print(
-                f"{label:<26}{concurrency:>10}{count:>7}{figures['first']:>8.0f}"
-                f"{figures['steady']:>8.0f}{figures['bound']:>8.0f}"
-                f"{figures['steady'] / figures['bound']:>13.0%}"
-            )
-        if not args.quick:
-            # What this machine can write at all: the same runs with no latency.
-            ceiling = [
-                throughput(count, provider, concurrency, 1e-6, workdir, batch)["steady"]
-                for _, provider, concurrency, count, batch in (per_get, mixpeek, opensearch)
-            ]
-            print(
-                f"with no latency (CPU only): {ceiling[0]:.0f}/s a GET per task, "
-                f"{ceiling[1]:.0f}/s mixpeek batched, {ceiling[2]:.0f}/s opensearch batched"
-            )
+        if args.part in (None, 1):
+            part_one(runs, latency, workdir, ceiling=not args.quick)
+        if args.part == 1:
+            return
         scale = 0.3 if args.quick else 1.0
         per_provider = 100 if args.quick else 200
         interval = args.interval * (0.4 if args.quick else 1.0)
