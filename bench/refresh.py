@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> None:
         ("mixpeek, a GET per task", "mixpeek", 16, 1000, 1, None),
         *batched,
         # Where the bound is below what one core can write: the refresher's own pipelining.
-        *((label, provider, 4, 1000, None, 1.0) for label, provider, *_ in batched[:3]),
+        *((label, provider, 4, 4000, None, 1.0) for label, provider, *_ in batched[:3]),
     ]
     if not args.quick:
         runs += [
