@@ -478,10 +478,10 @@ def part_one(runs: list[Run], latency: float, workdir: Path) -> None:
         ceiling = 1000 / figures["cpu_ms"]
         if share >= 0.8:
             limit = "at its bound"
-        elif ceiling < figures["bound"]:
+        elif ceiling < figures["bound"] and figures["cores"] >= 0.6:
             limit = f"CPU: one core does at most {ceiling:.0f}/s"
         else:
-            limit = "not CPU: see cores and load"
+            limit = "waiting: for the upstream (upstr.) or for the machine (load)"
         print(
             f"{label:<26}{wait * 1000:>6.0f}ms{figures['in_flight']:>10}{count:>7}"
             f"{figures['steady']:>8.0f}{figures['bound']:>7.0f}{share:>7.0%}{figures['calls']:>7}"
