@@ -1,134 +1,52 @@
 """Refresher benchmark: prints figures; talks only to 127.0.0.1.
 
-1. Throughput: N active tasks all due at once, simulators answering every request after a set
-   latency; tasks refreshed per second next to the bound that concurrency and latency allow
-   (``max_concurrency`` requests in flight, each answering ``batch`` tasks after ``latency``).
+1. Throughput on every provider: N active tasks all due at once, simulators answering every
+   request after a set latency; tasks refreshed per second next to the source's bound, the
+   lower of what concurrency and latency allow (requests in flight x tasks a request / latency)
+   and what its rate budget allows (requests a second x tasks a request: NCLUE's 1 request/s).
 2. A typical lifecycle on all four upstreams: tasks start upstream over a while and are
    tracked as they start, then go queued -> running -> finished. Upstream calls per task,
    next to a fixed-interval poller with the same detection delay, and the delay from an
    upstream state change to the cache (p50/p95), all while the upstreams are healthy.
 
-The simulators run in a child process (``--serve``) on the wall clock, so the refresher, the
+The simulators run in a child process (bench/upstreams.py) on the wall clock, so the refresher, the
 database and the simulators do not share one interpreter. ``--quick`` runs smaller sizes.
 
     .venv/bin/python bench/refresh.py [--quick] [--latency 0.05] [--interval 5]
+        [--part 1|2] [--provider NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import math
 import os
 import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 from flask import Flask
 
-from webapp.refresher.engine import Refresher
+# This checkout's code, not whichever one the virtualenv's editable install points at.
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.upstreams import Simulators  # noqa: E402
+from bench.upstreams import simulators  # noqa: E402
+from webapp.refresher.engine import Refresher  # noqa: E402
 
 PROVIDERS = ("opensearch-ml", "mixpeek", "conductor", "nclue")
-
-
-# -- the simulators, in a child process ----------------------------------------------------------
-
-
-def serve(plan_path: Path, ready_path: Path) -> None:
-    """Child process: the four simulators on a free port, with the plan's tasks and latency."""
-    from werkzeug.serving import WSGIRequestHandler
-    from werkzeug.serving import make_server
-
-    from webapp.simulators import SIMULATORS
-    from webapp.simulators import SimulatorSuite
-    from webapp.simulators.core import Fault
-
-    class KeepAlive(WSGIRequestHandler):
-        # Real upstreams keep connections open; the dev server's HTTP/1.0 default would make
-        # every request pay for a new TCP connection on both sides.
-        protocol_version = "HTTP/1.1"
-
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    plan = json.loads(plan_path.read_text())
-    credentials = {"mixpeek": {**SIMULATORS["mixpeek"].DEMO_CREDENTIALS, "rate_limit": 10**9}}
-    suite = SimulatorSuite(credentials=credentials)
-    history: dict[str, list[tuple[str, float]]] = {}
-    for index, spec in enumerate(plan["tasks"]):
-        module = SIMULATORS[spec["provider"]]
-        task = module.add_demo_task(
-            suite.states[spec["provider"]],
-            random.Random(index),
-            task_id=spec["task_id"],
-            final=spec["final"],
-            queued_seconds=spec["queued"],
-            running_seconds=spec["running"],
-        )
-        task.started_at = spec["start"]
-        # Remote batch-prediction tasks are re-read one by one (PROVIDERS.md trap 22): kept out
-        # so the figures show batching itself.
-        if task.fields.get("task_type") == "BATCH_PREDICTION":
-            task.fields["task_type"] = "DEPLOY_MODEL"
-        history[spec["task_id"]] = task.history(math.inf)
-    for state in suite.states.values():
-        state.set_fault(Fault.SLOW, seconds=plan["latency"])
-    server = make_server("127.0.0.1", 0, suite.wsgi_app(), threaded=True, request_handler=KeepAlive)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_port}"
-    partial = ready_path.with_suffix(".tmp")
-    partial.write_text(json.dumps({"url": url, "history": history}))
-    partial.rename(ready_path)  # whole, or not there yet
-    sys.stdin.read()  # until the parent closes our stdin
-    server.shutdown()
-
-
-@dataclass
-class Simulators:
-    url: str
-    history: dict[str, list[tuple[str, float]]]
-
-    def calls(self, provider: str) -> dict[str, int]:
-        answer = httpx.get(f"{self.url}/{provider}/_control/stats", timeout=30)
-        return answer.json()["calls"]
-
-
-@contextmanager
-def simulators(tasks: list[dict[str, Any]], latency: float, workdir: Path) -> Iterator[Simulators]:
-    plan, ready = workdir / "plan.json", workdir / "ready.json"
-    ready.unlink(missing_ok=True)
-    plan.write_text(json.dumps({"tasks": tasks, "latency": latency}))
-    child = subprocess.Popen(
-        [sys.executable, __file__, "--serve", str(plan), str(ready)], stdin=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while not ready.exists():
-            if child.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the simulators did not start")
-            time.sleep(0.05)
-        info = json.loads(ready.read_text())
-        yield Simulators(info["url"], info["history"])
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        child.wait(timeout=30)
 
 
 # -- the app ------------------------------------------------------------------------------------
@@ -219,16 +137,37 @@ def throughput(
     latency: float,
     workdir: Path,
     batch_size: int | None = None,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """Tasks refreshed per second when ``count`` tasks of one source are due at once: the
-    first sweep (every task new) and the second (steady state), and the bound."""
+    first sweep (every task new) and the second (steady state), the bound and what sets it."""
     with batches_of(provider, batch_size) as batch:
         return _throughput(count, provider, concurrency, latency, workdir, batch)
 
 
+def bound_of(app: Flask, provider: str, batch: int, latency: float) -> tuple[float, int, str]:
+    """The source's bound in tasks/s, its requests in flight, and what sets the bound: requests
+    in flight x tasks a request / latency, or its rate budget x tasks a request if lower."""
+    from webapp.providers import PROVIDERS as PROVIDER_CLASSES
+    from webapp.refresher.lanes import SourceLane
+    from webapp.sources.registry import registry
+
+    with app.app_context():
+        source = registry(app).get(provider)
+    assert source is not None
+    lane = SourceLane(source, batch)
+    lane.shutdown()
+    # A job's ids may take several calls (NCLUE walks its list 100 tasks a page).
+    per_call = min(batch, PROVIDER_CLASSES[provider].max_page_size) if batch > 1 else 1
+    by_latency = lane.concurrency * per_call / latency
+    rate = source.effective_rate_limit
+    if rate and rate * per_call < by_latency:
+        return rate * per_call, lane.concurrency, f"rate {rate:g}/s x {per_call} a call"
+    return by_latency, lane.concurrency, f"{lane.concurrency} x {per_call} / {latency * 1000:g} ms"
+
+
 def _throughput(
     count: int, provider: str, concurrency: int, latency: float, workdir: Path, batch: int
-) -> dict[str, float]:
+) -> dict[str, Any]:
     from webapp.db.models import Task
     from webapp.db.models import db
     from webapp.db.models import utcnow
@@ -247,29 +186,45 @@ def _throughput(
     ]
     with simulators(tasks, latency, workdir) as sims:
         app = make_app(sims, workdir, **{provider: {"max_concurrency": concurrency}})
+        bound, in_flight, limit = bound_of(app, provider, batch, latency)
         track_all(app, tasks)
         fetched = sa.select(sa.func.count()).where(Task.last_fetched_at.is_not(None))
 
-        def sweep(since: datetime | None) -> float:
+        def sweep(since: datetime | None) -> tuple[float, float, float]:
+            """Wall seconds, CPU seconds (this process) and the simulators' CPU seconds from
+            the moment the refresher runs until every task was fetched; not its stop, which
+            waits for a link lookup under way (a Conductor workflow's siblings)."""
             query = fetched if since is None else fetched.where(Task.last_fetched_at > since)
-            started = time.monotonic()
             with refresher_running(app):
+                started, cpu, upstream = time.monotonic(), time.process_time(), sims.cpu_seconds()
                 while scalar(app, query) < count:
-                    time.sleep(0.1)
-            return time.monotonic() - started
+                    time.sleep(0.05)
+                return (
+                    time.monotonic() - started,
+                    time.process_time() - cpu,
+                    sims.cpu_seconds() - upstream,
+                )
 
-        first = sweep(None)
+        first, _, _ = sweep(None)
         mark = utcnow()
         with app.app_context():
             db.session.execute(sa.update(Task).values(next_poll_at=utcnow()))
             db.session.commit()
-        steady = sweep(mark)
-        calls = sum(sims.calls(provider).values())
+        calls_before = sum(sims.calls(provider).values())
+        steady, cpu, upstream_cpu = sweep(mark)
+        calls = sum(sims.calls(provider).values()) - calls_before
     return {
         "first": count / first,
         "steady": count / steady,
-        "bound": concurrency * batch / latency,
+        "bound": bound,
+        "in_flight": in_flight,
+        "limit": limit,
         "calls": calls,
+        # CPU milliseconds a task: the refresher's process (one interpreter: at most one core
+        # of Python at a time) and the simulators'.
+        "cpu_ms": cpu * 1000 / count,
+        "upstream_cpu_ms": upstream_cpu * 1000 / count,
+        "cores": cpu / steady,
     }
 
 
@@ -371,50 +326,82 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
+#: (label, provider, max_concurrency, tasks, batch_size or None for the provider's own,
+#: latency or None for --latency).
+Run = tuple[str, str, int, int, int | None, float | None]
+
+
+def part_one(runs: list[Run], latency: float, workdir: Path) -> None:
+    print("\n1. throughput: tasks refreshed per second, all due at once (steady: second sweep)")
+    print(
+        f"{'source':<26}{'latency':>8}{'in flight':>10}{'tasks':>7}{'steady':>8}{'bound':>7}"
+        f"{'share':>7}{'calls':>7}{'cpu ms':>8}{'cores':>6}{'upstr.':>7}{'load':>6}"
+        "  bound set by; limit"
+    )
+    for label, provider, concurrency, count, batch, own_latency in runs:
+        wait = own_latency or latency
+        figures = throughput(count, provider, concurrency, wait, workdir, batch)
+        share = figures["steady"] / figures["bound"]
+        # One interpreter runs the refresher's Python: about one core at most.
+        ceiling = 1000 / figures["cpu_ms"]
+        if share >= 0.8:
+            limit = "at its bound"
+        elif ceiling < figures["bound"] and figures["cores"] >= 0.6:
+            limit = f"CPU: one core does at most {ceiling:.0f}/s"
+        else:
+            limit = "waiting: for the upstream (upstr.) or for the machine (load)"
+        print(
+            f"{label:<26}{wait * 1000:>6.0f}ms{figures['in_flight']:>10}{count:>7}"
+            f"{figures['steady']:>8.0f}{figures['bound']:>7.0f}{share:>7.0%}{figures['calls']:>7}"
+            f"{figures['cpu_ms']:>8.2f}{figures['cores']:>6.2f}{figures['upstream_cpu_ms']:>7.2f}"
+            f"{os.getloadavg()[0]:>6.1f}  {figures['limit']}; {limit}",
+            flush=True,
+        )
+    print(
+        "cpu ms: the refresher's CPU a task; cores: its CPU time over the sweep's wall time;"
+        " upstr.: the simulators' CPU a task; load: the machine's 1-minute load average"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--latency", type=float, default=0.05, help="upstream answer latency, s")
     parser.add_argument("--interval", type=float, default=5.0, help="poll_interval, s")
-    parser.add_argument("--serve", nargs=2, metavar=("PLAN", "READY"), help=argparse.SUPPRESS)
+    parser.add_argument("--part", type=int, choices=(1, 2), help="run only this part")
+    parser.add_argument(
+        "--provider", action="append", choices=PROVIDERS, help="part 1 for this provider only"
+    )
     args = parser.parse_args(argv)
-    if args.serve:
-        serve(Path(args.serve[0]), Path(args.serve[1]))
-        return
     logging.basicConfig(level=logging.WARNING)
     latency = args.latency
     print(f"machine: {machine()}; upstream latency {latency * 1000:.0f} ms")
-    # (label, provider, max_concurrency, tasks, batch_size: None is the provider's own).
-    per_get = ("mixpeek, a GET per task", "mixpeek", 16, 1000, 1)
-    mixpeek = ("mixpeek (100 a call)", "mixpeek", 4, 1000, None)
-    opensearch = ("opensearch (100 a call)", "opensearch-ml", 4, 1000, None)
-    runs = [per_get, mixpeek, opensearch]
+    batched: list[Run] = [
+        ("opensearch-ml (batched)", "opensearch-ml", 4, 1000, None, None),
+        ("mixpeek (batched)", "mixpeek", 4, 1000, None, None),
+        ("conductor (batched)", "conductor", 4, 1000, None, None),
+        ("nclue (list pages)", "nclue", 4, 500, None, None),
+    ]
+    runs: list[Run] = [
+        ("mixpeek, a GET per task", "mixpeek", 8, 1000, 1, None),
+        ("mixpeek, a GET per task", "mixpeek", 16, 1000, 1, None),
+        *batched,
+        # Where the bound is below what one core can write: the refresher's own pipelining.
+        *((label, provider, 4, 4000, None, 1.0) for label, provider, *_ in batched[:3]),
+    ]
     if not args.quick:
-        runs += [(*mixpeek[:3], 10_000, None), (*opensearch[:3], 10_000, None)]
+        runs += [
+            (f"{label}, 10k", provider, 4, 10_000, None, None)
+            for label, provider, *_ in batched[:3]
+        ]
+    if args.provider:
+        runs = [run for run in runs if run[1] in args.provider]
     with tempfile.TemporaryDirectory(prefix="taskdeck-bench-") as tmp:
         workdir = Path(tmp)
-        print("\n1. throughput: tasks refreshed per second, all due at once")
-        print(
-            f"{'source':<26}{'in flight':>10}{'tasks':>7}{'first':>8}{'steady':>8}"
-            f"{'bound':>8}{'steady/bound':>14}"
-        )
-        for label, provider, concurrency, count, batch in runs:
-            figures = throughput(count, provider, concurrency, latency, workdir, batch)
-            print(
-                f"{label:<26}{concurrency:>10}{count:>7}{figures['first']:>8.0f}"
-                f"{figures['steady']:>8.0f}{figures['bound']:>8.0f}"
-                f"{figures['steady'] / figures['bound']:>13.0%}"
-            )
-        if not args.quick:
-            # What this machine can write at all: the same runs with no latency.
-            ceiling = [
-                throughput(count, provider, concurrency, 1e-6, workdir, batch)["steady"]
-                for _, provider, concurrency, count, batch in (per_get, mixpeek, opensearch)
-            ]
-            print(
-                f"with no latency (CPU only): {ceiling[0]:.0f}/s a GET per task, "
-                f"{ceiling[1]:.0f}/s mixpeek batched, {ceiling[2]:.0f}/s opensearch batched"
-            )
+        if args.part in (None, 1):
+            part_one(runs, latency, workdir)
+        if args.part == 1:
+            return
         scale = 0.3 if args.quick else 1.0
         per_provider = 100 if args.quick else 200
         interval = args.interval * (0.4 if args.quick else 1.0)

@@ -91,6 +91,19 @@ def test_batches_where_the_upstream_can_and_counts_every_real_call(make_app, ups
     assert report.upstream_calls == upstreams.recorder.count()
 
 
+def test_nclue_due_tasks_are_refreshed_in_one_walk_of_its_list(make_app, upstreams):
+    # The list cannot pick ids, so jobs of 100 ids each walked it from the first page again:
+    # 15 calls for 500 due tasks on a 1 request/s budget. One job walks it once.
+    app = make_app({"nc": ("nclue", {"rate_limit": 1000.0})})
+    add(upstreams, app, "nc", "nclue", 500)
+    refresher = Refresher(app)
+    report = refresher.run_once()
+    refresher.close()
+
+    assert report.fetched == 500 and report.failed == 0
+    assert upstreams.state("nclue").calls == {"list": 5}
+
+
 def test_mixpeek_tasks_that_age_out_are_gone_upstream_after_one_get_each(
     make_app, upstreams, clock
 ):

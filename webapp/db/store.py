@@ -233,7 +233,7 @@ def capped_raw(raw: Any) -> Any:
 
     text = json.dumps(raw, default=str)
     if len(text) <= MAX_RAW_BYTES:
-        return jsonable(raw)
+        return json.loads(text)  # as jsonable() would, from the text already made
     return {
         "_taskdeck_truncated": True,
         "_taskdeck_size": len(text),

@@ -142,15 +142,17 @@ class SqliteClaims(Claims):
 
     def own_tasks(self, ids: list[int]) -> list[Task]:
         # SQLite has no row locks: an UPDATE first takes the database's write lock, so the
-        # leases it matched cannot change before we commit.
-        mine = db.session.scalars(
-            sa.update(Task)
-            .where(Task.id.in_(ids), Task.lease_owner == self.owner)
-            .values(lease_owner=None, lease_until=None)
-            .returning(Task.id)
-            .execution_options(synchronize_session=False)
-        ).all()
-        return list(db.session.scalars(sa.select(Task).where(Task.id.in_(mine))))
+        # leases it matched cannot change before we commit. Its RETURNING hands back the rows
+        # themselves: one statement, not an UPDATE and then a SELECT.
+        return list(
+            db.session.scalars(
+                sa.update(Task)
+                .where(Task.id.in_(ids), Task.lease_owner == self.owner)
+                .values(lease_owner=None, lease_until=None)
+                .returning(Task)
+                .execution_options(synchronize_session=False, populate_existing=True)
+            )
+        )
 
 
 CLAIMS: dict[str, type[Claims]] = {"sqlite": SqliteClaims, "postgresql": PostgresClaims}
