@@ -30,8 +30,7 @@ from webapp.sources.sealed import secrets_box
 #: Milliseconds a SQLite writer waits for another writer before giving up.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 OPENED_KEY = "taskdeck.database_opened"
-#: How much of a SQLite file each connection maps into memory, and its page cache.
-SQLITE_MMAP_BYTES = 128 * 1024 * 1024
+#: Each SQLite connection's page cache.
 SQLITE_CACHE_KIB = 8 * 1024
 
 
@@ -130,10 +129,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    # Pages are read through a memory map instead of a read() and a copy per page, and each
-    # connection keeps more of the indexes a list page walks. Sized so that a worker's
-    # connections stay well inside the memory a worker is allowed (README "Performance").
-    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    # Each connection keeps more of the indexes a list page walks (the default is 2 MB). No
+    # memory map: every connection maps the file on its own, so a worker's few connections
+    # each added up to the map's size to its memory, while SQLite's own time is a fraction
+    # of a millisecond of a page (README "Performance").
     cursor.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
     cursor.close()
 
