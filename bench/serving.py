@@ -7,7 +7,7 @@ figures; never a test of timings.
     .venv/bin/python bench/serving.py --sizes 1000000 --keep /tmp/bench-1m.sqlite
 
 For each size it fills a SQLite file (:mod:`bench.dataset`: tasks with their history), starts
-``gunicorn -c python:webapp.gunicorn_conf app:app`` on it (2 workers x 8 threads unless
+``gunicorn -c python:webapp.gunicorn_conf app:app`` on it (two workers a core x 2 threads unless
 ``TASKDECK_WORKERS`` / ``TASKDECK_THREADS`` say otherwise; the refresher off, so only serving is
 measured) and the same gunicorn settings around a Flask app whose one view answers "ok", then
 runs ``wrk -t1 -c4 --latency`` against each endpoint in turn: requests per second, p50 and p99
@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import os
 import re
+import runpy
 import shutil
 import signal
 import sqlite3
@@ -78,6 +79,18 @@ class Endpoint:
     headers: dict[str, str]
     #: The status every answer must have (checked once before the load).
     status: int = 200
+
+
+def gunicorn_setting(name: str) -> object:
+    """A value of the README's gunicorn config as it stands in this environment."""
+    before = dict(os.environ)
+    config = runpy.run_path(str(ROOT / "webapp" / "gunicorn_conf.py"))
+    # Reading it makes a metrics folder and names it in the environment: undo both.
+    os.environ.clear()
+    os.environ.update(before)
+    if config["_MADE_METRICS_DIR"]:
+        shutil.rmtree(config["_MADE_METRICS_DIR"], ignore_errors=True)
+    return config[name]
 
 
 def free_port() -> int:
@@ -344,8 +357,8 @@ def main(argv: list[str] | None = None) -> None:
     sizes = args.sizes or ([10_000] if args.quick else [10_000, 100_000, 1_000_000])
     seconds = args.seconds or (2 if args.quick else 10)
     print(
-        f"gunicorn -c python:webapp.gunicorn_conf ({os.environ.get('TASKDECK_WORKERS', '2')} "
-        f"workers x {os.environ.get('TASKDECK_THREADS', '8')} threads), "
+        f"gunicorn -c python:webapp.gunicorn_conf ({gunicorn_setting('workers')} "
+        f"workers x {gunicorn_setting('threads')} threads), "
         f"wrk -t1 -c{args.connections}, {seconds} s a figure, {os.cpu_count()} CPUs, "
         f"sqlite {sqlite3.sqlite_version}"
     )
