@@ -54,7 +54,7 @@ def test_list_shows_rows_newest_first_with_state_and_upstream_word(ml_app, clien
     ]
     first = rows[0]
     assert first.select_one(".badge-state").get_text() == "running"
-    assert first.select_one(".upstream-word").get_text() == "RUNNING"
+    assert list_cell(first, "Upstream").get_text() == "RUNNING"
     assert list_cell(first, "Type").get_text() == "DEPLOY_MODEL"
     assert list_cell(first, "Created").select_one("time")["datetime"].endswith("Z")
     assert page.select_one("th[aria-sort]").get_text(strip=True).startswith("Created")
