@@ -10,7 +10,8 @@ For each size it fills a SQLite file (:mod:`bench.dataset`: tasks with their his
 ``gunicorn -c python:webapp.gunicorn_conf app:app`` on it (two workers a core x 2 threads unless
 ``TASKDECK_WORKERS`` / ``TASKDECK_THREADS`` say otherwise; the refresher off, so only serving is
 measured) and the same gunicorn settings around a Flask app whose one view answers "ok", then
-runs ``wrk -t1 -c4 --latency`` against each endpoint in turn: requests per second, p50 and p99
+runs ``wrk -t1 -c4 --latency`` against each endpoint in turn, with the session cookie a browser
+would hold (its first visit's): requests per second, p50 and p99
 latency, the ratio of its requests per second to the bare endpoint's, and the CPU time the
 workers spent per answer (which other work on the machine does not skew as much as rates).
 Then the workers' resident memory and the database's bytes per task. ``--only WORD…`` loads
@@ -286,6 +287,15 @@ def print_figure(figure: Figure, bare: Figure | None) -> None:
     )
 
 
+def measure_bare(env: dict[str, str], seconds: int, connections: int) -> Figure:
+    """The bare endpoint under the same gunicorn settings: the floor each figure is set against.
+    Measured before the endpoints and again after them, since this machine's rates drift."""
+    with gunicorn(BARE_APP, env) as (bare_url, bare_master):
+        bare = load(bare_master, bare_url + "/", {}, seconds, connections)
+    bare.label = "bare Flask endpoint"
+    return bare
+
+
 def run_size(
     count: int, seconds: int, connections: int, keep: Path | None, only: list[str] | None = None
 ) -> list[Figure]:
@@ -304,11 +314,9 @@ def run_size(
             "TASKDECK_INSTANCE_PATH": folder,
         }
         figures: list[Figure] = []
-        with gunicorn(BARE_APP, env) as (bare_url, bare_master):
-            bare = load(bare_master, bare_url + "/", {}, seconds, connections)
-            bare.label = "bare Flask endpoint"
-            print_figure(bare, None)
-            figures.append(bare)
+        bare = measure_bare(env, seconds, connections)
+        print_figure(bare, None)
+        figures.append(bare)
         with gunicorn("app:app", env) as (url, master):
             with httpx.Client(base_url=url, timeout=60) as client:
                 targets = [
@@ -323,12 +331,21 @@ def run_size(
                             f"{target.path}: HTTP {answer.status_code}, not {target.status}"
                         )
                 per_row = row_bytes(client)
+                # Sent as a browser sends it: the session its first visit got (which holds
+                # the page forms' CSRF token, made once a session, not on every answer).
+                cookie = "; ".join(f"{name}={value}" for name, value in client.cookies.items())
             for target in targets:
-                figure = load(master, url + target.path, target.headers, seconds, connections)
+                headers = {**target.headers, "Cookie": cookie} if cookie else target.headers
+                figure = load(master, url + target.path, headers, seconds, connections)
                 figure.label = target.label
                 print_figure(figure, bare)
                 figures.append(figure)
             rss = workers_rss_mb(master)
+        # Again at the end, against the first: how far the machine drifted meanwhile.
+        again = measure_bare(env, seconds, connections)
+        again.label = "bare Flask endpoint, again"
+        print_figure(again, bare)
+        figures.append(again)
         size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
         with sqlite3.connect(path) as connection:
             events = connection.execute("SELECT count(*) FROM task_events").fetchone()[0]

@@ -21,6 +21,7 @@ FIGURE = re.compile(
 )
 ENDPOINTS = {
     "bare Flask endpoint",
+    "bare Flask endpoint, again",
     "list: first page",
     "list: filtered (failed, one source)",
     "list: searched (error words)",
