@@ -21,6 +21,7 @@ from webapp.db.models import db
 from webapp.db.models import utcnow
 from webapp.domain import NormalizedTask
 from webapp.domain import TaskState
+from webapp.listing.pages import rows_by_ids
 from webapp.views.tasks import export as task_export
 
 HX = {"HX-Request": "true"}
@@ -473,3 +474,29 @@ def test_manage_views_default_off_and_delete(client, seeded):
     assert client.get("/views/999").status_code == 404
     bad = client.post("/views", data={"csrf_token": token, "name": "x", "query": "sort=colour"})
     assert bad.status_code == 303
+
+
+def test_a_row_read_as_a_task_row_draws_as_the_task_itself_does(app):
+    """The list reads rows as :class:`TaskRow` (the columns a row shows). A row that starts to
+    show a column TaskRow lacks would draw it empty; drawn from the whole task it would not."""
+    long_error = "the upstream says: " + "x" * 120
+    with app.app_context():
+        task = add_task(
+            "ml-prod",
+            "every-field",
+            state=TaskState.FAILED,
+            name="named",
+            error=long_error,
+            labels=("urgent", "b&w"),
+            note="a <note>",
+            fetch_error="timed out",
+        )
+        task.overdue, task.overdue_reason = True, "running 3x longer than usual"
+        db.session.commit()
+        with app.test_request_context("/"):
+            rows = app.jinja_env.get_template("tasks/_row.html").module.task_rows
+            as_row = str(rows(rows_by_ids([task.id]), True))
+            as_task = str(rows([store.get_task("ml-prod", "every-field")], True))
+    assert as_row == as_task
+    for shown in ("named", "urgent", "b&amp;w", "overdue", "fetch error", 'title="the upstream'):
+        assert shown in as_row
