@@ -273,6 +273,16 @@ class FollowRunner:
         now = self.clock()
         tracked: list[Task] = []
         with self.writing():
+            # Still ours: a long walk keeps its lease. Written first, so the page's transaction
+            # begins with a write and waits its turn for the lock. Begun by a savepoint's read
+            # instead (store_found), SQLite refuses the later write at once with "database is
+            # locked" whenever another process wrote in between (its snapshot is stale).
+            db.session.execute(
+                sa.update(Follow)
+                .where(Follow.source == source, Follow.lease_owner == self.owner)
+                .values(lease_until=now + LEASE)
+                .execution_options(synchronize_session=False)
+            )
             for found in tasks:
                 if walk.reaches_last_run(found):
                     walk.reached = True
@@ -291,13 +301,6 @@ class FollowRunner:
                     tracked.append(task)
             report.found += len(tracked)
             notify_tracked(tracked, now, backfill=walk.backfill)
-            # Still ours: a long walk keeps its lease.
-            db.session.execute(
-                sa.update(Follow)
-                .where(Follow.source == source, Follow.lease_owner == self.owner)
-                .values(lease_until=now + LEASE)
-                .execution_options(synchronize_session=False)
-            )
             db.session.commit()
 
     def _finish(self, source: str, query: str | None, report: FollowRun) -> None:
