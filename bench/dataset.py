@@ -27,34 +27,29 @@ from webapp.db.setup import upgrade_database
 from webapp.listing import schema as list_schema
 from webapp.listing import search
 
+#: OpenSearch ML Commons' words by state, for both of its sources.
+ML_WORDS = {
+    "queued": "CREATED",
+    "running": "RUNNING",
+    "succeeded": "COMPLETED",
+    "failed": "FAILED",
+    "cancelled": "CANCELLED",
+    "partial": "COMPLETED_WITH_ERROR",
+    "expired": "EXPIRED",
+}
+
 #: (name, provider, upstream words by state, task types)
 SOURCES: list[tuple[str, str, dict[str, str], list[str]]] = [
     (
         "ml-prod",
         "opensearch-ml",
-        {
-            "queued": "CREATED",
-            "running": "RUNNING",
-            "succeeded": "COMPLETED",
-            "failed": "FAILED",
-            "cancelled": "CANCELLED",
-            "partial": "COMPLETED_WITH_ERROR",
-            "expired": "EXPIRED",
-        },
+        ML_WORDS,
         ["DEPLOY_MODEL", "REGISTER_MODEL", "TRAINING", "PREDICTION", "BATCH_PREDICTION"],
     ),
     (
         "ml-staging",
         "opensearch-ml",
-        {
-            "queued": "CREATED",
-            "running": "RUNNING",
-            "succeeded": "COMPLETED",
-            "failed": "FAILED",
-            "cancelled": "CANCELLED",
-            "partial": "COMPLETED_WITH_ERROR",
-            "expired": "EXPIRED",
-        },
+        ML_WORDS,
         ["DEPLOY_MODEL", "REGISTER_MODEL", "TRAINING"],
     ),
     (
