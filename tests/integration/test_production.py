@@ -368,7 +368,7 @@ def test_two_gunicorn_workers_and_two_workers_share_one_budget(
             # Polled on a beat of half a second: the processes together want more than
             # NCLUE's 1 request/s, so its budget is what holds them back.
             ("nclue", "nc", {"poll_interval": 0.5}),
-            # A GET per task, two at a time per process: every process claims a share.
+            # Two threads a process; a claim takes what is due (a list call of up to 100 ids).
             ("mixpeek", "mx", {"poll_interval": 0.5, "max_concurrency": 2}),
         ],
     )
@@ -423,8 +423,12 @@ def test_two_gunicorn_workers_and_two_workers_share_one_budget(
         wait_for(converged, timeout=60, what="every task in its final state", every=0.25)
         stop_all(workers, [gunicorn])
 
-    # Every process took part.
-    assert {*gunicorn_pids, *(w.process.pid for w in workers)} <= watcher.pids()
+    # Every process ran a refresher (checked above) and both kinds took work. Not necessarily
+    # all four: a claim takes every due task, so whichever process passes first takes that
+    # round, and one of them may lose every race. (`track` and `import` hold leases too.)
+    claimants = watcher.pids()
+    assert claimants & gunicorn_pids, claimants
+    assert claimants & {w.process.pid for w in workers}, claimants
     # Not one request over NCLUE's budget, and enough of them to have tried it.
     hits = [h for h in upstreams.recorder.hits if h.provider == "nclue"]
     gaps = [(round(b.at - a.at, 3), b.status) for a, b in zip(hits, hits[1:], strict=False)]
