@@ -322,8 +322,11 @@ def test_requests_are_spaced_by_the_rate_limit_across_parallel_jobs(
     refreshers(app).run_once()
     times = sorted(t for times in upstreams.recorder.fetch_times().values() for t in times)
     assert len(times) == 6
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
-    assert min(gaps) > 0.17
+    # Each request leaves at its slot or later (a busy machine delays a thread, never hastens
+    # one), so one late arrival shortens the gap after it: any three arrivals still span at
+    # least one whole slot and most of another; without the budget they would come together.
+    spans = [later - earlier for earlier, later in zip(times, times[2:], strict=False)]
+    assert min(spans) > 0.34, spans
     # Not limited twice over: six requests take five slots, not more.
     assert times[-1] - times[0] < 5 * 0.2 + 0.8
 
