@@ -135,23 +135,58 @@ def _finish_subscriptions(tasks: list[Task], batch: _Batch) -> None:
             sa.select(Subscription).where(Subscription.task_pk == task.id)
         )
         for subscription in subscriptions:
-            user = db.session.get(User, subscription.user_id)
-            if user is not None:
-                label = (
-                    user.email if subscription.target_kind == "email" else user.notify_webhook
-                ) or "?"
-                batch.add(
-                    task,
-                    dedup_key=(
-                        f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
-                        f"{subscription.created_at.timestamp():.6f}"
-                    ),
-                    event=f"finished {task.state}",
-                    user=user,
-                    target_kind=subscription.target_kind,
-                    label=label,
-                )
+            _tell(subscription, task, batch)
             db.session.delete(subscription)
+
+
+def _tell(subscription: Subscription, task: Task, batch: _Batch) -> None:
+    """Add the one delivery of a subscription whose task has finished."""
+    user = db.session.get(User, subscription.user_id)
+    if user is None:
+        return
+    label = (user.email if subscription.target_kind == "email" else user.notify_webhook) or "?"
+    batch.add(
+        task,
+        dedup_key=(
+            f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
+            f"{subscription.created_at.timestamp():.6f}"
+        ),
+        event=f"finished {task.state}",
+        user=user,
+        target_kind=subscription.target_kind,
+        label=label,
+    )
+
+
+def finish_left_subscriptions(now: datetime | None = None) -> int:
+    """End the subscriptions whose task has already finished, one delivery each (not committed;
+    the deliveries written).
+
+    A subscription committed just as its task's final state was written is not seen by that
+    write (it read the subscriptions before the new one was committed), and a finished task
+    changes no more: the refresher's periodic pass calls this, so the person is told anyway.
+    Each subscription is ended by a ``DELETE`` of its own row, and only the process whose
+    ``DELETE`` removed it writes the delivery (``dedup_key`` would drop a second one anyway).
+    """
+    rows = db.session.execute(
+        sa.select(Subscription, Task)
+        .join(Task, Task.id == Subscription.task_pk)
+        .where(Task.terminal.is_(True))
+        .order_by(Subscription.id)
+    ).all()
+    if not rows:
+        return 0
+    batch = _Batch(now or utcnow())
+    for subscription, task in rows:
+        ended = db.session.execute(
+            sa.delete(Subscription)
+            .where(Subscription.id == subscription.id)
+            .execution_options(synchronize_session=False)
+        )
+        if ended.rowcount:  # type: ignore[attr-defined]
+            _tell(subscription, task, batch)
+        db.session.expunge(subscription)
+    return len(insert_deliveries(batch.rows))
 
 
 def write_delivery(
