@@ -454,18 +454,19 @@ def test_bulk_cancel_confirms_the_counts_then_lists_each_result(
     app: Flask, driver: RefreshDriver, suite: SimulatorSuite, clock: ManualClock
 ) -> None:
     states(suite, "mixpeek").add("mx-b", MIX_PHASES)
-    conductor_sim.add_demo_task(
-        states(suite, "conductor"), random.Random(9), task_id="c-b", running_seconds=60
-    )
+    conductor = states(suite, "conductor")
+    conductor_sim.add_demo_task(conductor, random.Random(9), task_id="c-b", running_seconds=60)
+    # Running when fetched; its workflow completes before the cancel is confirmed.
+    conductor_sim.add_demo_task(conductor, random.Random(7), task_id="c-r", running_seconds=8)
     local_task(states(suite, "opensearch-ml"), "dep-b")
     clock.advance(5)
     seen(app, driver, MIX, "mx-b")
-    seen(app, driver, COND, "c-b")
+    seen(app, driver, COND, "c-b", "c-r")
     seen(app, driver, ML, "dep-b")
     with app.app_context():
         ids = {
             t.task_id: str(t.id)
-            for t in map(store.get_task, (MIX, COND, ML), ("mx-b", "c-b", "dep-b"))
+            for t in map(store.get_task, (MIX, COND, COND, ML), ("mx-b", "c-b", "c-r", "dep-b"))
             if t
         }
     client = app.test_client()
@@ -478,17 +479,26 @@ def test_bulk_cancel_confirms_the_counts_then_lists_each_result(
 
     assert confirm.status_code == 200
     page = soup(confirm)
-    assert page.select_one("[data-count=ready]").get_text() == "2"
+    assert page.select_one("[data-count=ready]").get_text() == "3"
     assert page.select_one("[data-count=skipped]").get_text() == "1"
     assert "dep-b" in page.select_one(".bulk-skipped").get_text()
     assert states(suite, "mixpeek").calls["delete"] == 0  # nothing done before confirming
+    clock.advance(10)  # c-r's workflow has completed upstream: Conductor refuses (409)
     # The confirmation's own form, sent as a person would (the skipped task ticked too).
     done = client.post("/tasks/actions", data={**form, "confirmed": "1"})
     results = {li["data-task"]: li["data-outcome"] for li in soup(done).select(".bulk-results li")}
-    assert results == {f"{MIX}/mx-b": "done", f"{COND}/c-b": "done", f"{ML}/dep-b": "unavailable"}
+    assert results == {
+        f"{MIX}/mx-b": "done",
+        f"{COND}/c-b": "done",
+        f"{COND}/c-r": "refused",
+        f"{ML}/dep-b": "unavailable",
+    }
+    refusal = soup(done).select_one(f".bulk-results li[data-task='{COND}/c-r']").get_text()
+    assert "refused upstream" in refusal and "Cannot terminate a COMPLETED workflow" in refusal
     assert sorted(t for _, t, _ in audited(app)) == sorted(
-        [f"{MIX}/mx-b", f"{COND}/c-b", f"{ML}/dep-b"]
+        [f"{MIX}/mx-b", f"{COND}/c-b", f"{COND}/c-r", f"{ML}/dep-b"]
     )
+    assert recorded(app, COND, "c-r") == [("cancel", "anonymous", "refused")]
 
 
 def test_the_openapi_document_has_the_action_path(app: Flask) -> None:
