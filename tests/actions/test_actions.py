@@ -391,7 +391,16 @@ def test_nclue_delete_where_allowed_and_within_the_rate_limit(
 
     assert answer.status_code == 200
     assert state.get("n-1") is None or state.get("n-1").gone
-    # Every request to NCLUE, the delete among them, at least a second after the one before.
+    # Registered when fetched, being built upstream by the time of the delete: NCLUE says no.
+    state.add("n-3", NCLUE_PHASES)
+    seen(app, driver, NCLUE, "n-3")
+    assert task_json(client, NCLUE, "n-3")["actions"] == ["delete"]
+    clock.advance(31)
+    refused = client.post(f"/api/v1/tasks/{NCLUE}/n-3/actions/delete", headers=editor_token(app))
+    assert (refused.status_code, refused.json["outcome"]) == (409, "refused")
+    assert "cannot be deleted while it is pending" in refused.json["message"]
+    assert recorded(app, NCLUE, "n-3") == [("delete", "ana", "refused")]
+    # Every request to NCLUE, the deletes among them, at least a second after the one before.
     times = recorder.times("nclue")
     assert ("DELETE", times[-1][1]) == times[-1]
     gaps = [b - a for (_, a), (_, b) in zip(times, times[1:], strict=False)]
