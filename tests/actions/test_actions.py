@@ -280,8 +280,12 @@ def test_opensearch_cancel_stops_a_remote_batch_job(
         state, random.Random(3), task_id="batch-1", queued_seconds=2, running_seconds=300
     )
     local_task(state, "dep-2")
+    # Running when fetched; its job is over at the service by the time of the cancel.
+    add_remote_batch_task(
+        state, random.Random(5), task_id="batch-2", queued_seconds=2, running_seconds=20
+    )
     clock.advance(5)
-    seen(app, driver, ML, "batch-1", "dep-2")
+    seen(app, driver, ML, "batch-1", "dep-2", "batch-2")
     client = app.test_client()
     # RUNNING: no delete; a batch prediction may be cancelled, a deploy task may not.
     assert task_json(client, ML, "batch-1")["actions"] == ["cancel"]
@@ -290,11 +294,16 @@ def test_opensearch_cancel_stops_a_remote_batch_job(
     assert answer.status_code == 200
     assert recorded(app, ML, "batch-1") == [("cancel", "anonymous", "done")]
     clock.advance(120)
+    assert task_json(client, ML, "batch-2")["actions"] == ["cancel"]
+    headers = editor_token(app)
+    late = client.post(f"/api/v1/tasks/{ML}/batch-2/actions/cancel", headers=headers)
+    assert (late.status_code, late.json["outcome"]) == (409, "refused")
+    assert "Error from remote service" in late.json["message"]
     driver.pass_()
     body = task_json(client, ML, "batch-1")
     assert body["upstream_status"] in ("CANCELLING", "CANCELLED")
     # A cancel on a task without a batch job is refused as no action of its type.
-    forced = client.post(f"/api/v1/tasks/{ML}/dep-2/actions/cancel", headers=editor_token(app))
+    forced = client.post(f"/api/v1/tasks/{ML}/dep-2/actions/cancel", headers=headers)
     assert forced.status_code == 409
 
 
