@@ -280,8 +280,12 @@ def test_opensearch_cancel_stops_a_remote_batch_job(
         state, random.Random(3), task_id="batch-1", queued_seconds=2, running_seconds=300
     )
     local_task(state, "dep-2")
+    # Running when fetched; its job is over at the service by the time of the cancel.
+    add_remote_batch_task(
+        state, random.Random(5), task_id="batch-2", queued_seconds=2, running_seconds=20
+    )
     clock.advance(5)
-    seen(app, driver, ML, "batch-1", "dep-2")
+    seen(app, driver, ML, "batch-1", "dep-2", "batch-2")
     client = app.test_client()
     # RUNNING: no delete; a batch prediction may be cancelled, a deploy task may not.
     assert task_json(client, ML, "batch-1")["actions"] == ["cancel"]
@@ -290,11 +294,16 @@ def test_opensearch_cancel_stops_a_remote_batch_job(
     assert answer.status_code == 200
     assert recorded(app, ML, "batch-1") == [("cancel", "anonymous", "done")]
     clock.advance(120)
+    assert task_json(client, ML, "batch-2")["actions"] == ["cancel"]
+    headers = editor_token(app)
+    late = client.post(f"/api/v1/tasks/{ML}/batch-2/actions/cancel", headers=headers)
+    assert (late.status_code, late.json["outcome"]) == (409, "refused")
+    assert "Error from remote service" in late.json["message"]
     driver.pass_()
     body = task_json(client, ML, "batch-1")
     assert body["upstream_status"] in ("CANCELLING", "CANCELLED")
     # A cancel on a task without a batch job is refused as no action of its type.
-    forced = client.post(f"/api/v1/tasks/{ML}/dep-2/actions/cancel", headers=editor_token(app))
+    forced = client.post(f"/api/v1/tasks/{ML}/dep-2/actions/cancel", headers=headers)
     assert forced.status_code == 409
 
 
@@ -391,7 +400,16 @@ def test_nclue_delete_where_allowed_and_within_the_rate_limit(
 
     assert answer.status_code == 200
     assert state.get("n-1") is None or state.get("n-1").gone
-    # Every request to NCLUE, the delete among them, at least a second after the one before.
+    # Registered when fetched, being built upstream by the time of the delete: NCLUE says no.
+    state.add("n-3", NCLUE_PHASES)
+    seen(app, driver, NCLUE, "n-3")
+    assert task_json(client, NCLUE, "n-3")["actions"] == ["delete"]
+    clock.advance(31)
+    refused = client.post(f"/api/v1/tasks/{NCLUE}/n-3/actions/delete", headers=editor_token(app))
+    assert (refused.status_code, refused.json["outcome"]) == (409, "refused")
+    assert "cannot be deleted while it is pending" in refused.json["message"]
+    assert recorded(app, NCLUE, "n-3") == [("delete", "ana", "refused")]
+    # Every request to NCLUE, the deletes among them, at least a second after the one before.
     times = recorder.times("nclue")
     assert ("DELETE", times[-1][1]) == times[-1]
     gaps = [b - a for (_, a), (_, b) in zip(times, times[1:], strict=False)]
@@ -454,18 +472,19 @@ def test_bulk_cancel_confirms_the_counts_then_lists_each_result(
     app: Flask, driver: RefreshDriver, suite: SimulatorSuite, clock: ManualClock
 ) -> None:
     states(suite, "mixpeek").add("mx-b", MIX_PHASES)
-    conductor_sim.add_demo_task(
-        states(suite, "conductor"), random.Random(9), task_id="c-b", running_seconds=60
-    )
+    conductor = states(suite, "conductor")
+    conductor_sim.add_demo_task(conductor, random.Random(9), task_id="c-b", running_seconds=60)
+    # Running when fetched; its workflow completes before the cancel is confirmed.
+    conductor_sim.add_demo_task(conductor, random.Random(7), task_id="c-r", running_seconds=8)
     local_task(states(suite, "opensearch-ml"), "dep-b")
     clock.advance(5)
     seen(app, driver, MIX, "mx-b")
-    seen(app, driver, COND, "c-b")
+    seen(app, driver, COND, "c-b", "c-r")
     seen(app, driver, ML, "dep-b")
     with app.app_context():
         ids = {
             t.task_id: str(t.id)
-            for t in map(store.get_task, (MIX, COND, ML), ("mx-b", "c-b", "dep-b"))
+            for t in map(store.get_task, (MIX, COND, COND, ML), ("mx-b", "c-b", "c-r", "dep-b"))
             if t
         }
     client = app.test_client()
@@ -478,17 +497,26 @@ def test_bulk_cancel_confirms_the_counts_then_lists_each_result(
 
     assert confirm.status_code == 200
     page = soup(confirm)
-    assert page.select_one("[data-count=ready]").get_text() == "2"
+    assert page.select_one("[data-count=ready]").get_text() == "3"
     assert page.select_one("[data-count=skipped]").get_text() == "1"
     assert "dep-b" in page.select_one(".bulk-skipped").get_text()
     assert states(suite, "mixpeek").calls["delete"] == 0  # nothing done before confirming
+    clock.advance(10)  # c-r's workflow has completed upstream: Conductor refuses (409)
     # The confirmation's own form, sent as a person would (the skipped task ticked too).
     done = client.post("/tasks/actions", data={**form, "confirmed": "1"})
     results = {li["data-task"]: li["data-outcome"] for li in soup(done).select(".bulk-results li")}
-    assert results == {f"{MIX}/mx-b": "done", f"{COND}/c-b": "done", f"{ML}/dep-b": "unavailable"}
+    assert results == {
+        f"{MIX}/mx-b": "done",
+        f"{COND}/c-b": "done",
+        f"{COND}/c-r": "refused",
+        f"{ML}/dep-b": "unavailable",
+    }
+    refusal = soup(done).select_one(f".bulk-results li[data-task='{COND}/c-r']").get_text()
+    assert "refused upstream" in refusal and "Cannot terminate a COMPLETED workflow" in refusal
     assert sorted(t for _, t, _ in audited(app)) == sorted(
-        [f"{MIX}/mx-b", f"{COND}/c-b", f"{ML}/dep-b"]
+        [f"{MIX}/mx-b", f"{COND}/c-b", f"{COND}/c-r", f"{ML}/dep-b"]
     )
+    assert recorded(app, COND, "c-r") == [("cancel", "anonymous", "refused")]
 
 
 def test_the_openapi_document_has_the_action_path(app: Flask) -> None:

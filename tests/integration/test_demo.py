@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -73,6 +74,14 @@ def test_demo_serves_all_four_providers_on_one_port(tmp_path, monkeypatch):
             # Every demo source shows an upstream action on some task, and cancel is on offer.
             assert any(t["actions"] for t in tasks), f"{source} offers an action"
         assert any("cancel" in t["actions"] for t in data["tasks"])
+        # ...and its page offers it as a button, with nothing to set up (no sign-in).
+        live = next(t for t in data["tasks"] if "cancel" in t["actions"])
+        path = f"/tasks/{live['source']}/{quote(live['task_id'], safe='')}"
+        task_page = httpx.get(server.url + path, timeout=10)
+        button = BeautifulSoup(task_page.text, "html.parser").select_one(
+            "#task-upstream-actions button[data-action=cancel]"
+        )
+        assert button is not None and button.get_text() == "Cancel upstream"
         # The dashboard itself answers on the same port as the upstreams.
         page = httpx.get(server.url + "/", timeout=10)
         assert page.status_code == 200  # no sign-in: the demo turns it off, and says so

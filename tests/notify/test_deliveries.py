@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from tests.conftest import RefreshDriver
 from tests.conftest import track
+from tests.helpers import soup
 from tests.helpers import wait_for
 from tests.notify.receivers import smtp_server
 from tests.notify.receivers import webhook_receiver
@@ -146,6 +147,12 @@ def test_retries_with_backoff_until_the_receiver_recovers(
         ]
         assert attempts[0].answer == "receiver is down" and attempts[0].seconds is not None
     assert deliveries(app) == [("entered failed", "sent", 4, "webhook")]
+    # The delivery log lists each attempt with the receiver's answer.
+    log = soup(app.test_client().get("/notifications/deliveries"))
+    shown = [a.get_text(" ", strip=True) for a in log.select(".attempts .attempt")]
+    assert len(shown) == 4
+    assert sum("error 500" in a and "receiver is down" in a for a in shown) == 3
+    assert sum("ok 200" in a for a in shown) == 1
 
 
 def test_gives_up_after_the_last_attempt(app_factory, ml_source, receiver):  # type: ignore[no-untyped-def]

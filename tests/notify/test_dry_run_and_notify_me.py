@@ -26,8 +26,10 @@ from webapp.db.models import Task
 from webapp.db.models import TaskEvent
 from webapp.db.models import User
 from webapp.db.models import db
+from webapp.notify import triggers
 from webapp.notify.dryrun import dry_run
 from webapp.notify.sending import DeliverySender
+from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
 
 ML = SIMULATORS["opensearch-ml"]
@@ -201,3 +203,48 @@ def test_notify_me_needs_a_person(app_factory, ml_source):  # type: ignore[no-un
     assert "Sign in as a person" in soup(answer).get_text()
     with app.app_context():
         assert db.session.scalars(sa.select(Subscription)).all() == []
+
+
+def test_a_subscription_made_as_its_task_finished_is_told_by_the_periodic_pass(
+    app_factory, ml_source, ml_state, clock, monkeypatch
+):  # type: ignore[no-untyped-def]
+    """The race: the refresher writes the task's final state having read its subscriptions
+    just before this one was committed. Nothing changes on a finished task after that, so the
+    refresher's periodic pass ends such subscriptions, one delivery each."""
+    app = app_factory([ml_source], AUTH="local")
+    add_user(app, "cy", "viewer")
+    ML.add_demo_task(
+        ml_state,
+        random.Random(1),
+        task_id="late",
+        final="succeeded",
+        queued_seconds=2,
+        running_seconds=5,
+    )
+    track(app, "ml-prod", "late")
+    with webhook_receiver() as (hook, url):
+        cy = signed_in(app, "cy")
+        assert cy.post("/account", data={"csrf_token": form_token(cy), "notify_webhook": url})
+        assert "You will be told" in soup(watch(app, cy, "late")).get_text()
+        # The finishing write does not see the subscription (committed just after its read).
+        with monkeypatch.context() as patch:
+            patch.setattr(triggers, "_finish_subscriptions", lambda tasks, batch: None)
+            assert run_to_the_end(app, clock) == 0
+        with app.app_context():
+            assert db.session.scalars(sa.select(Task.terminal)).one() is True
+            assert len(db.session.scalars(sa.select(Subscription)).all()) == 1  # left behind
+
+        refresher = Refresher(app)
+        try:
+            refresher.overdue.run()
+            assert DeliverySender(app).send_all_due() == 1
+            refresher.overdue.run()
+            assert DeliverySender(app).send_all_due() == 0
+        finally:
+            refresher.close()
+    assert [m["event"]["description"] for m in hook.received] == ["finished succeeded"]
+    assert hook.received[0]["task"]["task_id"] == "late"
+    with app.app_context():
+        assert db.session.scalars(sa.select(Subscription)).all() == []
+        delivery = db.session.scalars(sa.select(Delivery)).one()
+        assert delivery.subscription_user_id is not None and delivery.status == "sent"

@@ -134,24 +134,77 @@ def _finish_subscriptions(tasks: list[Task], batch: _Batch) -> None:
         subscriptions = db.session.scalars(
             sa.select(Subscription).where(Subscription.task_pk == task.id)
         )
-        for subscription in subscriptions:
-            user = db.session.get(User, subscription.user_id)
-            if user is not None:
-                label = (
-                    user.email if subscription.target_kind == "email" else user.notify_webhook
-                ) or "?"
-                batch.add(
-                    task,
-                    dedup_key=(
-                        f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
-                        f"{subscription.created_at.timestamp():.6f}"
-                    ),
-                    event=f"finished {task.state}",
-                    user=user,
-                    target_kind=subscription.target_kind,
-                    label=label,
-                )
-            db.session.delete(subscription)
+        for subscription in subscriptions.all():
+            if _end(subscription):
+                _tell(subscription, task, batch)
+
+
+def _end(subscription: Subscription) -> bool:
+    """Delete the subscription's row; whether this call removed it (another process may have
+    ended it first: then it is not told twice, and no stale ``DELETE`` aborts the caller)."""
+    ended = db.session.execute(
+        sa.delete(Subscription)
+        .where(Subscription.id == subscription.id)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expunge(subscription)
+    return bool(ended.rowcount)  # type: ignore[attr-defined]
+
+
+def _tell(subscription: Subscription, task: Task, batch: _Batch) -> None:
+    """Add the one delivery of a subscription whose task has finished."""
+    user = db.session.get(User, subscription.user_id)
+    if user is None:
+        return
+    label = (user.email if subscription.target_kind == "email" else user.notify_webhook) or "?"
+    batch.add(
+        task,
+        dedup_key=(
+            f"subscription:{subscription.id}:user:{user.id}:task:{task.id}:"
+            f"{subscription.created_at.timestamp():.6f}"
+        ),
+        event=f"finished {task.state}",
+        user=user,
+        target_kind=subscription.target_kind,
+        label=label,
+    )
+
+
+def finish_left_subscriptions(now: datetime | None = None) -> int:
+    """End the subscriptions whose task has already finished, one delivery each (not committed;
+    the deliveries written).
+
+    A subscription committed just as its task's final state was written is not seen by that
+    write (it read the subscriptions before the new one was committed), and a finished task
+    changes no more: the refresher's periodic pass calls this, so the person is told anyway.
+    Only the process whose ``DELETE`` removed a subscription writes its delivery (and
+    ``dedup_key`` would drop a second one anyway).
+    """
+    # From the few subscriptions to their tasks, by id alone: a test of ``terminal`` in SQL may
+    # be read through the tasks' ``terminal`` index (SQLite without statistics), nearly every task.
+    watched = db.session.scalars(sa.select(Subscription.task_pk).distinct()).all()
+    if not watched:
+        return 0
+    finished = [
+        pk
+        for pk, terminal in db.session.execute(
+            sa.select(Task.id, Task.terminal).where(Task.id.in_(watched))
+        )
+        if terminal
+    ]
+    if not finished:
+        return 0
+    tasks = {
+        task.id: task for task in db.session.scalars(sa.select(Task).where(Task.id.in_(finished)))
+    }
+    left = db.session.scalars(
+        sa.select(Subscription).where(Subscription.task_pk.in_(tasks)).order_by(Subscription.id)
+    ).all()
+    batch = _Batch(now or utcnow())
+    for subscription in left:
+        if _end(subscription):
+            _tell(subscription, tasks[subscription.task_pk], batch)
+    return len(insert_deliveries(batch.rows))
 
 
 def write_delivery(

@@ -4,7 +4,9 @@ since a task that is not fetched (backed off, its source paused) still grows lat
 
 A change of the flag or of its reason moves the task's ``version`` and ``changed_at``, so the
 list's live rows and the task page's poller show it; a change of the flag also calls
-:func:`overdue_changed` in the same transaction, for alert rules (``is:overdue``).
+:func:`overdue_changed` in the same transaction, for alert rules (``is:overdue``). The same
+pass ends "notify me" subscriptions left on finished tasks
+(:func:`webapp.notify.triggers.finish_left_subscriptions`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from flask import Flask
 
 from webapp.db.models import Task
 from webapp.db.models import db
+from webapp.notify.triggers import finish_left_subscriptions
 from webapp.notify.triggers import tasks_changed
 from webapp.overdue.history import history
 from webapp.overdue.judge import ACTIVE
@@ -178,6 +181,12 @@ class OverduePass(PeriodicPass):
             history(self.app).refresh_if_due(now)
             with self.writing():
                 flipped = judge_all(self.app, now)
+            with self.writing():
+                # "Notify me" asked just as its task finished: told now (webapp.notify).
+                told = finish_left_subscriptions(now)
+                db.session.commit()
+        if told:
+            log.info("notify me: %s subscriptions of finished tasks ended", told)
         if flipped:
             log.info("overdue: %s tasks changed", len(flipped))
         return flipped
