@@ -9,7 +9,9 @@ import csv
 import io
 import json
 import random
+from urllib.parse import quote
 from urllib.parse import unquote
+from urllib.parse import urlsplit
 
 import pytest
 from bs4 import BeautifulSoup
@@ -20,6 +22,10 @@ from tests.conftest import track
 from tests.helpers import csrf
 from tests.helpers import soup
 from webapp.db import store
+from webapp.db.models import ImportJob
+from webapp.db.models import NotificationRule
+from webapp.db.models import SavedView
+from webapp.db.models import db
 from webapp.simulators import SIMULATORS
 from webapp.web.presentation import safe_link
 
@@ -230,3 +236,175 @@ def test_safe_link_keeps_http_urls(url):
 )
 def test_safe_link_refuses_everything_else(url):
     assert safe_link(url) is None
+
+
+# -- every page and fragment of the URL map ---------------------------------------------------
+
+#: GET endpoints whose answers are data (JSON, CSV, Prometheus text, files), not markup: the
+#: exports and API answers are checked by ``test_exports_and_api_answers_are_data_not_markup``.
+DATA_ENDPOINTS = frozenset(
+    {
+        "static",
+        "health.favicon",
+        "health.healthz",
+        "metrics.metrics",
+        "api.openapi_document",
+        "api.list_tasks",
+        "api.get_task",
+        "tasks.export",
+        "tasks.raw_payload",
+        "audit.export_csv",
+        "audit.export_json",
+    }
+)
+#: Pages that must show the payloads (escaped), so that their check is not vacuous.
+SHOWS_PAYLOADS = frozenset(
+    {
+        "tasks.index",
+        "tasks.detail",
+        "tasks.charts",
+        "tasks.import_page",
+        "tasks.import_progress",
+        "share.page",
+        "tokens.index",
+        "audit.index",
+        "notifications.index",
+        "notifications.edit",
+        "notifications.deliveries",
+    }
+)
+#: How the payloads read in markup once escaped.
+ESCAPED = ("&lt;script&gt;", "&lt;img src=x")
+
+
+def post(client, url: str, data: dict[str, str], partial: bool = False):  # type: ignore[no-untyped-def]
+    headers = {"HX-Request": "true"} if partial else {}
+    return client.post(url, data={"csrf_token": csrf(client), **data}, headers=headers)
+
+
+def checked(response, where: str) -> str:  # type: ignore[no-untyped-def]
+    """The answer's text, checked to be inert when it is markup."""
+    html = response.get_data(as_text=True)
+    if response.mimetype == "text/html":
+        assert_inert(html, where)
+    return html
+
+
+def place_more_payloads(app, clock) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """Payloads in what the rest of the app shows: share links, an alert rule whose deliveries
+    name the tasks, a saved view, an import, a tracked id the upstream does not know. Returns
+    the URL values that reach them."""
+    client = app.test_client()
+    share_urls = {}
+    for provider in HOSTILE_FIELDS:
+        made = post(client, detail_url(app, provider, endpoint="share.create"), {"expires": "1d"})
+        assert made.status_code == 200
+        checked(made, f"share link made for {provider}")
+        share_urls[provider] = soup(made).select_one("#share-url")["value"]
+    rule = {"name": SCRIPT, "when": "state:finished", "kind": "webhook"}
+    made = post(client, "/notifications", {**rule, "url": "http://127.0.0.1:9/hook"})
+    assert made.status_code == 303, made.get_data(as_text=True)
+    # The running tasks end upstream: the rule writes a delivery naming each.
+    clock.advance(20_000)
+    driver = RefreshDriver(app)
+    try:
+        driver.pass_()
+    finally:
+        driver.close()
+    made = post(client, "/views", {"name": IMG, "query": f"view=all&q={SCRIPT}"})
+    assert made.status_code == 303
+    tracked = post(
+        client, "/tasks/track", {"source": "opensearch-ml", "task_ids": f"{IMG}-unknown"}
+    )
+    checked(tracked, "tracking an unknown hostile id")
+    with app.app_context():
+        job = ImportJob(source="opensearch-ml", query=EVERYTHING, limit=5, status="failed")
+        job.error = EVERYTHING
+        db.session.add(job)
+        db.session.commit()
+        return {
+            "job_id": job.id,
+            "rule_id": db.session.scalar(db.select(NotificationRule.id)),
+            "view_id": db.session.scalar(db.select(SavedView.id)),
+            "share_urls": share_urls,
+        }
+
+
+def urls_of(app, endpoint: str, values: dict[str, object]) -> list[str]:  # type: ignore[no-untyped-def]
+    """The URLs of a GET endpoint that reach the payloads (each provider's, where it varies)."""
+    rule = next(app.url_map.iter_rules(endpoint))
+    if endpoint.startswith("share."):
+        paths = [urlsplit(url).path for url in values["share_urls"].values()]  # type: ignore[attr-defined]
+        return [path + ("/status" if endpoint == "share.status" else "") for path in paths]
+    extra = {
+        "tasks.index": ["?view=all", "?view=all&state=failed", f"?view=all&q={quote(SCRIPT)}"],
+        "tasks.charts": ["?view=all"],
+        "audit.index": ["", f"?target={quote(SCRIPT)}"],
+        "preferences.set_time_mode": ["?mode=utc&next=/%3Fview%3Dall"],
+    }.get(endpoint, [""])
+    urls = []
+    for provider in (
+        HOSTILE_FIELDS if "source" in rule.arguments or "name" in rule.arguments else [None]
+    ):
+        arguments = {
+            name: {
+                "source": provider,
+                "name": provider,
+                "task_id": HOSTILE_IDS.get(provider or ""),
+            }.get(name, values.get(name))
+            for name in rule.arguments
+        }
+        with app.test_request_context():
+            base = url_for(endpoint, **arguments)
+        urls += [base + suffix for suffix in extra]
+    return urls
+
+
+def test_every_page_and_fragment_of_the_url_map_escapes_every_payload(hostile, clock):
+    values = place_more_payloads(hostile, clock)
+    client = hostile.test_client()
+    endpoints = sorted(
+        {
+            rule.endpoint
+            for rule in hostile.url_map.iter_rules()
+            if "GET" in (rule.methods or ()) and rule.endpoint not in DATA_ENDPOINTS
+        }
+    )
+    shown = set()
+    for endpoint in endpoints:
+        for url in urls_of(hostile, endpoint, values):
+            page = client.get(url, follow_redirects=True)
+            assert page.status_code < 500, url
+            if any(mark in checked(page, url) for mark in ESCAPED):
+                shown.add(endpoint)
+            fragment = client.get(url, headers={"HX-Request": "true"})
+            assert fragment.status_code < 500, url
+            checked(fragment, f"{url} (htmx)")
+    assert SHOWS_PAYLOADS - shown == set(), "these pages showed no payload: a vacuous check"
+
+
+def test_fragments_answering_writes_escape_every_payload(hostile):
+    client = hostile.test_client()
+    shown = set()
+    for provider in HOSTILE_FIELDS:
+        for partial in (False, True):
+            for endpoint, data in (
+                ("tasks.annotate", {"labels": f"{IMG} {SCRIPT}", "note": EVERYTHING}),
+                ("tasks.refresh_now", {}),
+            ):
+                answer = post(
+                    client, detail_url(hostile, provider, endpoint=endpoint), data, partial
+                )
+                assert answer.status_code < 500
+                if any(mark in checked(answer, f"{endpoint} of {provider}") for mark in ESCAPED):
+                    shown.add(endpoint)
+            preview = post(client, "/tasks/import/preview", {"source": provider}, partial)
+            if any(mark in checked(preview, f"import preview of {provider}") for mark in ESCAPED):
+                shown.add("tasks.import_preview")
+    # (A re-fetch answers the status widget: states, which are ours, not the upstream's words.)
+    assert shown == {"tasks.annotate", "tasks.import_preview"}
+    dry_run = post(client, "/notifications/dry-run", {"when": "state:problems"}, partial=True)
+    assert any(mark in checked(dry_run, "the alert rule's dry run") for mark in ESCAPED)
+    missing = client.get(f"/tasks/opensearch-ml/{quote(SCRIPT, safe='')}-missing")
+    assert missing.status_code == 404
+    checked(missing, "a missing task's 404")
