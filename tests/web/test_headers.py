@@ -10,8 +10,13 @@ import pytest
 import sqlalchemy as sa
 from flask import jsonify
 
+from tests.access.conftest import sign_in_as
+from tests.access.urlmap import ROUTES
+from tests.access.urlmap import module_app
+from tests.access.urlmap import sample_url
 from tests.conftest import track
 from tests.helpers import soup
+from webapp.access.roles import Role
 from webapp.db.models import db
 from webapp.web.headers import CONTENT_SECURITY_POLICY
 
@@ -58,6 +63,32 @@ def test_every_response_carries_the_security_headers(ml_client, url):
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cross-Origin-Opener-Policy"] == "same-origin"
     assert "camera=()" in headers["Permissions-Policy"]
+
+
+@pytest.fixture(scope="module")
+def local_app(tmp_path_factory):
+    """Sign-in on, with one person of each role."""
+    with module_app(tmp_path_factory.mktemp("headers"), AUTH="local") as app:
+        yield app
+
+
+@pytest.mark.parametrize("endpoint", sorted({e for e, method in ROUTES if method == "GET"}))
+def test_every_route_answers_strangers_and_admins_under_the_policy(local_app, endpoint):
+    """Whatever the answer (a page, a sign-in redirect, a 401, a 403, a 404), it carries the
+    headers: every GET route of the URL map, as a stranger and as an admin."""
+    url = sample_url(local_app, endpoint)
+    admin = sign_in_as(local_app, local_app.config["USER_IDS"][Role.ADMIN])
+    for client in (local_app.test_client(), admin):
+        with client.get(url) as response:
+            assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, url
+            assert response.headers["X-Content-Type-Options"] == "nosniff", url
+            assert response.headers["X-Frame-Options"] == "DENY", url
+
+
+def test_the_first_admin_page_carries_the_headers(app_factory):
+    response = app_factory(AUTH="local").test_client().get("/")
+    assert response.status_code == 503
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
 
 
 def test_the_policy_allows_no_inline_code_and_no_framing():

@@ -27,6 +27,7 @@ from webapp.db.models import NotificationRule
 from webapp.db.models import SavedView
 from webapp.db.models import db
 from webapp.simulators import SIMULATORS
+from webapp.web.headers import CONTENT_SECURITY_POLICY
 from webapp.web.presentation import safe_link
 
 PAYLOADS = [
@@ -283,7 +284,9 @@ def post(client, url: str, data: dict[str, str], partial: bool = False):  # type
 
 
 def checked(response, where: str) -> str:  # type: ignore[no-untyped-def]
-    """The answer's text, checked to be inert when it is markup."""
+    """The answer's text, checked to be inert when it is markup, and sent under the CSP."""
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY, where
+    assert response.headers["X-Content-Type-Options"] == "nosniff", where
     html = response.get_data(as_text=True)
     if response.mimetype == "text/html":
         assert_inert(html, where)
