@@ -251,11 +251,23 @@ def test_a_full_run_shows_and_logs_no_secret(
             "/no/such/page",
             "/sources/ml-file/edit",
             "/tokens",
+            "/users",
+            "/account",
+            "/notifications",
+            "/notifications/deliveries",
             "/audit",
             "/audit/export.csv",
             "/audit/export.json",
         ]:
             read(browser, url)
+        # A share link, and its page as someone with no session reads it.
+        share_path = detail_links[0] + "/share"
+        made = send(browser, share_path, {"csrf_token": csrf_of(listing), "expires": "1h"})
+        shared = re.search(r'id="share-url"[^>]*value="([^"]+)"', made.text)
+        assert shared, made.text[:500]
+        stranger = httpx.Client(base_url=server.url)
+        assert read(stranger, shared.group(1)).status_code == 200
+        read(stranger, shared.group(1) + "/status", headers={"HX-Request": "true"})
         send(browser, "/tasks/track", {"source": "ml-file", "task_ids": "x"})  # no CSRF token
         for url in ["/api/v1/tasks?limit=100", "/api/v1/openapi.json", "/metrics", "/healthz"]:
             read(script, url)
@@ -295,6 +307,7 @@ def test_a_full_run_shows_and_logs_no_secret(
     assert any(line.startswith("webapp.upstream") for line in raw.lines)
     assert any("401" in text or "refuses" in text for text in outputs.values())
     assert "mx-ui" in outputs["GET /audit"] and "grep-ci" in outputs["GET /tokens"]
+    assert "ana" in outputs["GET /users"] and "Share link made" in outputs[f"POST {share_path}"]
     leaks = [
         f"{label} in {where}"
         for label, secret in secrets.items()
