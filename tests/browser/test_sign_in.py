@@ -29,6 +29,10 @@ def sign_in(page, password: str) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_sign_in_lands_where_asked_and_sign_out_ends_it(page, site):  # type: ignore[no-untyped-def]
+    # Chromium reports each script, style or connection the CSP refuses as a console error.
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(str(e)))
     page.goto(f"{site}/sources")
     expect(page).to_have_url(f"{site}/login?next=/sources")
     sign_in(page, PASSWORD)
@@ -38,6 +42,7 @@ def test_sign_in_lands_where_asked_and_sign_out_ends_it(page, site):  # type: ig
     expect(page).to_have_url(f"{site}/login")
     page.goto(f"{site}/")
     expect(page).to_have_url(f"{site}/login?next=/")
+    assert problems == []
 
 
 def test_the_throttled_sign_in_page_says_when_to_retry(page, site):  # type: ignore[no-untyped-def]
