@@ -98,6 +98,25 @@ def test_sign_in_starts_a_new_session_and_records_the_time(local_app):
     assert "ed (editor)" in header
 
 
+@pytest.mark.parametrize(
+    ("asked", "landed"),
+    [
+        ("/sources?q=a%5Cb", "/sources?q=a%5Cb"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+        # Browsers read "\" as "/" and drop tabs and newlines: these lead off the site too.
+        ("/\\evil.example/", "/"),
+        ("\\\\evil.example/", "/"),
+        ("/\t/evil.example/", "/"),
+        ("/\n/evil.example/", "/"),
+    ],
+    ids=repr,
+)
+def test_sign_in_lands_on_a_page_of_this_site_only(local_app, asked, landed):
+    response = login(local_app.test_client(), "ed", query_string={"next": asked})
+    assert response.status_code == 303 and response.headers["Location"] == landed
+
+
 def test_logout_is_a_post_and_ends_the_session(local_app):
     client = local_app.test_client()
     login(client, "vera")

@@ -333,7 +333,14 @@ def test_time_display_preference_is_a_cookie_the_server_renders(ml_app, client):
 
 
 def test_preference_redirects_stay_on_this_site(client):
-    for target in ("https://evil.example/", "//evil.example/x", "javascript:alert(1)"):
+    for target in (
+        "https://evil.example/",
+        "//evil.example/x",
+        "javascript:alert(1)",
+        # Browsers read "\" as "/" and drop tabs and newlines from a Location.
+        "/\\evil.example/x",
+        "/\t/evil.example/x",
+    ):
         response = client.get("/preferences/time", query_string={"mode": "utc", "next": target})
         assert response.headers["Location"] == "/"
     assert client.get("/preferences/time?mode=sideways").status_code == 400

@@ -58,13 +58,24 @@ class RawPathMiddleware:
 
 
 def local_path(target: str | None) -> str:
-    """``target`` when it is a path on this site, else the task list (no open redirects)."""
+    """``target`` when it is a path on this site, else the task list (no open redirects).
+
+    Judged as a browser reads a ``Location``: it drops tabs and newlines and takes ``\\`` for
+    ``/`` (the WHATWG URL standard), so ``/\\evil.example`` and ``/<tab>/evil.example`` lead to
+    another site just as ``//evil.example`` does.
+    """
     if not target:
         return url_for("tasks.index")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    seen = target.translate(_AS_BROWSERS_READ)
+    parts = urlsplit(seen)
+    if parts.scheme or parts.netloc or not seen.startswith("/") or seen.startswith("//"):
         return url_for("tasks.index")
     return target
+
+
+#: What a browser does to a URL's characters before reading it: drop tabs and newlines, and
+#: read a backslash as a slash.
+_AS_BROWSERS_READ = str.maketrans({"\t": None, "\n": None, "\r": None, "\\": "/"})
 
 
 #: What werkzeug's default converter leaves unquoted in a path segment (the source's).
