@@ -30,7 +30,17 @@ from webapp.db.models import db
 
 TASK = "task/1"
 DETAIL = f"/tasks/ml-prod/{quote(TASK, safe='')}"
-PAGES = ["/?view=all", DETAIL, "/sources", "/tasks/import", "/users", "/sources/new", "/tokens"]
+PAGES = [
+    "/?view=all",
+    DETAIL,
+    "/sources",
+    "/tasks/import",
+    "/users",
+    "/sources/new",
+    "/tokens",
+    "/notifications",
+    "/audit",
+]
 
 
 def post_forms(client: FlaskClient, path: str) -> set[str]:
@@ -92,6 +102,7 @@ def test_read_only_shows_a_banner_and_no_control_that_writes(read_only_app):
     admin = sign_in_as(app, ids[Role.ADMIN])
     for path in PAGES:
         assert post_forms(admin, path) == set(), path
+        assert not soup(admin.get(path)).select("[hx-post]"), path
         banner = soup(admin.get(path)).select_one("#read-only")
         assert banner is not None and "read-only" in banner.get_text(), path
     assert not soup(admin.get("/sources")).select("a[href='/sources/new']")
