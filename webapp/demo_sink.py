@@ -19,6 +19,8 @@ from flask import render_template
 from flask import request
 
 from webapp.factory import ROOT
+from webapp.web import headers
+from webapp.web.presentation import safe_link
 
 PREFIX = "/demo/sink"
 KEPT = 50
@@ -48,6 +50,10 @@ def sink_app(sink: Sink | None = None) -> Flask:
         static_folder=None,
     )
     app.extensions["sink"] = sink = sink or Sink()
+    # Anyone may post here: the page is under the dashboard's CSP, and a posted URL becomes a
+    # link only when it is http(s), as on the dashboard's own pages.
+    headers.init_app(app)
+    app.add_template_filter(safe_link, "safe_link")
 
     @app.post("/hook")
     def receive() -> tuple[str, int]:

@@ -24,11 +24,13 @@ from webapp.demo import add_random_task
 from webapp.demo import build_demo
 from webapp.demo import demo_source_name
 from webapp.demo import demo_source_names
+from webapp.demo_sink import sink_app
 from webapp.links.linking import LinkPass
 from webapp.refresher.engine import Refresher
 from webapp.simulators import SIMULATORS
 from webapp.simulators import SimulatorSuite
 from webapp.simulators.server import ServerThread
+from webapp.web.headers import CONTENT_SECURITY_POLICY
 
 
 class Deferred:
@@ -108,6 +110,22 @@ def test_the_demo_shows_an_alert_delivery_without_set_up(tmp_path, monkeypatch):
         link = messages[0].select_one("a")["href"]
         assert link.startswith(server.url + "/tasks/")
         assert httpx.get(link, timeout=10).status_code == 200
+
+
+def test_the_sink_page_is_under_the_csp_and_links_only_http_urls():
+    """Anyone may post to the demo's sink: what they post is shown as text."""
+    client = sink_app().test_client()
+    hostile = {"url": "javascript:alert(1)", "task": {"name": "<script>alert(1)</script>"}}
+    assert client.post("/hook", json=hostile).status_code == 200
+    assert client.post("/hook", json={"url": "http://127.0.0.1:8000/tasks/a/b"}).status_code == 200
+    page = client.get("/")
+    assert page.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
+    sink = BeautifulSoup(page.text, "html.parser")
+    assert [a["href"] for a in sink.select("a[href^=http], a[href^=javascript]")] == [
+        "http://127.0.0.1:8000/tasks/a/b"
+    ]
+    assert not sink.select("script")
+    assert "<script>alert(1)</script>" in sink.get_text()
 
 
 def test_a_task_started_upstream_shows_up_in_the_demo_through_its_follow(tmp_path, monkeypatch):
