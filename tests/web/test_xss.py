@@ -290,6 +290,9 @@ def checked(response, where: str) -> str:  # type: ignore[no-untyped-def]
     html = response.get_data(as_text=True)
     if response.mimetype == "text/html":
         assert_inert(html, where)
+        # Nothing the policy would refuse (style-src 'self'): no inline style anywhere.
+        page = soup_text(html)
+        assert not page.find_all("style") and not page.find_all(style=True), where
     return html
 
 
