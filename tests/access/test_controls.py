@@ -40,6 +40,7 @@ PAGES = [
     "/tokens",
     "/notifications",
     "/audit",
+    "/account",
 ]
 
 
