@@ -267,3 +267,18 @@ def write_sources(path: Path, entries: list[dict[str, Any]]) -> Path:
         lines.append("")
     path.write_text("\n".join(lines))
     return path
+
+
+def worker_env(
+    database_url: str, config: Path, tmp_path: Path, extra: dict[str, str]
+) -> dict[str, str]:
+    """The environment of a ``taskdeck worker`` beside a test's app: its database, its sources
+    file, an instance folder of its own and a short tick (``extra``: the sources' secrets)."""
+    return {
+        "TASKDECK_DATABASE_URL": database_url,
+        "TASKDECK_CONFIG": str(config),
+        "TASKDECK_SECRET_KEY": "k",
+        "TASKDECK_INSTANCE_PATH": str(tmp_path / "worker-instance"),
+        "TASKDECK_REFRESH_TICK": "0.05",
+        **extra,
+    }

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from tests.conftest import track
 from tests.conftest import wait_for
+from tests.integration.conftest import worker_env
 from tests.integration.conftest import write_sources
 from webapp.config import build_source
 from webapp.db.models import Delivery
@@ -78,14 +79,7 @@ def test_a_worker_killed_between_writing_the_event_and_sending_alerts_exactly_on
         file.write(
             f'\n[[notifications]]\nname = "ml fails"\nwhen = "state:failed"\nurl = "{url}"\n'
         )
-    env = {
-        "TASKDECK_DATABASE_URL": database_url,
-        "TASKDECK_CONFIG": str(config),
-        "TASKDECK_SECRET_KEY": "k",
-        "TASKDECK_INSTANCE_PATH": str(tmp_path / "worker-instance"),
-        "TASKDECK_REFRESH_TICK": "0.05",
-        **environ,
-    }
+    env = worker_env(database_url, config, tmp_path, environ)
     rule = {"name": "ml fails", "when": "state:failed", "url": url}
     app = dispose_engines(
         app_factory([build_source(entry, environ)], DATABASE_URL=database_url, NOTIFICATIONS=[rule])

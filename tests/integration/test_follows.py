@@ -17,6 +17,7 @@ from flask import Flask
 
 from tests.conftest import track
 from tests.conftest import wait_for
+from tests.integration.conftest import worker_env
 from tests.integration.conftest import write_sources
 from webapp.config import build_source
 from webapp.db import store
@@ -386,14 +387,7 @@ def test_two_worker_processes_track_each_new_task_once(
         "opensearch-ml", "followed", follow="*", follow_interval=5
     )
     config = write_sources(tmp_path / "sources.toml", [entry])
-    env = {
-        "TASKDECK_DATABASE_URL": database_url,
-        "TASKDECK_CONFIG": str(config),
-        "TASKDECK_SECRET_KEY": "k",
-        "TASKDECK_INSTANCE_PATH": str(tmp_path / "worker-instance"),
-        "TASKDECK_REFRESH_TICK": "0.05",
-        **environ,
-    }
+    env = worker_env(database_url, config, tmp_path, environ)
     app = dispose_engines(app_factory([build_source(entry, environ)], DATABASE_URL=database_url))
     started = start_tasks(upstreams, "opensearch-ml", rng, 30)
     workers = [start_worker(env), start_worker(env)]

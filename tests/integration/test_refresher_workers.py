@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from tests.conftest import track
 from tests.conftest import wait_for
+from tests.integration.conftest import worker_env
 from tests.integration.conftest import write_sources
 from webapp.config import build_source
 from webapp.db.models import Task
@@ -29,14 +30,7 @@ def setup(upstreams, tmp_path: Path, database_url: str, interval: float, **setti
         upstreams.source_entry("opensearch-ml", "ml", poll_interval=interval),
     ]
     config = write_sources(tmp_path / "sources.toml", [entry for entry, _ in entries])
-    env = {
-        "TASKDECK_DATABASE_URL": database_url,
-        "TASKDECK_CONFIG": str(config),
-        "TASKDECK_SECRET_KEY": "k",
-        "TASKDECK_INSTANCE_PATH": str(tmp_path / "worker-instance"),
-        "TASKDECK_REFRESH_TICK": "0.05",
-        **settings,
-    }
+    env = worker_env(database_url, config, tmp_path, settings)
     for _, environ in entries:
         env.update(environ)
     sources = [build_source(entry, environ) for entry, environ in entries]
