@@ -306,6 +306,15 @@ class RefreshDriver:
         self.refresher.close()
 
 
+def refresh_once(app: Flask):  # type: ignore[no-untyped-def]
+    """One refresher pass with every scheduled task due (:class:`RefreshDriver`); its report."""
+    driver = RefreshDriver(app)
+    try:
+        return driver.pass_()
+    finally:
+        driver.close()
+
+
 @pytest.fixture
 def driver(ml_app: Flask) -> Iterator[RefreshDriver]:
     refresh_driver = RefreshDriver(ml_app)

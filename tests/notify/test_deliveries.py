@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from tests.conftest import RefreshDriver
+from tests.conftest import refresh_once
 from tests.conftest import track
 from tests.helpers import soup
 from tests.helpers import wait_for
@@ -118,11 +119,7 @@ def test_retries_with_backoff_until_the_receiver_recovers(
     )
     track(app, "ml-prod", "t-2")
     clock.advance(5)
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     when = Clock()
     sender = DeliverySender(app, clock=when)
     waits = []
@@ -190,11 +187,7 @@ def test_a_sender_killed_after_its_claim_is_taken_over_once(
     )
     track(app, "ml-prod", "t-3")
     clock.advance(5)
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     when = Clock()
     killed = DeliverySender(app, owner="killed", clock=when)
     other = DeliverySender(app, owner="other", clock=when)
@@ -265,11 +258,7 @@ def test_a_new_rule_does_not_fire_for_tasks_already_in_its_match(
     finally:
         driver.close()
     app = make_app(app_factory, ml_source, [{"name": "r", "when": "state:failed", "url": url}])
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     assert deliveries(app) == []
     with app.app_context():
         assert [m.state for m in db.session.scalars(sa.select(RuleMatch))] == ["failed"]
@@ -327,16 +316,16 @@ def test_email_is_retried_until_the_smtp_server_takes_it(app_factory, ml_source,
             SMTP_FROM="taskdeck@example.com",
         )
         ML.add_demo_task(
-            ml_state, random.Random(1), task_id="t-7", final="failed", queued_seconds=0,
+            ml_state,
+            random.Random(1),
+            task_id="t-7",
+            final="failed",
+            queued_seconds=0,
             running_seconds=1,
-        )  # fmt: skip
+        )
         track(app, "ml-prod", "t-7")
         clock.advance(5)
-        driver = RefreshDriver(app)
-        try:
-            driver.pass_()
-        finally:
-            driver.close()
+        refresh_once(app)
         when = Clock()
         sender = DeliverySender(app, clock=when)
         for _ in range(2):

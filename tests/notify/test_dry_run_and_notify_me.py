@@ -16,6 +16,7 @@ from tests.access.people import add_user
 from tests.access.people import form_token
 from tests.access.people import signed_in
 from tests.conftest import RefreshDriver
+from tests.conftest import refresh_once
 from tests.conftest import track
 from tests.helpers import soup
 from tests.notify.receivers import smtp_server
@@ -132,11 +133,7 @@ def test_notify_me_by_webhook_end_to_end(app_factory, ml_source, ml_state, clock
         running_seconds=5,
     )
     track(app, "ml-prod", "job/1")
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     ann = signed_in(app, "ann")
     fragment = soup(ann.get("/tasks/ml-prod/job%2F1/notify-me"))
     assert "your settings" in fragment.select_one("#notify-me").get_text()

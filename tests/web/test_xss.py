@@ -17,7 +17,7 @@ import pytest
 from bs4 import BeautifulSoup
 from flask import url_for
 
-from tests.conftest import RefreshDriver
+from tests.conftest import refresh_once
 from tests.conftest import track
 from tests.helpers import csrf
 from tests.helpers import soup
@@ -94,11 +94,7 @@ def hostile(app_factory, make_source, suite, clock):  # type: ignore[no-untyped-
         running.fields.update({k: v for k, v in fields.items() if k != "error"})
         track(app, provider, HOSTILE_IDS[provider], HOSTILE_IDS[provider] + "-run")
     clock.advance(30)
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     client = app.test_client()
     for provider in HOSTILE_FIELDS:  # a person's own labels and notes, hostile too
         with app.test_request_context():
@@ -312,11 +308,7 @@ def place_more_payloads(app, clock) -> dict[str, object]:  # type: ignore[no-unt
     assert made.status_code == 303, made.get_data(as_text=True)
     # The running tasks end upstream: the rule writes a delivery naming each.
     clock.advance(20_000)
-    driver = RefreshDriver(app)
-    try:
-        driver.pass_()
-    finally:
-        driver.close()
+    refresh_once(app)
     made = post(client, "/views", {"name": IMG, "query": f"view=all&q={SCRIPT}"})
     assert made.status_code == 303
     tracked = post(
